@@ -1,0 +1,90 @@
+"""The base class of every generated payload and result model.
+
+It makes pydantic accept and reject what the channel's JSON Schema accepts and rejects,
+where the two would otherwise differ:
+
+- An optional property that the schema does not allow to be null may be left out but not
+  sent as `null`. Pydantic models such a field as `X | None = None`, which would accept an
+  explicit null; the generator marks those fields with `NOT_NULL_MARKER` in
+  `json_schema_extra`, and this class turns an explicit null into a validation error on
+  that very field, with its path.
+- The same fields are published in OpenAPI without the null branch, so the document says
+  what the API does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+__all__ = ["NOT_NULL_MARKER", "Payload"]
+
+NOT_NULL_MARKER = "x-channelkit-not-null"
+
+
+class _NullSent:
+    """Stands in for an explicit null so that the field's own validator rejects it."""
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+NULL_SENT = _NullSent()
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    _not_null_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        keys: set[str] = set()
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra
+            if isinstance(extra, dict) and extra.get(NOT_NULL_MARKER):
+                keys.add(name)
+                if field.alias:
+                    keys.add(field.alias)
+        cls._not_null_keys = frozenset(keys)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_explicit_null(cls, data: Any) -> Any:
+        if not cls._not_null_keys or not isinstance(data, dict):
+            return data
+        if not any(data.get(key, NULL_SENT) is None for key in cls._not_null_keys):
+            return data
+        return {
+            key: NULL_SENT if value is None and key in cls._not_null_keys else value
+            for key, value in data.items()
+        }
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        resolved = handler.resolve_ref_schema(json_schema)
+        for prop in resolved.get("properties", {}).values():
+            if prop.pop(NOT_NULL_MARKER, False):
+                _drop_null_branch(prop)
+        return json_schema
+
+
+def _drop_null_branch(prop: dict[str, Any]) -> None:
+    branches = prop.get("anyOf")
+    if not isinstance(branches, list):
+        return
+    kept = [branch for branch in branches if branch != {"type": "null"}]
+    if len(kept) == 1:
+        del prop["anyOf"]
+        prop.update(kept[0])
+    else:
+        prop["anyOf"] = kept
+    if prop.get("default", NULL_SENT) is None:
+        del prop["default"]
