@@ -1,10 +1,10 @@
 """Errors raised by the Channelkit runtime.
 
-    ChannelkitError
-    ├── ConfigError (also ValueError)       a setting or flag is wrong
-    ├── UnknownChannelError (also KeyError) a channel name that the registry does not have
-    ├── PermanentError                      raised by a handler: fail the job now, never retry
-    └── EnqueueError                        a job could not be written to Redis
+ChannelkitError
+├── ConfigError (also ValueError)       a setting or flag is wrong
+├── UnknownChannelError (also KeyError) a channel name that the registry does not have
+├── PermanentError                      raised by a handler: fail the job now, never retry
+└── EnqueueError                        a job could not be written to Redis
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class UnknownChannelError(ChannelkitError, KeyError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name = name
         self.known = known
-        super().__init__(f"unknown channel {name!r}; channels declared: {', '.join(known) or 'none'}")
+        super().__init__(
+            f"unknown channel {name!r}; channels declared: {', '.join(known) or 'none'}"
+        )
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -1,0 +1,50 @@
+# Channelkit: `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PYTHON_BOOT ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install generate check-generated lint format typecheck check test run bench
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the project and its dev extras
+
+generate: $(STAMP) ## regenerate generated/ from channels.yaml
+	$(PY) -m runtime generate
+
+check-generated: $(STAMP) ## fail if generated/ is not what channels.yaml generates
+	$(PY) -m runtime generate --check
+
+lint: $(STAMP) ## ruff lint and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP) ## ruff format and fix what can be fixed
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+typecheck: $(STAMP) ## mypy --strict on generator, runtime, generated and the handlers
+	$(PY) -m mypy generator runtime generated notifications
+
+check: lint typecheck check-generated ## everything CI checks besides the tests
+
+test: $(STAMP) ## run the test suite (starts an embedded Redis when REDIS_URL is unset)
+	$(PY) -m pytest
+
+run: $(STAMP) ## generate, then serve the notification app (embedded Redis without REDIS_URL)
+	$(PY) -m runtime generate
+	$(PY) -m runtime serve
+
+bench: $(STAMP) ## run the benchmarks
+	$(PY) bench/generate.py

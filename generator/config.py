@@ -1,0 +1,363 @@
+"""channels.yaml → typed, validated configuration.
+
+Three passes, each reporting every problem it finds with file, line, column and key path:
+1. YAML → data with positions (`yaml_source`);
+2. the data against `channels.schema.json`, the same schema editors use;
+3. what a schema cannot say: reserved names, handler modules that must exist, durations
+   turned into milliseconds, `defaults` merged into each channel.
+Payload schemas are read and checked afterwards by `schemas`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import keyword
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+
+from generator.errors import ConfigError, Problem
+from generator.handlers import HandlerSignature, inspect_handler
+from generator.yaml_source import KeyPath, LocatedDocument, load_yaml
+
+__all__ = [
+    "BackoffConfig",
+    "ChannelConfig",
+    "ChannelsConfig",
+    "LimiterConfig",
+    "RetentionConfig",
+    "format_schema",
+    "load_config",
+    "parse_duration",
+]
+
+# Names a channel cannot take: they would shadow Python or protobuf keywords, or the
+# modules the generator writes beside the channels.
+PROTO_KEYWORDS = frozenset(
+    [
+        "syntax",
+        "import",
+        "weak",
+        "public",
+        "package",
+        "option",
+        "message",
+        "enum",
+        "service",
+        "rpc",
+        "returns",
+        "stream",
+        "oneof",
+        "map",
+        "reserved",
+        "extensions",
+        "extend",
+        "to",
+        "max",
+        "optional",
+        "required",
+        "repeated",
+        "true",
+        "false",
+        "double",
+        "float",
+        "int32",
+        "int64",
+        "uint32",
+        "uint64",
+        "sint32",
+        "sint64",
+        "fixed32",
+        "fixed64",
+        "sfixed32",
+        "sfixed64",
+        "bool",
+        "string",
+        "bytes",
+        "group",
+    ]
+)
+RESERVED_NAMES = frozenset({"registry", "routes", "proto", "models", "channels", "batch"})
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+
+
+@cache
+def format_schema() -> dict[str, Any]:
+    """The JSON Schema of channels.yaml itself."""
+    text = resources.files("generator").joinpath("channels.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def parse_duration(value: int | str) -> int:
+    """`250ms`, `30s`, `5m`, `1h`, `7d` or an integer of milliseconds → milliseconds."""
+    if isinstance(value, int):
+        return value
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"bad duration {value!r}")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterConfig:
+    max: int
+    duration_ms: int
+    key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffConfig:
+    type: Literal["fixed", "exponential"]
+    delay_ms: int
+    max_delay_ms: int | None
+    jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    count: int | None
+    age_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    name: str
+    description: str
+    handler_module: str
+    handler_function: str
+    handler: HandlerSignature
+    concurrency: int
+    limiter: LimiterConfig | None
+    stalled_interval_ms: int
+    stalled_max_count: int
+    retry_attempts: int
+    backoff: BackoffConfig
+    keep_completed: RetentionConfig
+    keep_failed: RetentionConfig
+    batch_max: int
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    key_path: KeyPath
+
+    @property
+    def class_prefix(self) -> str:
+        """`push_alerts` → `PushAlerts`: the prefix of the channel's generated classes."""
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelsConfig:
+    path: Path
+    source_text: str
+    document: LocatedDocument
+    channels: tuple[ChannelConfig, ...]
+
+    @property
+    def root(self) -> Path:
+        """The project folder: channels.yaml's folder, where handlers and schemas live."""
+        return self.path.parent
+
+
+def load_config(path: Path) -> ChannelsConfig:
+    """Read and check channels.yaml; raise ConfigError listing every problem."""
+    display = _display_name(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([Problem(display, 0, 0, "", f"cannot read: {error.strerror}")]) from None
+    document = load_yaml(text, display)
+    _check_against_format_schema(document)
+    problems: list[Problem] = []
+    channels = []
+    data = document.data
+    for name in sorted(data["channels"]):
+        channel = _build_channel(document, name, data.get("defaults", {}), path.parent, problems)
+        if channel is not None:
+            channels.append(channel)
+    if problems:
+        raise ConfigError(problems)
+    return ChannelsConfig(path, text, document, tuple(channels))
+
+
+def _display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _check_against_format_schema(document: LocatedDocument) -> None:
+    validator = jsonschema.Draft202012Validator(format_schema())
+    problems = [_explain(document, error) for error in validator.iter_errors(document.data)]
+    if problems:
+        raise ConfigError(_deduplicate(problems))
+
+
+def _deduplicate(problems: list[Problem]) -> list[Problem]:
+    seen: dict[tuple[int, int, str], Problem] = {}
+    for problem in problems:
+        seen.setdefault((problem.line, problem.column, problem.key_path), problem)
+    return list(seen.values())
+
+
+def _explain(document: LocatedDocument, error: jsonschema.ValidationError) -> Problem:
+    """A jsonschema error in words a channels.yaml author can act on."""
+    path: KeyPath = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    description = str(schema.get("description", ""))
+    if error.validator == "oneOf" and "duration" in description:
+        positive = "greater than zero " if "greater than zero" in description else ""
+        return document.problem(
+            path,
+            f"bad duration {error.instance!r}: expected a duration {positive}as milliseconds "
+            "(an integer) or a string with a unit: 250ms, 30s, 5m, 1h, 7d",
+        )
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        key = unknown[0] if unknown else ""
+        suggestion = difflib.get_close_matches(key, allowed, n=1)
+        hint = (
+            f"; did you mean {suggestion[0]!r}?"
+            if suggestion
+            else f"; expected one of: {', '.join(allowed)}"
+        )
+        return document.problem((*path, key), f"unknown key {key!r}{hint}", at_key=True)
+    if error.validator == "required":
+        return document.problem(path, f"missing required key: {error.message.split(' ')[0]}")
+    if error.validator == "type":
+        expected = error.validator_value
+        return document.problem(path, f"expected {_a(expected)}, got {_describe(error.instance)}")
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        name = error.instance
+        return document.problem(
+            (*path, name),
+            at_key=True,
+            message=f"channel name {name!r} is not valid: use lower-case letters, digits and '_', "
+            "starting with a letter (it becomes a Python module and a URL segment)",
+        )
+    if error.validator == "pattern" and path[-1:] == ("handler",):
+        return document.problem(
+            path, f"handler {error.instance!r} is not of the form 'package.module:function'"
+        )
+    if error.validator == "minimum" and path[-1:] == ("concurrency",):
+        return document.problem(path, f"concurrency must be at least 1, got {error.instance!r}")
+    if error.validator == "const" and path == ("version",):
+        return document.problem(path, f"unsupported version {error.instance!r}; expected 1")
+    return document.problem(path, error.message)
+
+
+def _a(expected: object) -> str:
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "integer": "an integer",
+        "string": "a string",
+        "number": "a number",
+        "boolean": "true or false",
+    }
+    if isinstance(expected, list):
+        return " or ".join(names.get(str(item), str(item)) for item in expected)
+    return names.get(str(expected), str(expected))
+
+
+def _describe(value: object) -> str:
+    kinds = {
+        dict: "a mapping",
+        list: "a list",
+        str: "the string",
+        bool: "the boolean",
+        int: "the integer",
+        float: "the number",
+    }
+    if value is None:
+        return "nothing (null)"
+    kind = kinds.get(type(value), type(value).__name__)
+    return kind if isinstance(value, dict | list) else f"{kind} {value!r}"
+
+
+def _merged(defaults: dict[str, Any], channel: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in channel.items():
+        base = merged.get(key)
+        merged[key] = (
+            _merged(base, value) if isinstance(base, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def _build_channel(
+    document: LocatedDocument,
+    name: str,
+    defaults: dict[str, Any],
+    root: Path,
+    problems: list[Problem],
+) -> ChannelConfig | None:
+    path: KeyPath = ("channels", name)
+    raw = _merged(defaults, document.data["channels"][name])
+    if (
+        keyword.iskeyword(name)
+        or keyword.issoftkeyword(name)
+        or name in PROTO_KEYWORDS
+        or name in RESERVED_NAMES
+    ):
+        problems.append(
+            document.problem(
+                path,
+                at_key=True,
+                message=f"channel name {name!r} is reserved "
+                "(a Python or protobuf keyword, or a generated module name); choose another",
+            )
+        )
+        return None
+    module, function = raw["handler"].split(":")
+    handler = inspect_handler(root, module, function, document, (*path, "handler"), problems)
+    if handler is None:
+        return None
+    limiter = raw.get("limiter")
+    retry = raw.get("retry", {})
+    backoff = retry.get("backoff", {})
+    stalled = raw.get("stalled", {})
+    keep = raw.get("keep", {})
+    return ChannelConfig(
+        name=name,
+        description=raw.get("description", "").strip(),
+        handler_module=module,
+        handler_function=function,
+        handler=handler,
+        concurrency=raw.get("concurrency", 1),
+        limiter=LimiterConfig(
+            limiter["max"], parse_duration(limiter["duration"]), limiter.get("key")
+        )
+        if limiter
+        else None,
+        stalled_interval_ms=parse_duration(stalled.get("interval", "30s")),
+        stalled_max_count=stalled.get("max_count", 1),
+        retry_attempts=retry.get("attempts", 1),
+        backoff=BackoffConfig(
+            type=backoff.get("type", "exponential"),
+            delay_ms=parse_duration(backoff.get("delay", "1s")),
+            max_delay_ms=parse_duration(backoff["max_delay"]) if "max_delay" in backoff else None,
+            jitter=float(backoff.get("jitter", 0)),
+        ),
+        keep_completed=_retention(keep.get("completed", {"count": 1000, "age": "1h"})),
+        keep_failed=_retention(keep.get("failed", {"count": 10000, "age": "7d"})),
+        batch_max=raw.get("batch_max", 1000),
+        payload=raw["payload"],
+        result=raw.get("result"),
+        key_path=path,
+    )
+
+
+def _retention(raw: dict[str, Any]) -> RetentionConfig:
+    age = raw.get("age")
+    return RetentionConfig(raw.get("count"), parse_duration(age) if age is not None else None)

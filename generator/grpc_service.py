@@ -1,0 +1,116 @@
+"""Render `<package>/grpc_service.py`: the servicer of `service Channels` and its table.
+
+The table (`runtime.grpc_payload.Table`) is derived from the same mapping that rendered
+`channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree; the
+servicer turns each request into the payload model with `runtime.grpc_payload` and calls
+the enqueuer. Output is deterministic and parses (`ast.parse`) before it is returned.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jinja2
+
+from generator.proto import (
+    PROTO_PACKAGE,
+    SERVICE_NAME,
+    ConstDef,
+    FieldDef,
+    JsonScalar,
+    ProtoChannel,
+    build_proto_file,
+)
+
+__all__ = ["render_grpc_service"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Arg:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class _ChannelView:
+    name: str
+    prefix: str
+    payload: str  # the payload message's name in the table
+    batch_max: int
+
+
+def render_grpc_service(channels: Sequence[ProtoChannel], package: str) -> str:
+    """Python source of `<package>/grpc_service.py` for these channels."""
+    proto = build_proto_file(channels)
+    messages = []
+    for message in proto.messages():
+        fields = [_field_args(f) for f in message.members if isinstance(f, FieldDef)]
+        consts = [
+            [_Arg("json", _literal(c.json)), _Arg("value", _literal(c.value))]
+            for c in message.members
+            if isinstance(c, ConstDef)
+        ]
+        messages.append(
+            {"name": message.full, "fields": fields, "consts": consts, "oneof": message.oneof}
+        )
+    enums = [
+        {"name": enum.full, "values": [(n, _literal(v)) for n, (_, v) in enumerate(enum.values, 1)]}
+        for enum in sorted(proto.enums(), key=lambda e: e.full)
+    ]
+    views = [
+        _ChannelView(c.channel.name, c.channel.type_prefix, c.payload.full, c.channel.batch_max)
+        for c in proto.channels
+    ]
+    source = (
+        _environment()
+        .get_template("grpc_service.py.j2")
+        .render(
+            package=package,
+            channels=views,
+            messages=messages,
+            enums=enums,
+            service=f"{PROTO_PACKAGE}.{SERVICE_NAME}",
+            literal=_literal,
+        )
+    )
+    ast.parse(source)
+    return source
+
+
+def _field_args(field: FieldDef) -> list[_Arg]:
+    args = [_Arg("proto", _literal(field.proto)), _Arg("json", _literal(field.json))]
+    if field.kind != "scalar":
+        args += [_Arg("kind", _literal(field.kind)), _Arg("ref", _literal(field.type_name))]
+    if field.shape != "single":
+        args.append(_Arg("shape", _literal(field.shape)))
+    if field.required:
+        args.append(_Arg("required", "True"))
+    if field.nullable:
+        args.append(_Arg("nullable", "True"))
+    if field.tags:
+        tags = ", ".join(_literal(tag) for tag in field.tags)
+        args.append(_Arg("tags", f"({tags},)" if len(field.tags) == 1 else f"({tags})"))
+    return args
+
+
+def _literal(value: JsonScalar) -> str:
+    """A Python literal as ruff format writes it (double quotes)."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("generator", "templates"),
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )

@@ -1,0 +1,291 @@
+"""From a received protobuf message to the channel's payload model, as if JSON had been sent.
+
+HTTP, gRPC and the Python producer must accept and reject exactly the same payloads, so a
+gRPC request is turned into the very dict a JSON client would have sent and validated by the
+same pydantic model. The generator emits a `Table` describing every payload message
+(`<package>/grpc_service.py`); `to_json` walks a message with it:
+
+- a field without a value is left out (pydantic then says "Field required" if it must be
+  there); a required nullable field without a value is `null`;
+- a required scalar without `optional` is always present, even when it is the zero value;
+- an enum is turned back into its JSON value; `<NAME>_UNSPECIFIED` (0) on a singular field
+  means "not set"; an unknown number is passed on as that number, which the model rejects;
+- the branch set in a union message's `oneof` is the value (the wrapper disappears);
+- a `repeated` field of a required array is `[]` when empty, of an optional array absent
+  when empty; maps alike (`{}`);
+- a required property with one allowed value (a `const`) is filled in.
+
+A `pydantic.ValidationError` becomes `PayloadInvalid`, whose problems name each bad field by
+its path in the request, with proto field names (`payload.recipients[0].email: ...`);
+`abort_invalid` ends the call with INVALID_ARGUMENT and those problems as details.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn, TypeVar
+
+import grpc
+from google.protobuf.message import Message as ProtoMessage
+from pydantic import BaseModel, ValidationError
+
+from runtime.errors import ChannelkitError
+
+__all__ = [
+    "MAX_PROBLEMS",
+    "Const",
+    "Field",
+    "Message",
+    "PayloadInvalid",
+    "Table",
+    "abort_invalid",
+    "to_json",
+    "validate",
+    "validate_batch",
+]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+JsonScalar = str | int | float | bool
+
+MAX_PROBLEMS = 20  # problems listed in one status message; gRPC trailers are small (8 KiB)
+_MAX_DETAILS = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A message field, or one branch of a union message's `oneof`."""
+
+    proto: str  # the proto field name
+    json: str  # the JSON property name (the model's alias)
+    kind: Literal["scalar", "enum", "message"] = "scalar"
+    ref: str = ""  # the enum's or message's name in the table
+    shape: Literal["single", "list", "map"] = "single"
+    required: bool = False
+    nullable: bool = False
+    tags: tuple[str, ...] = ()  # union branches: the names pydantic may use in error paths
+
+    @property
+    def presence(self) -> bool:
+        """Whether the proto field tracks presence (`optional` scalars and enums, messages)."""
+        if self.shape != "single":
+            return False
+        return self.kind == "message" or not self.required or self.nullable
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """A required property with a single allowed value: not in proto, filled in here."""
+
+    json: str
+    value: JsonScalar
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A proto message: an object's fields, or with `oneof`, a union of `fields`."""
+
+    fields: tuple[Field, ...] = ()
+    consts: tuple[Const, ...] = ()
+    oneof: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Every payload message and enum, by name relative to the proto package."""
+
+    messages: Mapping[str, Message]
+    enums: Mapping[str, Mapping[int, JsonScalar]]
+
+
+class PayloadInvalid(ChannelkitError, ValueError):
+    """A received payload does not satisfy the channel's schema; `problems` name each field."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(_details(self.problems))
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def to_json(message: ProtoMessage, table: Table, name: str) -> Any:
+    """The JSON value (usually a dict) that `message`, of table entry `name`, stands for."""
+    value = _message(message, table, table.messages[name])
+    return None if value is _ABSENT else value
+
+
+def validate(
+    message: ProtoMessage,
+    model: type[ModelT],
+    table: Table,
+    name: str,
+    *,
+    prefix: str = "payload",
+) -> ModelT:
+    """Convert `message` and validate it; raises `PayloadInvalid` with paths under `prefix`."""
+    data = to_json(message, table, name)
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise PayloadInvalid(_problems(error, message, table, name, prefix)) from None
+
+
+def validate_batch(
+    messages: Sequence[ProtoMessage],
+    model: type[ModelT],
+    table: Table,
+    name: str,
+    *,
+    prefix: str = "payloads",
+    max_size: int = 0,
+) -> list[ModelT]:
+    """All or nothing: every problem of every item (`payloads[3].field: ...`), or every model.
+
+    A batch holds at least one payload, and at most `max_size` when that is not 0.
+    """
+    if not messages or (max_size and len(messages) > max_size):
+        limit = f"1 to {max_size}" if max_size else "at least 1"
+        raise PayloadInvalid([f"{prefix}: a batch holds {limit} payloads; got {len(messages)}"])
+    models: list[ModelT] = []
+    problems: list[str] = []
+    for index, message in enumerate(messages):
+        try:
+            models.append(validate(message, model, table, name, prefix=f"{prefix}[{index}]"))
+        except PayloadInvalid as error:
+            problems.extend(error.problems)
+    if problems:
+        raise PayloadInvalid(problems)
+    return models
+
+
+async def abort_invalid(
+    context: grpc.aio.ServicerContext[Any, Any], error: PayloadInvalid
+) -> NoReturn:
+    """End the call with INVALID_ARGUMENT; the details list the problems, `; `-separated."""
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+def _message(message: ProtoMessage, table: Table, spec: Message) -> Any:
+    if spec.oneof:
+        chosen = message.WhichOneof(spec.oneof)
+        for branch in spec.fields:
+            if branch.proto == chosen:
+                return _single(getattr(message, chosen), branch, table)
+        return _ABSENT
+    out: dict[str, Any] = {const.json: const.value for const in spec.consts}
+    for field in spec.fields:
+        value = getattr(message, field.proto)
+        if field.shape == "list":
+            if value or field.required:
+                out[field.json] = [_item(item, field, table) for item in value]
+        elif field.shape == "map":
+            if value or field.required:
+                out[field.json] = {key: _item(value[key], field, table) for key in sorted(value)}
+        else:
+            present = not field.presence or message.HasField(field.proto)
+            converted = _single(value, field, table) if present else _ABSENT
+            if converted is not _ABSENT:
+                out[field.json] = converted
+            elif field.required and field.nullable:
+                out[field.json] = None
+    return out
+
+
+def _single(value: Any, field: Field, table: Table) -> Any:
+    if field.kind == "enum" and value == 0:
+        return _ABSENT  # <NAME>_UNSPECIFIED: not set
+    return _item(value, field, table)
+
+
+def _item(value: Any, field: Field, table: Table) -> Any:
+    if field.kind == "scalar":
+        return value
+    if field.kind == "enum":
+        return table.enums[field.ref].get(value, value)
+    converted = _message(value, table, table.messages[field.ref])
+    return None if converted is _ABSENT else converted
+
+
+def _problems(
+    error: ValidationError, message: ProtoMessage, table: Table, name: str, prefix: str
+) -> list[str]:
+    found: list[str] = []
+    everything: list[str] = []
+    for item in error.errors(include_url=False, include_context=False, include_input=False):
+        path, chosen = _path(item["loc"], message, table, name, prefix)
+        line = f"{path}: {item['msg']}"
+        everything.append(line)
+        if chosen and line not in found:
+            found.append(line)
+    return found or everything
+
+
+def _path(
+    loc: tuple[int | str, ...], message: ProtoMessage, table: Table, name: str, prefix: str
+) -> tuple[str, bool]:
+    """The request path of a pydantic error location, with proto field names.
+
+    The second item is False when the error is about a union branch the client did not send
+    (pydantic reports every branch of a union that failed); those errors are left out.
+    """
+    path = prefix
+    spec: Message | None = table.messages[name]
+    current: Any = message
+    index = 0
+    while spec is not None and index < len(loc):
+        segment = loc[index]
+        if spec.oneof:
+            chosen = current.WhichOneof(spec.oneof) if isinstance(current, ProtoMessage) else None
+            field = next((f for f in spec.fields if segment in f.tags), None)
+            if field is not None and chosen is not None and field.proto != chosen:
+                return path, False
+            field = field or next((f for f in spec.fields if f.proto == chosen), None)
+            if field is None:
+                break
+        else:
+            field = next((f for f in spec.fields if f.json == segment), None)
+            if field is None:
+                break
+        path += f".{field.proto}"
+        index += 1
+        current = getattr(current, field.proto, None) if current is not None else None
+        if field.shape != "single" and index < len(loc):
+            key = loc[index]
+            path += f"[{key}]" if field.shape == "list" else f"[{json.dumps(key)}]"
+            index += 1
+            current = _element(current, key)
+        elif field.shape != "single":
+            break
+        spec = table.messages[field.ref] if field.kind == "message" else None
+    for segment in loc[index:]:
+        path += f"[{segment}]" if isinstance(segment, int) else f".{segment}"
+    return path, True
+
+
+def _element(container: Any, key: int | str) -> Any:
+    try:
+        if isinstance(key, int):
+            return container[key] if 0 <= key < len(container) else None
+        return container.get(key)
+    except (TypeError, AttributeError):
+        return None
+
+
+def _details(problems: Sequence[str]) -> str:
+    shown = list(problems[:MAX_PROBLEMS])
+    while len(shown) > 1 and len("; ".join(shown)) > _MAX_DETAILS:
+        shown.pop()
+    text = "; ".join(shown)[:_MAX_DETAILS]
+    if len(shown) < len(problems):
+        text += f"; and {len(problems) - len(shown)} more"
+    return text

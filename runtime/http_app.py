@@ -1,0 +1,129 @@
+"""The Litestar application: the generated channel routes plus health, behind API keys."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from litestar import Controller, Litestar, MediaType, Request, Response, Router, get
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
+
+from runtime.enqueue import Enqueuer
+from runtime.http_types import job_options
+
+__all__ = ["build_http_app", "validation_error_body"]
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+def _field_path(key: Any) -> str:
+    return str(key) if key not in (None, "") else "body"
+
+
+def validation_error_body(exception: ValidationException) -> dict[str, Any]:
+    """`{"detail": ..., "errors": [{"field": "recipients[0].email", "message": ...}]}`."""
+    errors = []
+    for item in exception.extra if isinstance(exception.extra, list) else []:
+        if isinstance(item, dict):
+            errors.append(
+                {"field": _field_path(item.get("key")), "message": str(item.get("message", ""))}
+            )
+    return {
+        "detail": "invalid request: " + "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        if errors
+        else exception.detail,
+        "errors": errors,
+    }
+
+
+def _on_validation_error(
+    _: Request[Any, Any, State], exception: ValidationException
+) -> Response[Any]:
+    return Response(
+        validation_error_body(exception),
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+        media_type=MediaType.JSON,
+    )
+
+
+def _api_key_guard(
+    keys: Sequence[str],
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    encoded = [key.encode() for key in keys]
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        header = connection.headers.get("authorization", "")
+        scheme, _sep, token = header.partition(" ")
+        supplied = token.strip().encode()
+        if scheme.lower() != "bearer" or not any(
+            hmac.compare_digest(supplied, key) for key in encoded
+        ):
+            raise NotAuthorizedException(
+                detail="missing or wrong API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return guard
+
+
+def _health_controller(readiness: ReadinessCheck) -> type[Controller]:
+    class HealthController(Controller):
+        path = "/health"
+        tags = ("health",)
+
+        @get("/live", summary="The process is running")
+        async def live(self) -> dict[str, str]:
+            return {"status": "ok"}
+
+        @get("/ready", summary="Redis reachable and every enabled component up")
+        async def ready(self) -> Response[dict[str, str]]:
+            problem = await readiness()
+            if problem:
+                return Response(
+                    {"status": "unavailable", "reason": problem},
+                    status_code=HTTP_503_SERVICE_UNAVAILABLE,
+                )
+            return Response({"status": "ok"})
+
+    return HealthController
+
+
+def build_http_app(
+    controllers: Sequence[type[Controller]],
+    enqueuer: Enqueuer,
+    readiness: ReadinessCheck,
+    *,
+    api_keys: Sequence[str] = (),
+    max_body_size: int = 1024 * 1024,
+    title: str = "Channelkit",
+) -> Litestar:
+    protected = Router(
+        path="/",
+        route_handlers=list(controllers),
+        guards=[_api_key_guard(api_keys)] if api_keys else [],
+    )
+
+    async def provide_enqueuer() -> Enqueuer:
+        return enqueuer
+
+    return Litestar(
+        route_handlers=[protected, _health_controller(readiness)],
+        dependencies={
+            "enqueuer": Provide(provide_enqueuer),
+            "options": Provide(job_options, sync_to_thread=False),
+        },
+        exception_handlers={ValidationException: _on_validation_error},
+        request_max_body_size=max_body_size,
+        openapi_config=OpenAPIConfig(title=title, version="1.0.0"),
+        # Given explicitly so Litestar does not install its own root queue handler:
+        # the process's logging is configured once, by runtime serve.
+        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+    )

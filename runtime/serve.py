@@ -1,0 +1,202 @@
+"""The one process: HTTP API, gRPC server and every channel's workers on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import sys
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health_pb2
+
+from runtime.channel import Channel
+from runtime.client import Client
+from runtime.embedded_redis import EmbeddedRedis
+from runtime.errors import ConfigError, UnknownChannelError
+from runtime.grpc_server import GRPC_SERVICE_NAME, build_grpc_server
+from runtime.http_app import build_http_app
+from runtime.settings import ServeSettings
+from runtime.workers import Workers
+
+__all__ = ["GeneratedApp", "Service", "load_generated_app"]
+
+logger = logging.getLogger("channelkit.serve")
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedApp:
+    """What `runtime serve` takes from a generated package."""
+
+    package: str
+    channels: tuple[Channel[Any, Any], ...]
+    routes: ModuleType
+    grpc_service: ModuleType
+
+
+def load_generated_app(package: str, project_dir: Path | None = None) -> GeneratedApp:
+    """Import `<package>.registry` and friends, finding the project's packages as uvicorn
+    and celery do: the project folder (the current one by default) goes on sys.path."""
+    folder = str((project_dir or Path.cwd()).resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        registry = importlib.import_module(f"{package}.registry")
+    except ModuleNotFoundError as error:
+        raise ConfigError(
+            f"cannot import the generated package {package!r} from {folder} ({error}); "
+            "run `runtime generate` there, or pass --app"
+        ) from None
+    return GeneratedApp(
+        package=package,
+        channels=tuple(registry.CHANNELS),
+        routes=importlib.import_module(f"{package}.routes"),
+        grpc_service=importlib.import_module(f"{package}.grpc_service"),
+    )
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that leaves signals to us (it would re-raise SIGTERM after serving)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class Service:
+    """Start and stop every enabled component; `start()` returns once all are ready."""
+
+    def __init__(self, settings: ServeSettings, app: GeneratedApp) -> None:
+        self.settings = settings
+        self.app = app
+        self.embedded: EmbeddedRedis | None = None
+        self.redis_url = settings.redis_url or ""
+        self.client: Client | None = None
+        self.workers: Workers | None = None
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self._uvicorn: _Uvicorn | None = None
+        self._uvicorn_task: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+
+    def worker_channels(self) -> Sequence[Channel[Any, Any]]:
+        wanted = self.settings.worker_channels
+        known = {channel.name: channel for channel in self.app.channels}
+        for name in wanted:
+            if name not in known:
+                raise UnknownChannelError(name, sorted(known))
+        return [known[name] for name in wanted] if wanted else list(self.app.channels)
+
+    async def readiness(self) -> str | None:
+        """None when ready; otherwise why not."""
+        if self.client is None:
+            return "starting"
+        try:
+            await self.client.redis.ping()
+        except Exception as error:
+            return f"Redis unreachable: {error}"
+        return None
+
+    async def start(self) -> None:
+        settings = self.settings
+        workers_for = self.worker_channels() if settings.enable_workers else []
+        if not self.redis_url:
+            self.embedded = EmbeddedRedis(settings.data_dir.resolve()).start()
+            self.redis_url = self.embedded.url
+            logger.warning(
+                "no REDIS_URL: started an embedded Redis persisting to %s; "
+                "set REDIS_URL (or --redis-url) to use a real one",
+                settings.data_dir,
+            )
+        self.client = Client.from_url(self.redis_url, prefix=settings.key_prefix)
+        await self.client.redis.ping()
+        if workers_for:
+            self.workers = Workers(
+                workers_for,
+                self.redis_url,
+                prefix=settings.key_prefix,
+                shutdown_timeout=settings.shutdown_timeout,
+            )
+            await self.workers.start()
+        if settings.enable_grpc:
+            await self._start_grpc()
+        if settings.enable_api:
+            await self._start_http()
+        logger.info(
+            "ready: http=%s grpc=%s workers=%s",
+            f"{settings.http_host}:{self.http_port}" if self.http_port else "off",
+            f"{settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "off",
+            ",".join(c.name for c in workers_for) or "off",
+        )
+
+    async def _start_grpc(self) -> None:
+        assert self.client is not None
+        client = self.client
+        servicer_module = self.app.grpc_service
+        server, health = build_grpc_server(
+            lambda server: servicer_module.add_to_server(server, client),
+            api_keys=self.settings.api_keys,
+            max_message_bytes=self.settings.max_body_size,
+        )
+        self.grpc_port = server.add_insecure_port(
+            f"{self.settings.grpc_host}:{self.settings.grpc_port}"
+        )
+        await server.start()
+        for name in ("", GRPC_SERVICE_NAME):
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._grpc = server
+
+    async def _start_http(self) -> None:
+        assert self.client is not None
+        app = build_http_app(
+            self.app.routes.CONTROLLERS,
+            self.client,
+            self.readiness,
+            api_keys=self.settings.api_keys,
+            max_body_size=self.settings.max_body_size,
+            title=f"Channelkit: {self.app.package}",
+        )
+        config = uvicorn.Config(
+            app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
+        server = _Uvicorn(config)
+        self._uvicorn = server
+        self._uvicorn_task = asyncio.create_task(server.serve(), name="uvicorn")
+        while not server.started:
+            if self._uvicorn_task.done():
+                await self._uvicorn_task
+                where = f"{self.settings.http_host}:{self.settings.http_port}"
+                raise ConfigError(f"the HTTP server did not start on {where}")
+            await asyncio.sleep(0.01)
+        socket = server.servers[0].sockets[0]
+        self.http_port = int(socket.getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop accepting, let running jobs finish (up to the shutdown timeout), clean up."""
+        if self._uvicorn is not None and self._uvicorn_task is not None:
+            self._uvicorn.should_exit = True
+            await self._uvicorn_task
+        if self._grpc is not None:
+            await self._grpc.stop(grace=min(5.0, self.settings.shutdown_timeout))
+        if self.workers is not None:
+            clean = await self.workers.stop()
+            if not clean:
+                logger.warning(
+                    "shutdown timeout: unfinished jobs left unacknowledged for other processes"
+                )
+        if self.client is not None:
+            await self.client.close()
+        if self.embedded is not None:
+            self.embedded.stop()

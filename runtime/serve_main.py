@@ -1,0 +1,71 @@
+"""`runtime serve`: run the Service until SIGTERM or SIGINT.
+
+The first signal stops intake and lets running jobs finish (up to the shutdown timeout);
+a second one exits at once, leaving unfinished jobs unacknowledged for other processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import uvloop
+
+from runtime.errors import ChannelkitError
+from runtime.logs import configure_logging
+from runtime.serve import Service, load_generated_app
+from runtime.settings import settings_from
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("channelkit.serve")
+
+
+async def _run(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            if service.workers is not None:
+                for broker in service.workers.brokers.values():
+                    broker.abandon()
+            logging.shutdown()
+            os._exit(1)
+        logger.info(
+            "%s: stopping; running jobs get %.0f s",
+            signal.Signals(signum).name,
+            service.settings.shutdown_timeout,
+        )
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await service.start()
+        await stopping.wait()
+    finally:
+        await service.stop()
+    logger.info("stopped")
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from(args)
+        configure_logging(settings.log_level, settings.log_format)
+        service = Service(settings, load_generated_app(settings.app))
+    except ChannelkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        # uvloop: ~14% more jobs per second than the default loop (DESIGN.md).
+        uvloop.run(_run(service))
+    except ChannelkitError as error:
+        logger.error("%s", error)
+        return 2
+    return 0
