@@ -426,7 +426,7 @@ class ChannelsServicer(channels_pb2_grpc.ChannelsServicer):
                 EmailPayload,
                 TABLE,
                 "EmailPayload",
-                max_size=0,
+                max_size=1000,
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)
@@ -461,7 +461,7 @@ class ChannelsServicer(channels_pb2_grpc.ChannelsServicer):
                 PushPayload,
                 TABLE,
                 "PushPayload",
-                max_size=0,
+                max_size=1000,
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)
@@ -496,7 +496,7 @@ class ChannelsServicer(channels_pb2_grpc.ChannelsServicer):
                 SmsPayload,
                 TABLE,
                 "SmsPayload",
-                max_size=0,
+                max_size=1000,
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)
@@ -531,7 +531,7 @@ class ChannelsServicer(channels_pb2_grpc.ChannelsServicer):
                 WhatsappPayload,
                 TABLE,
                 "WhatsappPayload",
-                max_size=0,
+                max_size=1000,
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)

@@ -9,6 +9,8 @@ channels' payload models, so the OpenAPI document shows every payload schema.
 from __future__ import annotations
 
 from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from generated.models.email import EmailPayload
 from generated.models.push import PushPayload
@@ -22,7 +24,7 @@ __all__ = ["CONTROLLERS"]
 
 class EmailController(Controller):
     path = "/channels/email"
-    tags = ["email"]
+    tags = ("email",)
 
     @post(
         "/jobs",
@@ -32,7 +34,10 @@ class EmailController(Controller):
         description="Transactional email over SMTP.",
     )
     async def enqueue(
-        self, data: EmailPayload, enqueuer: Enqueuer, options: JobOptions
+        self,
+        data: JSONBody[EmailPayload],
+        enqueuer: NamedDependency[Enqueuer],
+        options: NamedDependency[JobOptions],
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
             "email", data, job_id=options.job_id, delay_ms=options.delay_ms
@@ -46,7 +51,11 @@ class EmailController(Controller):
         summary="Enqueue up to 1000 email jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
-    async def enqueue_batch(self, data: list[EmailPayload], enqueuer: Enqueuer) -> EnqueuedBatch:
+    async def enqueue_batch(
+        self,
+        data: JSONBody[list[EmailPayload]],
+        enqueuer: NamedDependency[Enqueuer],
+    ) -> EnqueuedBatch:
         check_batch_size(len(data), 1000)
         job_ids = await enqueuer.enqueue_many("email", data)
         return EnqueuedBatch(ids=job_ids, channel="email")
@@ -54,7 +63,7 @@ class EmailController(Controller):
 
 class PushController(Controller):
     path = "/channels/push"
-    tags = ["push"]
+    tags = ("push",)
 
     @post(
         "/jobs",
@@ -64,7 +73,10 @@ class PushController(Controller):
         description="Mobile push notifications to device tokens.",
     )
     async def enqueue(
-        self, data: PushPayload, enqueuer: Enqueuer, options: JobOptions
+        self,
+        data: JSONBody[PushPayload],
+        enqueuer: NamedDependency[Enqueuer],
+        options: NamedDependency[JobOptions],
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
             "push", data, job_id=options.job_id, delay_ms=options.delay_ms
@@ -78,7 +90,11 @@ class PushController(Controller):
         summary="Enqueue up to 1000 push jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
-    async def enqueue_batch(self, data: list[PushPayload], enqueuer: Enqueuer) -> EnqueuedBatch:
+    async def enqueue_batch(
+        self,
+        data: JSONBody[list[PushPayload]],
+        enqueuer: NamedDependency[Enqueuer],
+    ) -> EnqueuedBatch:
         check_batch_size(len(data), 1000)
         job_ids = await enqueuer.enqueue_many("push", data)
         return EnqueuedBatch(ids=job_ids, channel="push")
@@ -86,7 +102,7 @@ class PushController(Controller):
 
 class SmsController(Controller):
     path = "/channels/sms"
-    tags = ["sms"]
+    tags = ("sms",)
 
     @post(
         "/jobs",
@@ -96,7 +112,10 @@ class SmsController(Controller):
         description="Text messages through the SMS provider's HTTP API.",
     )
     async def enqueue(
-        self, data: SmsPayload, enqueuer: Enqueuer, options: JobOptions
+        self,
+        data: JSONBody[SmsPayload],
+        enqueuer: NamedDependency[Enqueuer],
+        options: NamedDependency[JobOptions],
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
             "sms", data, job_id=options.job_id, delay_ms=options.delay_ms
@@ -110,7 +129,11 @@ class SmsController(Controller):
         summary="Enqueue up to 1000 sms jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
-    async def enqueue_batch(self, data: list[SmsPayload], enqueuer: Enqueuer) -> EnqueuedBatch:
+    async def enqueue_batch(
+        self,
+        data: JSONBody[list[SmsPayload]],
+        enqueuer: NamedDependency[Enqueuer],
+    ) -> EnqueuedBatch:
         check_batch_size(len(data), 1000)
         job_ids = await enqueuer.enqueue_many("sms", data)
         return EnqueuedBatch(ids=job_ids, channel="sms")
@@ -118,7 +141,7 @@ class SmsController(Controller):
 
 class WhatsappController(Controller):
     path = "/channels/whatsapp"
-    tags = ["whatsapp"]
+    tags = ("whatsapp",)
 
     @post(
         "/jobs",
@@ -128,7 +151,10 @@ class WhatsappController(Controller):
         description="WhatsApp template messages through the WhatsApp Business API.",
     )
     async def enqueue(
-        self, data: WhatsappPayload, enqueuer: Enqueuer, options: JobOptions
+        self,
+        data: JSONBody[WhatsappPayload],
+        enqueuer: NamedDependency[Enqueuer],
+        options: NamedDependency[JobOptions],
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
             "whatsapp", data, job_id=options.job_id, delay_ms=options.delay_ms
@@ -142,7 +168,11 @@ class WhatsappController(Controller):
         summary="Enqueue up to 1000 whatsapp jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
-    async def enqueue_batch(self, data: list[WhatsappPayload], enqueuer: Enqueuer) -> EnqueuedBatch:
+    async def enqueue_batch(
+        self,
+        data: JSONBody[list[WhatsappPayload]],
+        enqueuer: NamedDependency[Enqueuer],
+    ) -> EnqueuedBatch:
         check_batch_size(len(data), 1000)
         job_ids = await enqueuer.enqueue_many("whatsapp", data)
         return EnqueuedBatch(ids=job_ids, channel="whatsapp")

@@ -162,6 +162,10 @@ class ChannelsConfig:
     channels: tuple[ChannelConfig, ...]
 
     @property
+    def by_name(self) -> dict[str, ChannelConfig]:
+        return {channel.name: channel for channel in self.channels}
+
+    @property
     def root(self) -> Path:
         """The project folder: channels.yaml's folder, where handlers and schemas live."""
         return self.path.parent

@@ -31,6 +31,8 @@ _OPTIONS: dict[str, Any] = {
     "strict_types": [StrictTypes.str, StrictTypes.int, StrictTypes.float, StrictTypes.bool],
     "field_extra_keys": {"x-channelkit-not-null"},
     "capitalise_enum_members": True,
+    # A constrained string in $defs (PhoneNumber) becomes an annotated str, not a wrapper.
+    "collapse_root_models": True,
     "formatters": [],
     "custom_file_header": "",
 }

@@ -22,21 +22,35 @@ __all__ = ["check_output", "write_output"]
 _IGNORED = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
-def _stage(files: dict[str, str], out_dir: Path) -> Path:
+def _stage(files: dict[str, str], out_dir: Path, package: str) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     for relative, text in files.items():
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8", newline="\n")
-    _format(staging, out_dir.parent)
+    _format(staging, out_dir.parent, package)
     return staging
 
 
-def _format(folder: Path, project: Path) -> None:
+def _format(folder: Path, project: Path, package: str) -> None:
     ruff = [sys.executable, "-m", "ruff"]
+    # Named explicitly: ruff would otherwise call the package first-party only when its
+    # folder already exists, and the first run would sort imports unlike the second.
+    first_party = f"lint.isort.known-first-party = [{package.split('.')[0]!r}]"
     for command in (
-        [*ruff, "check", "--quiet", "--fix-only", "--select", "I,F401", "--exit-zero", str(folder)],
+        [
+            *ruff,
+            "check",
+            "--quiet",
+            "--fix-only",
+            "--select",
+            "I,F401",
+            "--exit-zero",
+            "--config",
+            first_party,
+            str(folder),
+        ],
         [*ruff, "format", "--quiet", str(folder)],
     ):
         completed = subprocess.run(
@@ -57,8 +71,8 @@ def _tree(folder: Path) -> set[str]:
     }
 
 
-def write_output(files: dict[str, str], out_dir: Path) -> None:
-    staging = _stage(files, out_dir)
+def write_output(files: dict[str, str], out_dir: Path, package: str) -> None:
+    staging = _stage(files, out_dir, package)
     previous = out_dir.with_name(f".{out_dir.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if out_dir.exists():
@@ -67,9 +81,9 @@ def write_output(files: dict[str, str], out_dir: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def check_output(files: dict[str, str], out_dir: Path) -> None:
+def check_output(files: dict[str, str], out_dir: Path, package: str) -> None:
     """Raise StaleOutputError naming each stale, orphaned or missing file."""
-    staging = _stage(files, out_dir)
+    staging = _stage(files, out_dir, package)
     try:
         expected, actual = _tree(staging), _tree(out_dir)
         stale = sorted(

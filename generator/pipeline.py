@@ -31,7 +31,7 @@ def generate(config_path: Path, out_dir: Path, *, check: bool = False) -> Genera
     package = package_name(out_dir, config.root)
     files = render_files(config, schemas, package)
     if check:
-        check_output(files, out_dir)
+        check_output(files, out_dir, package)
     else:
-        write_output(files, out_dir)
+        write_output(files, out_dir, package)
     return GenerationReport(out_dir, package, tuple(c.name for c in config.channels), len(files))

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
+from generator.errors import GeneratorError
+
 __all__ = [
     "PROTO_PACKAGE",
     "SERVICE_NAME",
@@ -67,7 +69,7 @@ _CONSTRAINTS = (
 )
 
 
-class ProtoMappingError(ValueError):
+class ProtoMappingError(GeneratorError, ValueError):
     """A channel's payload schema uses a construct that proto3 cannot express."""
 
     def __init__(self, channel: str, pointer: str, reason: str) -> None:

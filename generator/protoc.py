@@ -17,6 +17,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from generator.errors import GeneratorError
+
 __all__ = ["PROTO_FILE_NAME", "ProtocError", "compile_proto"]
 
 PROTO_FILE_NAME = "channels.proto"
@@ -26,7 +28,7 @@ _PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _PLUGINS = {"protoc-gen-mypy": "mypy_out", "protoc-gen-mypy_grpc": "mypy_grpc_out"}
 
 
-class ProtocError(RuntimeError):
+class ProtocError(GeneratorError, RuntimeError):
     """protoc (or one of its plugins) refused the generated .proto or could not run.
 
     `stderr` holds what protoc printed; it names the line of `channels.proto` at fault.

@@ -14,9 +14,10 @@ from typing import Any
 import jinja2
 
 from generator.config import ChannelConfig, ChannelsConfig
+from generator.errors import ConfigError
 from generator.grpc_service import render_grpc_service
 from generator.models import render_model_module
-from generator.proto import ProtoChannel, render_proto
+from generator.proto import ProtoChannel, ProtoMappingError, render_proto
 from generator.protoc import compile_proto
 from generator.schemas import ChannelSchemas
 
@@ -101,11 +102,20 @@ def render_files(
     emit("routes.py", template("routes.py.j2")(channels=config.channels, **common))
     proto_channels = [
         ProtoChannel(
-            name=c.name, type_prefix=c.class_prefix, payload_schema=schemas[c.name].payload
+            name=c.name,
+            type_prefix=c.class_prefix,
+            payload_schema=schemas[c.name].payload,
+            description=c.description,
+            batch_max=c.batch_max,
         )
         for c in config.channels
     ]
-    proto_text = render_proto(proto_channels)
+    try:
+        proto_text = render_proto(proto_channels)
+    except ProtoMappingError as error:
+        where = (*config.by_name[error.channel].key_path, "payload")
+        message = f"cannot be expressed in gRPC: at {error.pointer}: {error.reason}"
+        raise ConfigError([config.document.problem(where, message)]) from None
     files["proto/channels.proto"] = header(source_name, digest, "//") + proto_text
     emit(
         "proto/__init__.py", '"""Protocol buffers and gRPC stubs compiled from channels.proto."""\n'

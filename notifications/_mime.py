@@ -19,6 +19,7 @@ from email.utils import formatdate, make_msgid
 
 from generated.models.email import EmailPayload, InlineContent, Recipient, TemplateContent
 from notifications._attachments import FetchedAttachment
+from notifications._metadata import metadata_of
 from notifications.errors import DeliveryRejected
 
 __all__ = [
@@ -49,7 +50,7 @@ def body_of(content: InlineContent | TemplateContent) -> Body:
         text = render_template(content.template_id, content.variables or {})
         return Body(text=text, html=None, template_id=content.template_id)
     if not content.text and not content.html:
-        raise DeliveryRejected("email", "inline content needs text, html or both")
+        raise DeliveryRejected("the email channel", "inline content needs text, html or both")
     return Body(text=content.text, html=content.html, template_id=None)
 
 
@@ -87,7 +88,7 @@ def build_message(
     message["Message-ID"] = message_id
     if body.template_id:
         message["X-Template-Id"] = body.template_id
-    metadata = payload.model_dump(mode="json", include={"metadata"}).get("metadata")
+    metadata = metadata_of(payload)
     if metadata:
         message["X-Metadata"] = json.dumps(metadata, sort_keys=True)
     if body.text:

@@ -17,14 +17,15 @@ Without SMTP_URL the handler logs the message instead and reports a dry run.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import aiosmtplib
 
-from generated.models.email import EmailPayload, EmailResult, Rejection
+from generated.models.email import EmailPayload, EmailResult
 from notifications._attachments import fetch_attachments
+from notifications._metadata import for_log
 from notifications._mime import body_of, build_message, envelope_recipients, message_id_for
+from notifications._result import delivery_result
 from notifications.errors import DeliveryRejected, ProviderUnavailable
 from notifications.settings import SmtpSettings, smtp_sender
 from runtime.context import JobContext
@@ -45,41 +46,35 @@ async def send_email(payload: EmailPayload, context: JobContext) -> EmailResult:
     if settings is None:
         context.logger.info(
             "job %s: SMTP_URL is not set; would send email %s from %s to %s, subject %r, "
-            "attachments %s:\n%s",
+            "attachments %s%s:\n%s",
             context.job_id,
             message_id,
             sender,
             ", ".join(recipients),
             payload.subject,
             [str(attachment.url) for attachment in payload.attachments or []],
+            for_log(payload),
             body.text or body.html,
         )
-        return EmailResult(
-            provider_message_id=message_id,
-            accepted=recipients,
-            sent_at=datetime.now(UTC),
-            dry_run=True,
+        return delivery_result(
+            EmailResult, accepted=recipients, message_id=message_id, dry_run=True
         )
-    attachments = await fetch_attachments(payload.attachments or [], http_timeout=settings.timeout)
+    attachments = await fetch_attachments(payload.attachments or [])
     message = build_message(
         payload, body, sender=sender, message_id=message_id, attachments=attachments
     )
     refused = await _submit(settings, message, sender.addr_spec, recipients)
     accepted = [address for address in recipients if address not in refused]
     context.logger.info(
-        "job %s: email %s accepted for %s%s",
+        "job %s: email %s accepted for %s%s%s",
         context.job_id,
         message_id,
         ", ".join(accepted),
         f"; refused: {', '.join(refused)}" if refused else "",
+        for_log(payload),
     )
-    return EmailResult(
-        provider_message_id=message_id,
-        accepted=accepted,
-        rejected=[
-            Rejection(recipient=address, reason=reason) for address, reason in refused.items()
-        ],
-        sent_at=datetime.now(UTC),
+    return delivery_result(
+        EmailResult, accepted=accepted, rejected=refused.items(), message_id=message_id
     )
 
 

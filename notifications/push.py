@@ -7,9 +7,9 @@ tokens in one request; every token counts as accepted once it answers 2xx.
 
 from __future__ import annotations
 
-
 from generated.models.push import PushPayload, PushResult
 from notifications._http import post_json
+from notifications._metadata import for_log
 from notifications._result import delivery_result
 from notifications.settings import ProviderSettings
 from runtime.context import JobContext
@@ -24,15 +24,20 @@ async def send_push(payload: PushPayload, context: JobContext) -> PushResult:
     provider = ProviderSettings.from_env("PUSH")
     if provider is None:
         context.logger.info(
-            "job %s: PUSH_PROVIDER_URL is not set; would push %r / %r to %d device(s)",
+            "job %s: PUSH_PROVIDER_URL is not set; would push %r / %r to %d device(s)%s",
             context.job_id,
             body["title"],
             body["body"],
             len(tokens),
+            for_log(payload),
         )
-        return PushResult(accepted=tokens, sent_at=datetime.now(UTC), dry_run=True)
+        return delivery_result(PushResult, accepted=tokens, dry_run=True)
     message_id = await post_json(provider, body, idempotency_key=context.job_id)
     context.logger.info(
-        "job %s: push to %d device(s) accepted as %s", context.job_id, len(tokens), message_id
+        "job %s: push to %d device(s) accepted as %s%s",
+        context.job_id,
+        len(tokens),
+        message_id,
+        for_log(payload),
     )
-    return PushResult(provider_message_id=message_id, accepted=tokens, sent_at=datetime.now(UTC))
+    return delivery_result(PushResult, accepted=tokens, message_id=message_id)

@@ -6,9 +6,9 @@ The request body is the payload as JSON (`to`, `body`, and `sender_id`, `priorit
 
 from __future__ import annotations
 
-
 from generated.models.sms import SmsPayload, SmsResult
 from notifications._http import post_json
+from notifications._metadata import for_log
 from notifications._result import delivery_result
 from notifications.settings import ProviderSettings
 from runtime.context import JobContext
@@ -23,12 +23,15 @@ async def send_sms(payload: SmsPayload, context: JobContext) -> SmsResult:
     provider = ProviderSettings.from_env("SMS")
     if provider is None:
         context.logger.info(
-            "job %s: SMS_PROVIDER_URL is not set; would send SMS to %s: %r",
+            "job %s: SMS_PROVIDER_URL is not set; would send SMS to %s: %r%s",
             context.job_id,
             to,
             body["body"],
+            for_log(payload),
         )
-        return SmsResult(accepted=[to], sent_at=datetime.now(UTC), dry_run=True)
+        return delivery_result(SmsResult, accepted=[to], dry_run=True)
     message_id = await post_json(provider, body, idempotency_key=context.job_id)
-    context.logger.info("job %s: SMS to %s accepted as %s", context.job_id, to, message_id)
-    return SmsResult(provider_message_id=message_id, accepted=[to], sent_at=datetime.now(UTC))
+    context.logger.info(
+        "job %s: SMS to %s accepted as %s%s", context.job_id, to, message_id, for_log(payload)
+    )
+    return delivery_result(SmsResult, accepted=[to], message_id=message_id)

@@ -22,6 +22,7 @@ from typing import Any
 
 from generated.models.whatsapp import WhatsappPayload, WhatsappResult
 from notifications._http import post_json
+from notifications._metadata import for_log
 from notifications._result import delivery_result
 from notifications.settings import ProviderSettings
 from runtime.context import JobContext
@@ -38,16 +39,19 @@ async def send_whatsapp(payload: WhatsappPayload, context: JobContext) -> Whatsa
     provider = ProviderSettings.from_env("WHATSAPP")
     if provider is None:
         context.logger.info(
-            "job %s: WHATSAPP_PROVIDER_URL is not set; would send WhatsApp template %s to %s: %s",
+            "job %s: WHATSAPP_PROVIDER_URL is not set; would send WhatsApp template %s to %s: %s%s",
             context.job_id,
             body["template"]["name"],
             to,
             body["template"],
+            for_log(payload),
         )
-        return WhatsappResult(accepted=[to], sent_at=datetime.now(UTC), dry_run=True)
+        return delivery_result(WhatsappResult, accepted=[to], dry_run=True)
     message_id = await post_json(provider, body, idempotency_key=context.job_id)
-    context.logger.info("job %s: WhatsApp to %s accepted as %s", context.job_id, to, message_id)
-    return WhatsappResult(provider_message_id=message_id, accepted=[to], sent_at=datetime.now(UTC))
+    context.logger.info(
+        "job %s: WhatsApp to %s accepted as %s%s", context.job_id, to, message_id, for_log(payload)
+    )
+    return delivery_result(WhatsappResult, accepted=[to], message_id=message_id)
 
 
 def cloud_api_body(payload: WhatsappPayload) -> dict[str, Any]:

@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from generator import ConfigError, StaleOutputError, generate
+    from generator import ConfigError, GeneratorError, StaleOutputError, generate
 
     try:
         report = generate(Path(args.config), Path(args.out), check=args.check)
@@ -27,6 +27,9 @@ def _generate(args: argparse.Namespace) -> int:
     except StaleOutputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except GeneratorError as error:
+        print(f"error: {error}\nnothing was written.", file=sys.stderr)
+        return 2
     verb = "is up to date" if args.check else "written"
     print(
         f"{report.out_dir} {verb}: {len(report.channels)} channel(s): {', '.join(report.channels)}"

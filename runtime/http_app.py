@@ -23,6 +23,9 @@ __all__ = ["build_http_app", "validation_error_body"]
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
+# Status codes of requests refused as the client's fault: answered, not errors to log.
+_CLIENT_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429)
+
 
 def _field_path(key: Any) -> str:
     return str(key) if key not in (None, "") else "body"
@@ -124,6 +127,13 @@ def build_http_app(
         request_max_body_size=max_body_size,
         openapi_config=OpenAPIConfig(title=title, version="1.0.0"),
         # Given explicitly so Litestar does not install its own root queue handler:
-        # the process's logging is configured once, by runtime serve.
-        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+        # the process's logging is configured once, by runtime serve. Its "litestar"
+        # logger propagates to that root handler (so LOG_FORMAT and LOG_LEVEL apply) and
+        # a refused request (4xx) is not logged as an uncaught exception with a traceback.
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            log_exceptions="always",
+            disable_stack_trace=set(_CLIENT_ERRORS),
+            loggers={"litestar": {"level": "NOTSET", "handlers": [], "propagate": True}},
+        ),
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 
 __all__ = ["EnqueuedBatch", "EnqueuedJob", "JobOptions", "job_options"]
 
@@ -27,21 +28,27 @@ class JobOptions:
     delay_ms: int | None
 
 
+# HeaderParameter and QueryParameter: Parameter(header=..., query=...) is deprecated since
+# Litestar 2.25 and its DeprecationWarning breaks imports under `filterwarnings = error`.
 def job_options(
-    idempotency_key: str | None = Parameter(
-        header="Idempotency-Key",
-        default=None,
-        required=False,
-        max_length=200,
-        description="Client-chosen job id: enqueuing the same key again returns the same job.",
-    ),
-    delay_ms: int | None = Parameter(
-        query="delay_ms",
-        default=None,
-        required=False,
-        ge=0,
-        description="Run the job no earlier than this many milliseconds from now.",
-    ),
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Idempotency-Key",
+            required=False,
+            max_length=200,
+            description="Client-chosen job id: enqueuing the same key again returns the same job.",
+        ),
+    ] = None,
+    delay_ms: Annotated[
+        int | None,
+        QueryParameter(
+            name="delay_ms",
+            required=False,
+            ge=0,
+            description="Run the job no earlier than this many milliseconds from now.",
+        ),
+    ] = None,
 ) -> JobOptions:
     """Litestar dependency `options` of the enqueue routes."""
     return JobOptions(job_id=idempotency_key, delay_ms=delay_ms)

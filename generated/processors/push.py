@@ -2,7 +2,8 @@
 # source sha256: 2e1702c555f5df2650407396a990ccc4867453b615160a95a4630c667ed0472c
 """Runs a job of the `push` channel: calls `notifications.push:send_push`.
 
-The handler is imported statically, so mypy checks that it takes `PushPayload` and a JobContext and returns `PushResult`.
+The handler is imported statically, so mypy checks its types: it takes
+`PushPayload` and a JobContext, and returns `PushResult`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 # source sha256: 2e1702c555f5df2650407396a990ccc4867453b615160a95a4630c667ed0472c
 """Runs a job of the `sms` channel: calls `notifications.sms:send_sms`.
 
-The handler is imported statically, so mypy checks that it takes `SmsPayload` and a JobContext and returns `SmsResult`.
+The handler is imported statically, so mypy checks its types: it takes
+`SmsPayload` and a JobContext, and returns `SmsResult`.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ class ChannelsServicer:
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     def EnqueueEmail(self, request, context):
-        """The 'email' channel."""
+        """Transactional email over SMTP."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
@@ -103,7 +103,7 @@ class ChannelsServicer:
         raise NotImplementedError("Method not implemented!")
 
     def EnqueuePush(self, request, context):
-        """The 'push' channel."""
+        """Mobile push notifications to device tokens."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
@@ -115,7 +115,7 @@ class ChannelsServicer:
         raise NotImplementedError("Method not implemented!")
 
     def EnqueueSms(self, request, context):
-        """The 'sms' channel."""
+        """Text messages through the SMS provider's HTTP API."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
@@ -127,7 +127,7 @@ class ChannelsServicer:
         raise NotImplementedError("Method not implemented!")
 
     def EnqueueWhatsapp(self, request, context):
-        """The 'whatsapp' channel."""
+        """WhatsApp template messages through the WhatsApp Business API."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")

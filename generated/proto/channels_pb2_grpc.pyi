@@ -39,7 +39,7 @@ class ChannelsStub:
     EnqueueEmail: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueReply
     ]
-    """The 'email' channel."""
+    """Transactional email over SMTP."""
     EnqueueEmailBatch: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueBatchReply
     ]
@@ -47,7 +47,7 @@ class ChannelsStub:
     EnqueuePush: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueueReply
     ]
-    """The 'push' channel."""
+    """Mobile push notifications to device tokens."""
     EnqueuePushBatch: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueueBatchReply
     ]
@@ -55,7 +55,7 @@ class ChannelsStub:
     EnqueueSms: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueReply
     ]
-    """The 'sms' channel."""
+    """Text messages through the SMS provider's HTTP API."""
     EnqueueSmsBatch: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueBatchReply
     ]
@@ -63,7 +63,7 @@ class ChannelsStub:
     EnqueueWhatsapp: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueReply
     ]
-    """The 'whatsapp' channel."""
+    """WhatsApp template messages through the WhatsApp Business API."""
     EnqueueWhatsappBatch: _grpc.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueBatchReply
     ]
@@ -77,7 +77,7 @@ class ChannelsAsyncStub(ChannelsStub):
     EnqueueEmail: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueReply
     ]  # type: ignore[assignment]
-    """The 'email' channel."""
+    """Transactional email over SMTP."""
     EnqueueEmailBatch: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueBatchReply
     ]  # type: ignore[assignment]
@@ -85,7 +85,7 @@ class ChannelsAsyncStub(ChannelsStub):
     EnqueuePush: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueueReply
     ]  # type: ignore[assignment]
-    """The 'push' channel."""
+    """Mobile push notifications to device tokens."""
     EnqueuePushBatch: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueueBatchReply
     ]  # type: ignore[assignment]
@@ -93,7 +93,7 @@ class ChannelsAsyncStub(ChannelsStub):
     EnqueueSms: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueReply
     ]  # type: ignore[assignment]
-    """The 'sms' channel."""
+    """Text messages through the SMS provider's HTTP API."""
     EnqueueSmsBatch: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueBatchReply
     ]  # type: ignore[assignment]
@@ -101,7 +101,7 @@ class ChannelsAsyncStub(ChannelsStub):
     EnqueueWhatsapp: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueReply
     ]  # type: ignore[assignment]
-    """The 'whatsapp' channel."""
+    """WhatsApp template messages through the WhatsApp Business API."""
     EnqueueWhatsappBatch: _aio.UnaryUnaryMultiCallable[
         _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueBatchReply
     ]  # type: ignore[assignment]
@@ -116,7 +116,7 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueEmailRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
-        """The 'email' channel."""
+        """Transactional email over SMTP."""
 
     @_abc_1.abstractmethod
     def EnqueueEmailBatch(
@@ -134,7 +134,7 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueuePushRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
-        """The 'push' channel."""
+        """Mobile push notifications to device tokens."""
 
     @_abc_1.abstractmethod
     def EnqueuePushBatch(
@@ -152,7 +152,7 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueSmsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
-        """The 'sms' channel."""
+        """Text messages through the SMS provider's HTTP API."""
 
     @_abc_1.abstractmethod
     def EnqueueSmsBatch(
@@ -170,7 +170,7 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueWhatsappRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
-        """The 'whatsapp' channel."""
+        """WhatsApp template messages through the WhatsApp Business API."""
 
     @_abc_1.abstractmethod
     def EnqueueWhatsappBatch(

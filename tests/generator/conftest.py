@@ -91,18 +91,24 @@ def send_invoice(payload: InvoicesPayload) -> None:
 ProjectFactory = Callable[..., Path]
 
 
+def write_project(
+    folder: Path, channels_yaml: str = CHANNELS_YAML, handlers: str = HANDLERS
+) -> Path:
+    (folder / "schema").mkdir(exist_ok=True)
+    (folder / "schema" / "order.json").write_text(json.dumps(ORDER_SCHEMA, indent=2))
+    (folder / "schema" / "common.json").write_text(json.dumps(COMMON_SCHEMA, indent=2))
+    (folder / "shop").mkdir(exist_ok=True)
+    (folder / "shop" / "__init__.py").write_text("")
+    (folder / "shop" / "handlers.py").write_text(textwrap.dedent(handlers))
+    (folder / "channels.yaml").write_text(channels_yaml)
+    return folder
+
+
 @pytest.fixture
 def make_project(tmp_path: Path) -> ProjectFactory:
     """Write the project; keyword arguments replace channels.yaml or the handlers' source."""
 
     def make(channels_yaml: str = CHANNELS_YAML, handlers: str = HANDLERS) -> Path:
-        (tmp_path / "schema").mkdir(exist_ok=True)
-        (tmp_path / "schema" / "order.json").write_text(json.dumps(ORDER_SCHEMA, indent=2))
-        (tmp_path / "schema" / "common.json").write_text(json.dumps(COMMON_SCHEMA, indent=2))
-        (tmp_path / "shop").mkdir(exist_ok=True)
-        (tmp_path / "shop" / "__init__.py").write_text("")
-        (tmp_path / "shop" / "handlers.py").write_text(textwrap.dedent(handlers))
-        (tmp_path / "channels.yaml").write_text(channels_yaml)
-        return tmp_path
+        return write_project(tmp_path, channels_yaml, handlers)
 
     return make

@@ -103,6 +103,11 @@ BAD_CONFIGS = {
         replace("key: customer_id", "key: tenant"),
         r"channels.orders.limiter.key: limiter key 'tenant' is not a top-level property",
     ),
+    "not expressible in grpc": (
+        replace("note: {type: string}", "grid: {type: array, items: {type: array, items: {}}}"),
+        r"channels.yaml:20:7: channels.invoices.payload: cannot be expressed in gRPC: "
+        r"at #/properties/grid",
+    ),
     "missing version": (
         CHANNELS_YAML.replace("version: 1\n", ""),
         r"channels.yaml:1:1: missing required key: 'version'",

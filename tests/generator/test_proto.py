@@ -28,7 +28,8 @@ UPDATE = (
 
 def _load_sample() -> ModuleType:
     spec = importlib.util.spec_from_file_location("grpc_sample_gen", FIXTURES / "grpc_sample.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -54,7 +54,9 @@ def http_server() -> Iterator[HttpServer]:
     server = HttpServer()
     httpd = QuietHTTPServer(("127.0.0.1", 0), handler_for(server))
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server

@@ -91,13 +91,15 @@ class SmtpServer:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        assert envelope.original_content is not None
+        assert envelope.mail_from is not None
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         login = session.auth_data
         self.messages.append(
             ReceivedMail(
                 mail_from=envelope.mail_from,
                 rcpt_tos=list(envelope.rcpt_tos),
-                message=cast(EmailMessage, message),
+                message=message,
                 login=(login.login.decode(), login.password.decode())
                 if isinstance(login, LoginPassword)
                 else None,

@@ -186,8 +186,10 @@ async def test_sms_sends_the_payload_as_json(
     configure(monkeypatch, http_server, "SMS")
     payload = SmsPayload.model_validate({**SMS, "metadata": {"user_id": "42"}})
 
-    await send_sms(payload, job_context("sms"))
+    with caplog.at_level(logging.INFO, logger="tests.notifications.sms"):
+        await send_sms(payload, job_context("sms"))
 
+    assert caplog.records[0].getMessage().endswith('accepted as None metadata {"user_id": "42"}')
     assert http_server.requests[0].json() == {
         "to": "+447700900123",
         "body": "Your code is 913204",

@@ -6,7 +6,6 @@ from generated.models.email.payload import (
     Attachment,
     EmailPayload,
     InlineContent,
-    Metadata,
     Recipient,
     TemplateContent,
 )
@@ -20,7 +19,6 @@ __all__ = [
     "EmailPayload",
     "EmailResult",
     "InlineContent",
-    "Metadata",
     "Recipient",
     "Rejection",
     "TemplateContent",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, ConfigDict, EmailStr, Field, RootModel, StrictStr
+from pydantic import AnyUrl, ConfigDict, EmailStr, Field, StrictStr
 from typing_extensions import TypeAliasType
 
 from runtime.model import Payload
@@ -70,14 +70,6 @@ class InlineContent(Payload):
 MetadataAdditionalProperty = TypeAliasType(
     "MetadataAdditionalProperty", Annotated[StrictStr, Field(max_length=500)]
 )
-
-
-class Metadata(RootModel[dict[str, MetadataAdditionalProperty]]):
-    """
-    Free-form string labels for correlation (user id, campaign, ...), passed on to the provider and into the logs; never shown to the recipient.
-    """
-
-    root: dict[str, MetadataAdditionalProperty]
 
 
 class Recipient(Payload):
@@ -176,7 +168,8 @@ class EmailPayload(Payload):
     Address that replies go to (the Reply-To header), when it is not the sender.
     """
     metadata: Annotated[
-        Metadata | None, Field(json_schema_extra={"x-channelkit-not-null": True})
+        dict[str, MetadataAdditionalProperty] | None,
+        Field(json_schema_extra={"x-channelkit-not-null": True}),
     ] = None
     """
     Correlation labels, sent as a JSON object in the X-Metadata header and logged.

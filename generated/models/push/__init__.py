@@ -4,7 +4,6 @@
 
 from generated.models.push.payload import (
     DeviceToken,
-    Metadata,
     PushPayload,
     PushPriority,
 )
@@ -15,7 +14,6 @@ from generated.models.push.result import (
 
 __all__ = [
     "DeviceToken",
-    "Metadata",
     "PushPayload",
     "PushPriority",
     "PushResult",

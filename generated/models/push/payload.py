@@ -20,14 +20,6 @@ MetadataAdditionalProperty = TypeAliasType(
 )
 
 
-class Metadata(RootModel[dict[str, MetadataAdditionalProperty]]):
-    """
-    Free-form string labels for correlation (user id, campaign, ...), passed on to the provider and into the logs; never shown to the recipient.
-    """
-
-    root: dict[str, MetadataAdditionalProperty]
-
-
 class PushPriority(StrEnum):
     """
     Delivery priority of a push notification.
@@ -83,7 +75,8 @@ class PushPayload(Payload):
     The number to show on the app icon (iOS); 0 clears it.
     """
     metadata: Annotated[
-        Metadata | None, Field(json_schema_extra={"x-channelkit-not-null": True})
+        dict[str, MetadataAdditionalProperty] | None,
+        Field(json_schema_extra={"x-channelkit-not-null": True}),
     ] = None
     """
     Correlation labels, passed on to the provider and logged.

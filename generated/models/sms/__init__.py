@@ -3,8 +3,6 @@
 """Models of the `sms` channel: its payload and result."""
 
 from generated.models.sms.payload import (
-    Metadata,
-    PhoneNumber,
     SmsPayload,
     SmsPriority,
 )
@@ -14,8 +12,6 @@ from generated.models.sms.result import (
 )
 
 __all__ = [
-    "Metadata",
-    "PhoneNumber",
     "Rejection",
     "SmsPayload",
     "SmsPriority",

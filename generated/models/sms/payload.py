@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, RootModel, StrictStr
+from pydantic import ConfigDict, Field, StrictStr
 from typing_extensions import TypeAliasType
 
 from runtime.model import Payload
@@ -13,21 +13,6 @@ from runtime.model import Payload
 MetadataAdditionalProperty = TypeAliasType(
     "MetadataAdditionalProperty", Annotated[StrictStr, Field(max_length=500)]
 )
-
-
-class Metadata(RootModel[dict[str, MetadataAdditionalProperty]]):
-    """
-    Free-form string labels for correlation (user id, campaign, ...), passed on to the provider and into the logs; never shown to the recipient.
-    """
-
-    root: dict[str, MetadataAdditionalProperty]
-
-
-class PhoneNumber(RootModel[StrictStr]):
-    root: Annotated[StrictStr, Field(pattern="^\\+[1-9][0-9]{1,14}$", title="PhoneNumber")]
-    """
-    A phone number in E.164 form: `+`, country code and subscriber number, no spaces, e.g. `+447700900123`.
-    """
 
 
 class SmsPriority(StrEnum):
@@ -48,7 +33,7 @@ class SmsPayload(Payload):
         extra="forbid",
         populate_by_name=True,
     )
-    to: PhoneNumber
+    to: Annotated[StrictStr, Field(pattern="^\\+[1-9][0-9]{1,14}$", title="PhoneNumber")]
     """
     The recipient's phone number in E.164 form.
     """
@@ -70,7 +55,8 @@ class SmsPayload(Payload):
     `high` asks the provider to route OTP-style messages ahead of bulk traffic.
     """
     metadata: Annotated[
-        Metadata | None, Field(json_schema_extra={"x-channelkit-not-null": True})
+        dict[str, MetadataAdditionalProperty] | None,
+        Field(json_schema_extra={"x-channelkit-not-null": True}),
     ] = None
     """
     Correlation labels, passed on to the provider and logged.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, RootModel, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from typing_extensions import TypeAliasType
 
 from runtime.model import Payload
@@ -83,21 +83,6 @@ MetadataAdditionalProperty = TypeAliasType(
 )
 
 
-class Metadata(RootModel[dict[str, MetadataAdditionalProperty]]):
-    """
-    Free-form string labels for correlation (user id, campaign, ...), passed on to the provider and into the logs; never shown to the recipient.
-    """
-
-    root: dict[str, MetadataAdditionalProperty]
-
-
-class PhoneNumber(RootModel[StrictStr]):
-    root: Annotated[StrictStr, Field(pattern="^\\+[1-9][0-9]{1,14}$", title="PhoneNumber")]
-    """
-    A phone number in E.164 form: `+`, country code and subscriber number, no spaces, e.g. `+447700900123`.
-    """
-
-
 class TextParameter(Payload):
     """
     A plain-text placeholder value.
@@ -150,7 +135,7 @@ class WhatsappPayload(Payload):
         extra="forbid",
         populate_by_name=True,
     )
-    to: PhoneNumber
+    to: Annotated[StrictStr, Field(pattern="^\\+[1-9][0-9]{1,14}$", title="PhoneNumber")]
     """
     The recipient's WhatsApp phone number in E.164 form.
     """
@@ -159,7 +144,8 @@ class WhatsappPayload(Payload):
     The approved template to send and the values for its placeholders.
     """
     metadata: Annotated[
-        Metadata | None, Field(json_schema_extra={"x-channelkit-not-null": True})
+        dict[str, MetadataAdditionalProperty] | None,
+        Field(json_schema_extra={"x-channelkit-not-null": True}),
     ] = None
     """
     Correlation labels, logged with the send (the WhatsApp API has no field for them).
