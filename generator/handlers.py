@@ -8,6 +8,7 @@ with `ast` answers both and never runs user code at generation time.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(file: Path, _mtime_ns: int) -> ast.Module:
+    """One parse per file and version: many channels often share one handlers module."""
+    return ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+
+
 def _find_function(
     root: Path, module: str, function: str, seen: set[str]
 ) -> ast.FunctionDef | ast.AsyncFunctionDef | str:
@@ -45,7 +52,7 @@ def _find_function(
             f"{Path(*module.split('.')).with_suffix('.py')} in {root}"
         )
     try:
-        tree = ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+        tree = _parse(file, file.stat().st_mtime_ns)
     except SyntaxError as error:
         return f"cannot parse {file}: line {error.lineno}: {error.msg}"
     for node in tree.body:

@@ -16,13 +16,14 @@ import tempfile
 from pathlib import Path
 
 from generator.errors import GeneratorError, StaleOutputError
+from generator.manifest import write_manifest
 
 __all__ = ["check_output", "write_output"]
 
 _IGNORED = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
-def _stage(files: dict[str, str], out_dir: Path, package: str) -> Path:
+def _stage(files: dict[str, str], out_dir: Path, package: str, key: str) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     for relative, text in files.items():
@@ -30,6 +31,7 @@ def _stage(files: dict[str, str], out_dir: Path, package: str) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8", newline="\n")
     _format(staging, out_dir.parent, package)
+    write_manifest(staging, key)
     return staging
 
 
@@ -71,8 +73,8 @@ def _tree(folder: Path) -> set[str]:
     }
 
 
-def write_output(files: dict[str, str], out_dir: Path, package: str) -> None:
-    staging = _stage(files, out_dir, package)
+def write_output(files: dict[str, str], out_dir: Path, package: str, key: str) -> None:
+    staging = _stage(files, out_dir, package, key)
     previous = out_dir.with_name(f".{out_dir.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if out_dir.exists():
@@ -81,9 +83,9 @@ def write_output(files: dict[str, str], out_dir: Path, package: str) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def check_output(files: dict[str, str], out_dir: Path, package: str) -> None:
+def check_output(files: dict[str, str], out_dir: Path, package: str, key: str) -> None:
     """Raise StaleOutputError naming each stale, orphaned or missing file."""
-    staging = _stage(files, out_dir, package)
+    staging = _stage(files, out_dir, package, key)
     try:
         expected, actual = _tree(staging), _tree(out_dir)
         stale = sorted(

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.config import load_config
-from generator.output import check_output, write_output
-from generator.render import package_name, render_files
+from generator.errors import ConfigError, Problem
+from generator.manifest import cache_key, is_current
 from generator.schemas import load_schemas
 
 __all__ = ["GenerationReport", "generate"]
@@ -27,11 +27,57 @@ def generate(config_path: Path, out_dir: Path, *, check: bool = False) -> Genera
     Raises ConfigError (bad input; nothing written) or StaleOutputError (check failed).
     """
     config = load_config(config_path)
+    # Unvalidated first: the inputs of the last generation were valid, and when they are
+    # unchanged there is nothing more to do. (The meta-schema check is the slow part.)
+    schemas = load_schemas(config, validate=False)
+    package = _package_name(out_dir, config.root)
+    sources = sorted({file for channel in schemas.values() for file in channel.source_files})
+    key = cache_key(config, package, sources)
+    names = tuple(c.name for c in config.channels)
+    if is_current(out_dir, key):
+        return GenerationReport(out_dir, package, names, files=0)
+    # Imported only when there is work to do: they load datamodel-code-generator and
+    # grpc_tools, which alone take longer than the whole up-to-date path.
+    from generator.output import check_output, write_output
+    from generator.render import render_files
+
     schemas = load_schemas(config)
-    package = package_name(out_dir, config.root)
     files = render_files(config, schemas, package)
     if check:
-        check_output(files, out_dir, package)
+        check_output(files, out_dir, package, key)
     else:
-        write_output(files, out_dir, package)
-    return GenerationReport(out_dir, package, tuple(c.name for c in config.channels), len(files))
+        write_output(files, out_dir, package, key)
+    return GenerationReport(out_dir, package, names, len(files))
+
+
+def _package_name(out_dir: Path, root: Path) -> str:
+    """The dotted import name of the output folder, seen from the project folder."""
+    try:
+        relative = out_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise ConfigError(
+            [
+                Problem(
+                    str(out_dir),
+                    0,
+                    0,
+                    "",
+                    f"the output folder must be inside "
+                    f"the project folder {root} (where channels.yaml is)",
+                )
+            ]
+        ) from None
+    if not relative.parts or not all(part.isidentifier() for part in relative.parts):
+        raise ConfigError(
+            [
+                Problem(
+                    str(out_dir),
+                    0,
+                    0,
+                    "",
+                    "the output folder must be an "
+                    "importable package path, e.g. `generated` or `app/generated`",
+                )
+            ]
+        )
+    return ".".join(relative.parts)

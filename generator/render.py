@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -168,9 +167,3 @@ def emit_channel(
     }
     emit(f"processors/{channel.name}.py", template("processor.py.j2")(**values))
     emit(f"channels/{channel.name}.py", template("producer.py.j2")(**values))
-
-
-def package_name(out_dir: Path, root: Path) -> str:
-    """The dotted import name of the output folder, seen from the project folder."""
-    relative = out_dir.resolve().relative_to(root.resolve())
-    return ".".join(relative.parts)

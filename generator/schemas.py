@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import jsonschema
 import yaml
 
-from generator.config import ChannelConfig, ChannelsConfig
+from generator.config import ChannelsConfig
 from generator.errors import ConfigError, Problem
 from generator.yaml_source import KeyPath, LocatedDocument
 
@@ -241,16 +241,13 @@ def _mark_not_null(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def _check_one(
-    schema: Any, channel: ChannelConfig, field: str, bundler: _Bundler, config: ChannelsConfig
+    schema: Any, field: str, bundler: _Bundler, config: ChannelsConfig, validate: bool
 ) -> dict[str, Any]:
     if not isinstance(schema, dict):
         raise _SchemaProblem("a schema must be a mapping")
     bundled = bundler.bundle(schema, config.path.resolve())
-    try:
-        jsonschema.Draft202012Validator.check_schema(bundled)
-    except jsonschema.SchemaError as error:
-        where = "/".join(str(part) for part in error.absolute_path)
-        raise _SchemaProblem(f"not a valid JSON Schema at '#/{where}': {error.message}") from None
+    if validate:
+        _META_VALIDATOR.check_schema(bundled)
     reason = _unsupported(bundled, "")
     if reason:
         raise _SchemaProblem(reason)
@@ -259,8 +256,31 @@ def _check_one(
     return bundled
 
 
-def load_schemas(config: ChannelsConfig) -> dict[str, ChannelSchemas]:
-    """Every channel's bundled payload and result schema; ConfigError lists all problems."""
+class _MetaValidator:
+    """Checks schemas against the 2020-12 meta-schema with one validator for all of them."""
+
+    def __init__(self) -> None:
+        self._validator: jsonschema.Draft202012Validator | None = None
+
+    def check_schema(self, schema: dict[str, Any]) -> None:
+        if self._validator is None:
+            meta = jsonschema.Draft202012Validator.META_SCHEMA
+            self._validator = jsonschema.Draft202012Validator(meta)
+        error = jsonschema.exceptions.best_match(self._validator.iter_errors(schema))
+        if error is not None:
+            where = "/".join(str(part) for part in error.absolute_path)
+            raise _SchemaProblem(f"not a valid JSON Schema at '#/{where}': {error.message}")
+
+
+_META_VALIDATOR = _MetaValidator()
+
+
+def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, ChannelSchemas]:
+    """Every channel's bundled payload and result schema; ConfigError lists all problems.
+
+    `validate=False` skips the meta-schema check (the slow part), for a caller that only
+    needs to know whether the inputs changed since they were last validated.
+    """
     problems: list[Problem] = []
     loaded: dict[str, ChannelSchemas] = {}
     document: LocatedDocument = config.document
@@ -274,7 +294,7 @@ def load_schemas(config: ChannelsConfig) -> dict[str, ChannelSchemas]:
             bundler = _Bundler(config.root)
             path: KeyPath = (*channel.key_path, field)
             try:
-                schemas[field] = _check_one(raw, channel, field, bundler, config)
+                schemas[field] = _check_one(raw, field, bundler, config, validate)
             except _SchemaProblem as problem:
                 problems.append(document.problem(path, problem.message))
                 continue

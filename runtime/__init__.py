@@ -4,8 +4,9 @@ Handlers import `JobContext` and `PermanentError`; services that enqueue straigh
 Redis use `Client` with the generated `channels.<name>.enqueue` functions.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from runtime.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
-from runtime.client import Client
 from runtime.context import JobContext
 from runtime.errors import (
     ChannelkitError,
@@ -31,3 +32,15 @@ __all__ = [
     "Stalled",
     "UnknownChannelError",
 ]
+
+if TYPE_CHECKING:
+    from runtime.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    # Client pulls in redis; the generator imports runtime.errors and does not need it.
+    if name == "Client":
+        from runtime.client import Client
+
+        return Client
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -30,7 +30,7 @@ def _generate(args: argparse.Namespace) -> int:
     except GeneratorError as error:
         print(f"error: {error}\nnothing was written.", file=sys.stderr)
         return 2
-    verb = "is up to date" if args.check else "written"
+    verb = "is up to date" if args.check or not report.files else "written"
     print(
         f"{report.out_dir} {verb}: {len(report.channels)} channel(s): {', '.join(report.channels)}"
     )
