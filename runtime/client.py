@@ -14,8 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from runtime.keys import ChannelKeys
+from runtime.jobs import ChannelCounts, JobInfo
+from runtime.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.scripts import ChannelScripts
 
 __all__ = ["DEFAULT_PREFIX", "Client", "encode_job"]
 
@@ -39,6 +42,7 @@ class Client:
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._scripts: dict[str, ChannelScripts] = {}
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
@@ -57,6 +61,12 @@ class Client:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
+    def scripts(self, channel: str) -> ChannelScripts:
+        found = self._scripts.get(channel)
+        if found is None:
+            found = self._scripts[channel] = ChannelScripts(self.redis, self.keys(channel))
+        return found
+
     async def enqueue(
         self,
         channel: str,
@@ -65,20 +75,106 @@ class Client:
         job_id: str | None = None,
         delay_ms: int | None = None,
     ) -> str:
+        """Store one job; returns its id. An id that exists already is not enqueued again
+        (idempotent enqueue, for as long as the job is kept): its id is returned."""
         job_id = job_id or uuid.uuid4().hex
-        data = encode_job(channel, payload, job_id)
-        keys = self.keys(channel)
-        if delay_ms:
-            await self.redis.zadd(keys.delayed, {data: time.time() * 1000 + delay_ms})
-        else:
-            await self.redis.xadd(keys.stream, {b"data": data})
+        now = _now_ms()
+        due = now + delay_ms if delay_ms else 0
+        await self.scripts(channel).enqueue(
+            [(job_id, encode_job(channel, payload, job_id), due)], now
+        )
         return job_id
 
     async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
-        stream = self.keys(channel).stream
+        """Store several jobs in one round trip; returns their ids in order."""
         job_ids = [uuid.uuid4().hex for _ in payloads]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id, payload in zip(job_ids, payloads, strict=True):
-                pipe.xadd(stream, {b"data": encode_job(channel, payload, job_id)})
-            await pipe.execute()
+        jobs = [
+            (job_id, encode_job(channel, payload, job_id), 0)
+            for job_id, payload in zip(job_ids, payloads, strict=True)
+        ]
+        await self.scripts(channel).enqueue(jobs, _now_ms())
         return job_ids
+
+    async def job(self, channel: str, job_id: str) -> JobInfo | None:
+        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys(channel).job(job_id))  # type: ignore[assignment]
+        return JobInfo.from_hash(channel, job_id, raw) if raw else None
+
+    async def counts(self, channel: str) -> ChannelCounts:
+        keys = self.keys(channel)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.stream)
+            pipe.xpending(keys.stream, CONSUMER_GROUP)
+            pipe.zcard(keys.delayed)
+            pipe.zcard(keys.completed)
+            pipe.zcard(keys.failed)
+            pipe.zcard(keys.limiter())
+            pipe.pttl(keys.limiter())
+            try:
+                in_stream, pending, delayed, completed, failed, granted, ttl = await pipe.execute()
+            except ResponseError:  # no consumer group yet: nothing was ever consumed
+                in_stream, pending = await self.redis.xlen(keys.stream), {"pending": 0}
+                delayed = await self.redis.zcard(keys.delayed)
+                completed = await self.redis.zcard(keys.completed)
+                failed = await self.redis.zcard(keys.failed)
+                granted, ttl = 0, -2
+        active = int(pending["pending"]) if isinstance(pending, dict) else 0
+        return ChannelCounts(
+            channel=channel,
+            waiting=max(0, in_stream - active),
+            active=active,
+            delayed=delayed,
+            completed=completed,
+            failed=failed,
+            limiter={"granted_in_window": granted, "window_resets_in_ms": max(ttl, 0)},
+        )
+
+    async def jobs(
+        self, channel: str, state: str, *, offset: int = 0, limit: int = 50
+    ) -> list[JobInfo]:
+        """Jobs in `state`, newest first (waiting and active: oldest first)."""
+        keys = self.keys(channel)
+        if state in ("failed", "completed", "delayed"):
+            index = {"failed": keys.failed, "completed": keys.completed, "delayed": keys.delayed}[
+                state
+            ]
+            raw_ids: list[bytes] = await self.redis.zrevrange(index, offset, offset + limit - 1)  # type: ignore[assignment]
+            ids = [_text(job_id) for job_id in raw_ids]
+        else:
+            entries: Any = await self.redis.xrange(keys.stream, count=offset + limit + 1000)
+            ids = [
+                job_id for _, fields in entries if (job_id := _task_id(fields.get(b"data", b"")))
+            ]
+        found = []
+        for job_id in ids:
+            info = await self.job(channel, job_id)
+            if info is not None and info.state == state:
+                found.append(info)
+        return (
+            found[:limit]
+            if state in ("failed", "completed", "delayed")
+            else found[offset : offset + limit]
+        )
+
+    async def retry(self, channel: str, job_id: str) -> bool:
+        """Run a failed job again (its failures reset). False when it is not in the failed set."""
+        return await self.scripts(channel).retry_failed(job_id)
+
+    async def discard(self, channel: str, job_id: str) -> bool:
+        """Remove a failed, completed or delayed job. False when there is no such job."""
+        return await self.scripts(channel).discard(job_id)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _task_id(data: bytes) -> str | None:
+    try:
+        job_id = json.loads(data).get("task_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None

@@ -1,5 +1,13 @@
 """Redis key names. Every key of one channel shares the `{channel}` hash tag, so each
-channel lives in one Redis Cluster slot and its pipelines and scripts stay legal there."""
+channel lives in one Redis Cluster slot and its pipelines and scripts stay legal there.
+
+    <prefix>:{<channel>}:stream       jobs ready to run (a stream, consumer group CONSUMER_GROUP)
+    <prefix>:{<channel>}:delayed      jobs not due yet and retries waiting (sorted set: id → due ms)
+    <prefix>:{<channel>}:completed    finished jobs kept for status (sorted set: id → finished ms)
+    <prefix>:{<channel>}:failed       the failed set, the dead letters (sorted set: id → failed ms)
+    <prefix>:{<channel>}:job:<id>     one job's state, attempts, result and errors (a hash)
+    <prefix>:{<channel>}:limiter[:k]  the rate limiter's window (sorted set of grants)
+"""
 
 from __future__ import annotations
 
@@ -15,15 +23,33 @@ class ChannelKeys:
     prefix: str
     channel: str
 
-    def _key(self, what: str) -> str:
-        return f"{self.prefix}:{{{self.channel}}}:{what}"
+    @property
+    def base(self) -> str:
+        """Every key of the channel starts with this."""
+        return f"{self.prefix}:{{{self.channel}}}:"
 
     @property
     def stream(self) -> str:
-        """The jobs ready to run: a stream read by the consumer group CONSUMER_GROUP."""
-        return self._key("stream")
+        return self.base + "stream"
 
     @property
     def delayed(self) -> str:
-        """Jobs not due yet: a sorted set of taskiq messages scored by due time (ms)."""
-        return self._key("delayed")
+        return self.base + "delayed"
+
+    @property
+    def completed(self) -> str:
+        return self.base + "completed"
+
+    @property
+    def failed(self) -> str:
+        return self.base + "failed"
+
+    @property
+    def job_prefix(self) -> str:
+        return self.base + "job:"
+
+    def job(self, job_id: str) -> str:
+        return self.job_prefix + job_id
+
+    def limiter(self, group: str | None = None) -> str:
+        return self.base + "limiter" + (f":{group}" if group is not None else "")

@@ -23,6 +23,7 @@ from runtime.embedded_redis import EmbeddedRedis
 from runtime.errors import ConfigError, UnknownChannelError
 from runtime.grpc_server import GRPC_SERVICE_NAME, build_grpc_server
 from runtime.http_app import build_http_app
+from runtime.metrics import Metrics
 from runtime.settings import ServeSettings
 from runtime.workers import Workers
 
@@ -80,6 +81,7 @@ class Service:
         self.redis_url = settings.redis_url or ""
         self.client: Client | None = None
         self.workers: Workers | None = None
+        self.metrics = Metrics()
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self._uvicorn: _Uvicorn | None = None
@@ -120,9 +122,10 @@ class Service:
         if workers_for:
             self.workers = Workers(
                 workers_for,
-                self.redis_url,
+                self.client.redis,
                 prefix=settings.key_prefix,
                 shutdown_timeout=settings.shutdown_timeout,
+                metrics=self.metrics,
             )
             await self.workers.start()
         if settings.enable_grpc:

@@ -33,8 +33,7 @@ async def _run(service: Service) -> None:
         if stopping.is_set():
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
             if service.workers is not None:
-                for broker in service.workers.brokers.values():
-                    broker.abandon()
+                service.workers.abandon()
             logging.shutdown()
             os._exit(1)
         logger.info(

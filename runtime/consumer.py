@@ -1,0 +1,520 @@
+"""One channel's worker loop: read, start, run, finish, all paid per batch.
+
+    read ── XREADGROUP as many jobs as there are free slots (never more: nothing is
+    │       parked in this process that it is not running)
+    ├── rate limit: a sliding window in Redis grants starts; the rest wait here
+    ├── start: one script marks the batch active and counts attempts
+    ├── run: one asyncio task per job, at most `concurrency` at once
+    └── finish: results, retries, failures and acks of all jobs that ended meanwhile,
+        one script call (retention trimming included)
+
+Beside it: a heartbeat keeps this process's claim on its running jobs fresh, a reclaimer
+takes over jobs whose process died, and a mover puts delayed jobs on the stream when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError, create_model
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from runtime.channel import Channel
+from runtime.context import JobContext
+from runtime.errors import PermanentError
+from runtime.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.metrics import ChannelMetrics
+from runtime.scripts import ChannelScripts, Finish
+
+__all__ = ["ChannelConsumer", "backoff_ms"]
+
+logger = logging.getLogger("channelkit.worker")
+
+READ_BLOCK_MS = 500  # how long an idle read waits; also the longest a stop waits for it
+DELAYED_POLL_S = 0.05  # jobs delayed by another process start at most this late
+MAX_FINISH_BATCH = 500
+MAX_TRACEBACK = 8000
+
+
+def backoff_ms(channel: Channel[Any, Any], failures: int) -> int:
+    """Wait before the run after the `failures`-th failure (from 1)."""
+    backoff = channel.retry.backoff
+    delay = float(backoff.delay_ms)
+    if backoff.type == "exponential":
+        delay *= 2 ** (failures - 1)
+    if backoff.max_delay_ms is not None:
+        delay = min(delay, backoff.max_delay_ms)
+    if backoff.jitter:
+        delay -= delay * backoff.jitter * random.random()
+    return int(delay)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _error_json(error: BaseException, attempt: int, kind: str | None = None) -> str:
+    text = "".join(traceback.format_exception(error))
+    return json.dumps(
+        {
+            "type": kind or f"{type(error).__module__}.{type(error).__qualname__}",
+            "message": str(error),
+            "traceback": text[-MAX_TRACEBACK:],
+            "attempt": attempt,
+            "at": _now_ms(),
+        }
+    )
+
+
+@dataclass(slots=True)
+class _Job:
+    stream_id: str
+    data: bytes
+    job_id: str
+    payload: BaseModel
+    due_ms: int
+
+
+class ChannelConsumer:
+    def __init__(
+        self,
+        channel: Channel[Any, Any],
+        redis: Redis,
+        *,
+        prefix: str,
+        consumer: str,
+        metrics: ChannelMetrics,
+    ) -> None:
+        self.channel = channel
+        self.redis = redis
+        self.keys = ChannelKeys(prefix, channel.name)
+        self.scripts = ChannelScripts(redis, self.keys)
+        self.consumer = consumer
+        self.metrics = metrics
+        self.running: dict[str, asyncio.Task[None]] = {}  # by stream id
+        self.held: list[tuple[str, bytes]] = []  # read, waiting for the rate limiter
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._finished: list[Finish] = []
+        self._finish_ready = asyncio.Event()
+        self._abandoned = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._job_logger = logging.getLogger(f"channelkit.jobs.{channel.name}")
+        self._envelope = _envelope_model(channel)
+        stalled = channel.stalled
+        retention = channel.keep
+        self._keep = (
+            -1 if retention.completed.count is None else retention.completed.count,
+            retention.completed.age_ms or 0,
+            -1 if retention.failed.count is None else retention.failed.count,
+            retention.failed.age_ms or 0,
+        )
+        self._heartbeat_s = stalled.interval_ms / 3000
+        self._reclaim_s = min(max(stalled.interval_ms / 5000, 0.05), 5.0)
+        self._token_seed = uuid.uuid4().hex[:10]
+        self._token_count = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.stream, CONSUMER_GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._heartbeat = asyncio.create_task(
+            self._heartbeat_loop(), name=f"heartbeat:{self.channel.name}"
+        )
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"finish:{self.channel.name}")
+        self._loops = [
+            asyncio.create_task(self._read_loop(), name=f"read:{self.channel.name}"),
+            asyncio.create_task(self._reclaim_loop(), name=f"reclaim:{self.channel.name}"),
+            asyncio.create_task(self._delayed_loop(), name=f"delayed:{self.channel.name}"),
+        ]
+
+    async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109
+        """Stop taking jobs and let running ones finish for up to `timeout` seconds.
+
+        True when all finished. Otherwise the rest are abandoned unacknowledged: another
+        process takes them over once their stalled interval has passed.
+        """
+        self._stopping.set()
+        self._slot_freed.set()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self.held:
+            with contextlib.suppress(RedisError):
+                await self.scripts.requeue(self.held)
+            self.held.clear()
+        clean = True
+        if self.running:
+            _, pending = await asyncio.wait(list(self.running.values()), timeout=timeout)
+            if pending:
+                clean = False
+                self._abandoned = True
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._finish_ready.set()
+        if self._flusher is not None:
+            await self._flusher
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        return clean
+
+    def abandon(self) -> None:
+        self._abandoned = True
+        self._finished.clear()
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        concurrency = self.channel.concurrency
+        while not self._stopping.is_set():
+            try:
+                if self.held:
+                    await self._release_held()
+                    continue
+                free = concurrency - len(self.running)
+                if free <= 0:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                response: Any = await self.redis.xreadgroup(
+                    CONSUMER_GROUP,
+                    self.consumer,
+                    {self.keys.stream: ">"},
+                    count=free,
+                    block=READ_BLOCK_MS,
+                )
+                if not response:
+                    continue
+                entries = [
+                    (_text(sid), bytes(fields.get(b"data", b""))) for sid, fields in response[0][1]
+                ]
+                if self.channel.limiter is not None and self.channel.limiter.key is None:
+                    self.held.extend(entries)
+                else:
+                    await self._start(entries)
+            except (RedisError, OSError) as error:
+                logger.warning(
+                    "%s: Redis error while reading, retrying in 1 s: %s", self.channel.name, error
+                )
+                await self._sleep(1.0)
+
+    async def _release_held(self) -> None:
+        limiter = self.channel.limiter
+        assert limiter is not None
+        granted, wait_ms = await self.scripts.limit(
+            self.keys.limiter(), limiter.duration_ms, limiter.max, len(self.held), self._token()
+        )
+        if granted:
+            batch, self.held = self.held[:granted], self.held[granted:]
+            await self._start(batch)
+        if self.held:
+            self.metrics.limited_seconds.inc(wait_ms / 1000)
+            logger.debug(
+                "%s: rate limited, %d job(s) wait %d ms", self.channel.name, len(self.held), wait_ms
+            )
+            await self._sleep(wait_ms / 1000)
+
+    def _token(self) -> str:
+        self._token_count += 1
+        return f"{self._token_seed}:{self._token_count}"
+
+    async def _reclaim_loop(self) -> None:
+        stalled = self.channel.stalled
+        error = json.dumps(
+            {
+                "type": "stalled",
+                "message": f"the job stalled more than {stalled.max_count} time(s): the process "
+                "running it stopped heartbeating (crashed, was killed, or blocked its event loop)",
+                "traceback": "",
+                "attempt": 0,
+                "at": 0,
+            }
+        )
+        while not self._stopping.is_set():
+            await self._sleep(self._reclaim_s)
+            free = self.channel.concurrency - len(self.running) - len(self.held)
+            if free <= 0 or self._stopping.is_set():
+                continue
+            try:
+                rows = await self.scripts.reclaim(
+                    self.consumer, stalled.interval_ms, free, stalled.max_count, _now_ms(), error
+                )
+            except (RedisError, OSError) as failure:
+                logger.warning("%s: reclaiming stalled jobs failed: %s", self.channel.name, failure)
+                continue
+            if rows:
+                self.metrics.stalled.inc(len(rows))
+                logger.warning(
+                    "%s: took over %d stalled job(s)",
+                    self.channel.name,
+                    len(rows),
+                    extra={"channel": self.channel.name},
+                )
+                await self._start([(sid, data) for sid, data, _ in rows])
+
+    async def _delayed_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                moved, next_due = await self.scripts.move_due(_now_ms(), 500)
+            except (RedisError, OSError) as failure:
+                logger.warning("%s: moving delayed jobs failed: %s", self.channel.name, failure)
+                await self._sleep(1.0)
+                continue
+            if moved == 500:
+                continue
+            wait = DELAYED_POLL_S
+            if next_due is not None:
+                wait = min(wait, max(0.0, (next_due - _now_ms()) / 1000))
+            await self._sleep(wait)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            owned = [*self.running, *(sid for sid, _ in self.held)]
+            if not owned:
+                continue
+            try:
+                lost = await self.scripts.heartbeat(self.consumer, owned)
+            except (RedisError, OSError) as failure:
+                logger.warning("%s: heartbeat failed: %s", self.channel.name, failure)
+                continue
+            if lost:
+                logger.warning(
+                    "%s: %d running job(s) were taken over by another process "
+                    "(this one missed its stalled interval); they may run twice",
+                    self.channel.name,
+                    len(lost),
+                )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    # -- starting and running --------------------------------------------------------
+
+    async def _start(self, entries: list[tuple[str, bytes]]) -> None:
+        jobs: list[_Job] = []
+        for stream_id, data in entries:
+            try:
+                envelope = self._envelope.model_validate_json(data)
+            except ValidationError as error:
+                self._poison(stream_id, data, error)
+                continue
+            jobs.append(
+                _Job(
+                    stream_id,
+                    data,
+                    envelope.task_id,
+                    envelope.kwargs.payload,
+                    int(stream_id.split("-", 1)[0]),
+                )
+            )
+        if self.channel.limiter is not None and self.channel.limiter.key is not None:
+            jobs = await self._limit_by_key(jobs)
+        if not jobs:
+            return
+        now = _now_ms()
+        rows = await self.scripts.start([job.job_id for job in jobs], now)
+        for job, (attempt, failures) in zip(jobs, rows, strict=True):
+            self.metrics.started.inc()
+            self.metrics.wait_seconds.observe(max(0, now - job.due_ms) / 1000)
+            self.running[job.stream_id] = asyncio.create_task(self._run(job, attempt, failures))
+        self.metrics.running.set(len(self.running))
+
+    async def _limit_by_key(self, jobs: list[_Job]) -> list[_Job]:
+        """Each value of the limiter's payload field has its own window; jobs over their
+        group's limit go to the delayed set until a slot is due, freeing this slot."""
+        limiter = self.channel.limiter
+        assert limiter is not None
+        assert limiter.key is not None
+        groups: dict[str, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(str(getattr(job.payload, limiter.key, "")), []).append(job)
+        allowed: list[_Job] = []
+        now = _now_ms()
+        for group, members in groups.items():
+            granted, wait_ms = await self.scripts.limit(
+                self.keys.limiter(group),
+                limiter.duration_ms,
+                limiter.max,
+                len(members),
+                self._token(),
+            )
+            allowed += members[:granted]
+            for job in members[granted:]:
+                self._record(["defer", job.stream_id, job.job_id, now + wait_ms, job.data, ""])
+        return allowed
+
+    def _poison(self, stream_id: str, data: bytes, error: ValidationError) -> None:
+        job_id = _job_id_of(data) or f"poison-{stream_id}"
+        problems = "; ".join(
+            f"{_where(e['loc'])}: {e['msg']}"
+            for e in error.errors(include_input=False, include_url=False)
+        )
+        kind = "payload_invalid" if _is_payload_error(error) else "message_invalid"
+        wrapped = PermanentError(f"{kind}: {problems}")
+        logger.error(
+            "%s: job %s cannot be decoded, moved to the failed set: %s",
+            self.channel.name,
+            job_id,
+            problems,
+            extra={"channel": self.channel.name, "job_id": job_id},
+        )
+        self.metrics.failed.inc()
+        self._record(["fail", stream_id, job_id, _error_json(wrapped, 0, kind), data, ""])
+
+    async def _run(self, job: _Job, attempt: int, failures: int) -> None:
+        channel = self.channel
+        context = JobContext(
+            job_id=job.job_id, channel=channel.name, attempt=attempt, logger=self._job_logger
+        )
+        started = time.perf_counter()
+        record: Finish
+        try:
+            result = await channel.process(job.payload, context)
+            record = ["done", job.stream_id, job.job_id, self._encode_result(result), "", ""]
+            outcome = "completed"
+        except asyncio.CancelledError:
+            if self._abandoned:
+                return  # left unacknowledged for another process
+            raise
+        except Exception as error:
+            permanent = isinstance(error, PermanentError | ValidationError)
+            if not permanent and failures + 1 < channel.retry.attempts:
+                due = _now_ms() + backoff_ms(channel, failures + 1)
+                record = [
+                    "retry",
+                    job.stream_id,
+                    job.job_id,
+                    _error_json(error, attempt),
+                    due,
+                    job.data,
+                ]
+                outcome = "retried"
+            else:
+                record = [
+                    "fail",
+                    job.stream_id,
+                    job.job_id,
+                    _error_json(error, attempt),
+                    job.data,
+                    "",
+                ]
+                outcome = "failed"
+            self._log_failure(job, attempt, outcome, error, time.perf_counter() - started)
+        finally:
+            self.running.pop(job.stream_id, None)
+            self.metrics.running.set(len(self.running))
+            self._slot_freed.set()
+        elapsed = time.perf_counter() - started
+        self.metrics.run_seconds.observe(elapsed)
+        getattr(self.metrics, outcome).inc()
+        if outcome == "completed" and self._job_logger.isEnabledFor(logging.DEBUG):
+            self._job_logger.debug(
+                "job completed", extra=self._fields(job, attempt, elapsed, outcome)
+            )
+        self._record(record)
+
+    def _encode_result(self, result: Any) -> str:
+        model = self.channel.result_model
+        if result is None:
+            return ""
+        if model is not None and not isinstance(result, model):
+            result = model.model_validate(result)
+        if isinstance(result, BaseModel):
+            return result.model_dump_json(by_alias=True, exclude_unset=True)
+        return json.dumps(result, default=str)
+
+    def _fields(self, job: _Job, attempt: int, elapsed: float, outcome: str) -> dict[str, Any]:
+        return {
+            "channel": self.channel.name,
+            "job_id": job.job_id,
+            "attempt": attempt,
+            "duration_ms": round(elapsed * 1000, 3),
+            "outcome": outcome,
+        }
+
+    def _log_failure(
+        self, job: _Job, attempt: int, outcome: str, error: Exception, elapsed: float
+    ) -> None:
+        fields = self._fields(job, attempt, elapsed, outcome) | {
+            "error": f"{type(error).__name__}: {error}"
+        }
+        if outcome == "retried":
+            self._job_logger.warning("job failed, will retry", extra=fields)
+        else:
+            self._job_logger.error("job failed", extra=fields, exc_info=error)
+
+    # -- finishing -------------------------------------------------------------------
+
+    def _record(self, record: Finish) -> None:
+        self._finished.append(record)
+        self._finish_ready.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._finish_ready.wait()
+            self._finish_ready.clear()
+            while self._finished:
+                batch = self._finished[:MAX_FINISH_BATCH]
+                try:
+                    await self.scripts.finish(batch, _now_ms(), self._keep)
+                except (RedisError, OSError) as failure:
+                    logger.warning(
+                        "%s: recording finished jobs failed, retrying: %s",
+                        self.channel.name,
+                        failure,
+                    )
+                    await asyncio.sleep(0.5)
+                    continue
+                del self._finished[: len(batch)]
+            if self._stopping.is_set() and not self.running:
+                return
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _job_id_of(data: bytes) -> str | None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    job_id = message.get("task_id") if isinstance(message, dict) else None
+    return job_id if isinstance(job_id, str) and job_id else None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A field path inside the payload (`to.0.email`), or inside the message."""
+    if loc[:2] == ("kwargs", "payload"):
+        return ".".join(str(part) for part in loc[2:]) or "payload"
+    return ".".join(str(part) for part in loc) or "message"
+
+
+def _is_payload_error(error: ValidationError) -> bool:
+    return all(
+        tuple(e["loc"][:2]) == ("kwargs", "payload") and len(e["loc"]) > 2 for e in error.errors()
+    )
+
+
+def _envelope_model(channel: Channel[Any, Any]) -> type[Any]:
+    """taskiq's message with the payload typed: one pydantic pass decodes and validates."""
+    kwargs = create_model(f"_{channel.name}_kwargs", payload=(channel.payload_model, ...))
+    return create_model(f"_{channel.name}_envelope", task_id=(str, ...), kwargs=(kwargs, ...))
