@@ -14,7 +14,7 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip setuptools
 	# compat mode: a plain path entry, which mypy can follow (the default import hook it cannot)
 	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $(STAMP)
@@ -23,6 +23,10 @@ install: $(STAMP) ## create .venv with the project and its dev extras
 
 generate: $(STAMP) ## regenerate generated/ from channels.yaml
 	$(PY) -m runtime generate
+
+.PHONY: docs
+docs: $(STAMP) ## regenerate docs/channels-yaml.md from the schema
+	$(PY) -m generator.reference_doc > docs/channels-yaml.md
 
 check-generated: $(STAMP) ## fail if generated/ is not what channels.yaml generates
 	$(PY) -m runtime generate --check
@@ -35,8 +39,8 @@ format: $(STAMP) ## ruff format and fix what can be fixed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-typecheck: $(STAMP) ## mypy --strict on generator, runtime, generated and the handlers
-	$(PY) -m mypy generator runtime generated notifications
+typecheck: $(STAMP) ## mypy --strict on generator, runtime, generated, handlers, tests, bench
+	$(PY) -m mypy generator runtime generated notifications tests bench
 
 check: lint typecheck check-generated ## everything CI checks besides the tests
 

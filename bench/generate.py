@@ -17,9 +17,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Result:
+    case: str
+    median_s: float
+    min_s: float
+    max_s: float
+
 
 SYNTHETIC_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -38,7 +49,10 @@ SYNTHETIC_SCHEMA = {
         "Recipient": {
             "type": "object",
             "required": ["email"],
-            "properties": {"email": {"type": "string", "format": "email"}, "name": {"type": "string"}},
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "name": {"type": "string"},
+            },
         },
         "Item": {
             "type": "object",
@@ -68,7 +82,9 @@ def synthetic_project(folder: Path, channels: int) -> Path:
             f"    limiter: {{max: {10 + index}, duration: 1s}}",
             f"    payload: {{$ref: schema/{name}.json}}",
         ]
-        handlers.append(f"async def handle_{index:03d}(payload: object) -> None:\n    return None\n")
+        handlers.append(
+            f"async def handle_{index:03d}(payload: object) -> None:\n    return None\n"
+        )
     (folder / "channels.yaml").write_text("\n".join(lines) + "\n")
     (folder / "app" / "handlers.py").write_text("\n\n".join(handlers))
     return folder
@@ -82,26 +98,32 @@ def timed_generate(project: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(label: str, prepare: callable, rounds: int) -> dict[str, object]:  # type: ignore[valid-type]
+def measure(label: str, prepare: Callable[[], Path], rounds: int) -> Result:
     samples = [timed_generate(prepare()) for _ in range(rounds)]
-    return {"case": label, "median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples)}
+    return Result(label, statistics.median(samples), min(samples), max(samples))
 
 
-def main() -> list[dict[str, object]]:
+def main() -> list[Result]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(scratch)
         reference = base / "reference"
-        shutil.copytree(ROOT, reference, ignore=shutil.ignore_patterns(
-            ".venv", ".git", "generated", "tests", "bench", "docs", "__pycache__", ".*"))
+        shutil.copytree(
+            ROOT,
+            reference,
+            ignore=shutil.ignore_patterns(
+                ".venv", ".git", "generated", "tests", "bench", "docs", "__pycache__", ".*"
+            ),
+        )
         synthetic = synthetic_project(base / "synthetic", 100)
 
-        def fresh(project: Path) -> callable:  # type: ignore[valid-type]
+        def fresh(project: Path) -> Callable[[], Path]:
             def prepare() -> Path:
                 shutil.rmtree(project / "generated", ignore_errors=True)
                 return project
+
             return prepare
 
         results = [
@@ -110,10 +132,10 @@ def main() -> list[dict[str, object]]:
             measure("100 synthetic channels, unchanged re-run", lambda: synthetic, args.rounds),
             measure("reference app, unchanged re-run", lambda: reference, args.rounds),
         ]
-    width = max(len(str(r["case"])) for r in results)
+    width = max(len(r.case) for r in results)
     print(f"{'case':<{width}}  median    min      max")
     for r in results:
-        print(f"{r['case']!s:<{width}}  {r['median_s']:.2f} s  {r['min_s']:.2f} s  {r['max_s']:.2f} s")
+        print(f"{r.case:<{width}}  {r.median_s:.2f} s  {r.min_s:.2f} s  {r.max_s:.2f} s")
     return results
 
 

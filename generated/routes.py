@@ -16,14 +16,16 @@ from generated.models.email import EmailPayload
 from generated.models.push import PushPayload
 from generated.models.sms import SmsPayload
 from generated.models.whatsapp import WhatsappPayload
+from runtime.admin_routes import JobRoutes
 from runtime.enqueue import Enqueuer, check_batch_size
 from runtime.http_types import EnqueuedBatch, EnqueuedJob, JobOptions
 
 __all__ = ["CONTROLLERS"]
 
 
-class EmailController(Controller):
+class EmailController(JobRoutes):
     path = "/channels/email"
+    channel_name = "email"
     tags = ("email",)
 
     @post(
@@ -61,8 +63,9 @@ class EmailController(Controller):
         return EnqueuedBatch(ids=job_ids, channel="email")
 
 
-class PushController(Controller):
+class PushController(JobRoutes):
     path = "/channels/push"
+    channel_name = "push"
     tags = ("push",)
 
     @post(
@@ -100,8 +103,9 @@ class PushController(Controller):
         return EnqueuedBatch(ids=job_ids, channel="push")
 
 
-class SmsController(Controller):
+class SmsController(JobRoutes):
     path = "/channels/sms"
+    channel_name = "sms"
     tags = ("sms",)
 
     @post(
@@ -139,8 +143,9 @@ class SmsController(Controller):
         return EnqueuedBatch(ids=job_ids, channel="sms")
 
 
-class WhatsappController(Controller):
+class WhatsappController(JobRoutes):
     path = "/channels/whatsapp"
+    channel_name = "whatsapp"
     tags = ("whatsapp",)
 
     @post(

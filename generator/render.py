@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 
+from generator.asyncapi import render_asyncapi
 from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError
 from generator.grpc_service import render_grpc_service
@@ -122,6 +123,7 @@ def render_files(
     for name, text in sorted(compile_proto(proto_text, package).items()):
         files[f"proto/{name}"] = python_header + text
     emit("grpc_service.py", render_grpc_service(proto_channels, package))
+    files["asyncapi.yaml"] = python_header + render_asyncapi(config, schemas)
     return files
 
 

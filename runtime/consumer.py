@@ -123,6 +123,10 @@ class ChannelConsumer:
         )
         self._heartbeat_s = stalled.interval_ms / 3000
         self._reclaim_s = min(max(stalled.interval_ms / 5000, 0.05), 5.0)
+        # Grants are counted a little longer than the window: a job starts a moment after
+        # its grant, and windows measured by start time must hold the limit too.
+        duration = channel.limiter.duration_ms if channel.limiter else 0
+        self._window_ms = duration + min(20, duration // 50)
         self._token_seed = uuid.uuid4().hex[:10]
         self._token_count = 0
 
@@ -218,7 +222,7 @@ class ChannelConsumer:
         limiter = self.channel.limiter
         assert limiter is not None
         granted, wait_ms = await self.scripts.limit(
-            self.keys.limiter(), limiter.duration_ms, limiter.max, len(self.held), self._token()
+            self.keys.limiter(), self._window_ms, limiter.max, len(self.held), self._token()
         )
         if granted:
             batch, self.held = self.held[:granted], self.held[granted:]
@@ -351,7 +355,7 @@ class ChannelConsumer:
         for group, members in groups.items():
             granted, wait_ms = await self.scripts.limit(
                 self.keys.limiter(group),
-                limiter.duration_ms,
+                self._window_ms,
                 limiter.max,
                 len(members),
                 self._token(),

@@ -16,6 +16,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 
+from runtime.client import Client
 from runtime.enqueue import Enqueuer
 from runtime.http_types import job_options
 
@@ -101,7 +102,7 @@ def _health_controller(readiness: ReadinessCheck) -> type[Controller]:
 
 def build_http_app(
     controllers: Sequence[type[Controller]],
-    enqueuer: Enqueuer,
+    client: Client,
     readiness: ReadinessCheck,
     *,
     api_keys: Sequence[str] = (),
@@ -114,13 +115,17 @@ def build_http_app(
         guards=[_api_key_guard(api_keys)] if api_keys else [],
     )
 
+    async def provide_client() -> Client:
+        return client
+
     async def provide_enqueuer() -> Enqueuer:
-        return enqueuer
+        return client
 
     return Litestar(
         route_handlers=[protected, _health_controller(readiness)],
         dependencies={
             "enqueuer": Provide(provide_enqueuer),
+            "client": Provide(provide_client),
             "options": Provide(job_options, sync_to_thread=False),
         },
         exception_handlers={ValidationException: _on_validation_error},

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -52,7 +53,7 @@ def model(name: str) -> type[BaseModel]:
     return found
 
 
-GOOD_ORDER = {
+GOOD_ORDER: dict[str, Any] = {
     "order_id": "6f1c2a4e-8a55-4a57-9b5e-0c3c1b1f2d3e",
     "customer_id": "c-42",
     "email": "ada@example.com",
@@ -61,7 +62,7 @@ GOOD_ORDER = {
     "gift_note": None,
 }
 
-BAD_ORDERS = {
+BAD_ORDERS: dict[str, tuple[dict[str, Any], str]] = {
     "missing required": ({"items": "drop"}, "items"),
     "uuid": ({"order_id": "not-a-uuid"}, "order_id"),
     "email": ({"email": "nobody"}, "email"),

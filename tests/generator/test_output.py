@@ -133,7 +133,7 @@ def golden_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("name", GOLDEN_FILES)
 def test_golden(golden_project: Path, name: str) -> None:
-    """Update: CHANNELKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/generator/test_output.py -k golden"""
+    """To update: CHANNELKIT_UPDATE_GOLDEN=1 pytest tests/generator/test_output.py -k golden"""
     actual = (golden_project / OUT / name).read_text()
     expected_file = GOLDEN / name
     if os.environ.get("CHANNELKIT_UPDATE_GOLDEN"):

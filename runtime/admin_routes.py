@@ -1,0 +1,103 @@
+"""HTTP routes to inspect a channel and its jobs, and to retry or discard failed jobs.
+
+Each generated channel controller subclasses `JobRoutes`, adding its typed enqueue
+routes beside these:
+
+    GET    /channels/{name}                      counts per state, the limiter's window
+    GET    /channels/{name}/jobs?state=failed    jobs in one state
+    GET    /channels/{name}/jobs/{id}            one job: state, attempts, result, errors
+    POST   /channels/{name}/jobs/{id}/retry      run a failed job again
+    DELETE /channels/{name}/jobs/{id}            remove a failed, completed or delayed job
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from litestar import Controller, Response, delete, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import QueryParameter
+from litestar.status_codes import HTTP_409_CONFLICT
+
+from runtime.client import Client
+from runtime.jobs import STATES, JobState
+
+__all__ = ["JobRoutes"]
+
+
+class JobRoutes(Controller):
+    """Base of a channel's controller: set `path` and `channel_name`."""
+
+    channel_name: str
+
+    @get("/", summary="Counts per state and the rate limiter's window")
+    async def summary(
+        self,
+        client: NamedDependency[Client],
+    ) -> dict[str, Any]:
+        channel = self.channel_name
+        return asdict(await client.counts(channel))
+
+    @get("/jobs", summary="Jobs in one state, newest first")
+    async def list_jobs(
+        self,
+        client: NamedDependency[Client],
+        job_state: Annotated[
+            JobState,
+            QueryParameter(
+                name="state", description="waiting, delayed, active, completed or failed"
+            ),
+        ] = "failed",
+        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        channel = self.channel_name
+        if job_state not in STATES:
+            raise ClientException(detail=f"state must be one of {', '.join(STATES)}")
+        jobs = await client.jobs(channel, job_state, offset=offset, limit=limit)
+        return {"channel": channel, "state": job_state, "jobs": [asdict(job) for job in jobs]}
+
+    @get("/jobs/{job_id:str}", summary="One job: state, attempts, result, errors, timestamps")
+    async def job(
+        self,
+        job_id: str,
+        client: NamedDependency[Client],
+    ) -> dict[str, Any]:
+        channel = self.channel_name
+        info = await client.job(channel, job_id)
+        if info is None:
+            raise NotFoundException(
+                detail=f"no job {job_id!r} in channel {channel!r} "
+                "(never enqueued, or removed by retention)"
+            )
+        return asdict(info)
+
+    @post("/jobs/{job_id:str}/retry", status_code=202, summary="Run a failed job again")
+    async def retry(
+        self,
+        job_id: str,
+        client: NamedDependency[Client],
+    ) -> dict[str, str]:
+        channel = self.channel_name
+        if not await client.retry(channel, job_id):
+            raise ClientException(
+                status_code=HTTP_409_CONFLICT, detail=f"job {job_id!r} is not in the failed set"
+            )
+        return {"id": job_id, "state": "waiting"}
+
+    @delete(
+        "/jobs/{job_id:str}", status_code=204, summary="Remove a failed, completed or delayed job"
+    )
+    async def discard(
+        self,
+        job_id: str,
+        client: NamedDependency[Client],
+    ) -> Response[None]:
+        channel = self.channel_name
+        if not await client.discard(channel, job_id):
+            raise NotFoundException(
+                detail=f"no failed, completed or delayed job {job_id!r} in {channel!r}"
+            )
+        return Response(None, status_code=204)
