@@ -34,6 +34,8 @@ from generator.schemas import ChannelSchemas
 __all__ = ["render_asyncapi"]
 
 ASYNCAPI_VERSION = "3.0.0"
+# Not the project folder's name: output must not depend on where the project is checked out
+# (CI clones it into another folder; the determinism test copies it elsewhere).
 TITLE = "Channelkit"
 # runtime.client.DEFAULT_PREFIX and runtime.keys.CONSUMER_GROUP; not imported, so that the
 # generator does not load the runtime (redis, taskiq) to write a YAML file.

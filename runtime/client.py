@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from runtime.jobs import ChannelCounts, JobInfo
 from runtime.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.metrics import Metrics
 from runtime.scripts import ChannelScripts
 
 __all__ = ["DEFAULT_PREFIX", "Client", "encode_job"]
@@ -39,9 +39,12 @@ def encode_job(channel: str, payload: BaseModel, job_id: str) -> bytes:
 class Client:
     """A connection to the Redis that holds the channels, and the key prefix they use."""
 
-    def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.metrics = metrics  # counts enqueued jobs when given
         self._scripts: dict[str, ChannelScripts] = {}
 
     @classmethod
@@ -80,9 +83,11 @@ class Client:
         job_id = job_id or uuid.uuid4().hex
         now = _now_ms()
         due = now + delay_ms if delay_ms else 0
-        await self.scripts(channel).enqueue(
+        created = await self.scripts(channel).enqueue(
             [(job_id, encode_job(channel, payload, job_id), due)], now
         )
+        if self.metrics is not None and created[0]:
+            self.metrics.enqueued(channel, 1)
         return job_id
 
     async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
@@ -93,6 +98,8 @@ class Client:
             for job_id, payload in zip(job_ids, payloads, strict=True)
         ]
         await self.scripts(channel).enqueue(jobs, _now_ms())
+        if self.metrics is not None:
+            self.metrics.enqueued(channel, len(job_ids))
         return job_ids
 
     async def job(self, channel: str, job_id: str) -> JobInfo | None:
@@ -100,33 +107,43 @@ class Client:
         return JobInfo.from_hash(channel, job_id, raw) if raw else None
 
     async def counts(self, channel: str) -> ChannelCounts:
-        keys = self.keys(channel)
+        return (await self.counts_many([channel]))[0]
+
+    async def counts_many(self, channels: Sequence[str]) -> list[ChannelCounts]:
+        """Jobs per state of each channel, in one pipeline (what /metrics reads)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(keys.stream)
-            pipe.xpending(keys.stream, CONSUMER_GROUP)
-            pipe.zcard(keys.delayed)
-            pipe.zcard(keys.completed)
-            pipe.zcard(keys.failed)
-            pipe.zcard(keys.limiter())
-            pipe.pttl(keys.limiter())
-            try:
-                in_stream, pending, delayed, completed, failed, granted, ttl = await pipe.execute()
-            except ResponseError:  # no consumer group yet: nothing was ever consumed
-                in_stream, pending = await self.redis.xlen(keys.stream), {"pending": 0}
-                delayed = await self.redis.zcard(keys.delayed)
-                completed = await self.redis.zcard(keys.completed)
-                failed = await self.redis.zcard(keys.failed)
-                granted, ttl = 0, -2
-        active = int(pending["pending"]) if isinstance(pending, dict) else 0
-        return ChannelCounts(
-            channel=channel,
-            waiting=max(0, in_stream - active),
-            active=active,
-            delayed=delayed,
-            completed=completed,
-            failed=failed,
-            limiter={"granted_in_window": granted, "window_resets_in_ms": max(ttl, 0)},
-        )
+            for channel in channels:
+                keys = self.keys(channel)
+                pipe.xlen(keys.stream)
+                pipe.xpending(keys.stream, CONSUMER_GROUP)
+                pipe.zcard(keys.delayed)
+                pipe.zcard(keys.completed)
+                pipe.zcard(keys.failed)
+                pipe.zcard(keys.limiter())
+                pipe.pttl(keys.limiter())
+            # No consumer group yet (nothing ever consumed) makes XPENDING an error.
+            results = await pipe.execute(raise_on_error=False)
+        counts = []
+        for index, channel in enumerate(channels):
+            in_stream, pending, delayed, completed, failed, granted, ttl = results[
+                index * 7 : index * 7 + 7
+            ]
+            active = int(pending["pending"]) if isinstance(pending, dict) else 0
+            counts.append(
+                ChannelCounts(
+                    channel=channel,
+                    waiting=max(0, int(in_stream) - active),
+                    active=active,
+                    delayed=int(delayed),
+                    completed=int(completed),
+                    failed=int(failed),
+                    limiter={
+                        "granted_in_window": int(granted),
+                        "window_resets_in_ms": max(int(ttl), 0),
+                    },
+                )
+            )
+        return counts
 
     async def jobs(
         self, channel: str, state: str, *, offset: int = 0, limit: int = 50

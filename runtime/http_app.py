@@ -11,6 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
@@ -19,6 +20,7 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVIC
 from runtime.client import Client
 from runtime.enqueue import Enqueuer
 from runtime.http_types import job_options
+from runtime.metrics import Metrics
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -100,11 +102,33 @@ def _health_controller(readiness: ReadinessCheck) -> type[Controller]:
     return HealthController
 
 
+def _metrics_route(metrics: Metrics, client: Client, channels: Sequence[str]) -> HTTPRouteHandler:
+    @get("/metrics", summary="Prometheus metrics of this process", include_in_schema=False)
+    async def scrape() -> Response[bytes]:
+        for counts in await client.counts_many(channels):
+            for state in ("waiting", "active", "delayed", "completed", "failed"):
+                metrics.set_depth(counts.channel, state, getattr(counts, state))
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return scrape
+
+
+def build_metrics_app(metrics: Metrics, client: Client, channels: Sequence[str]) -> Litestar:
+    """Only /metrics, for a separate --metrics-port."""
+    return Litestar(
+        route_handlers=[_metrics_route(metrics, client, channels)],
+        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+        openapi_config=None,
+    )
+
+
 def build_http_app(
     controllers: Sequence[type[Controller]],
     client: Client,
     readiness: ReadinessCheck,
     *,
+    metrics: Metrics,
+    channels: Sequence[str],
     api_keys: Sequence[str] = (),
     max_body_size: int = 1024 * 1024,
     title: str = "Channelkit",
@@ -122,7 +146,11 @@ def build_http_app(
         return client
 
     return Litestar(
-        route_handlers=[protected, _health_controller(readiness)],
+        route_handlers=[
+            protected,
+            _health_controller(readiness),
+            _metrics_route(metrics, client, channels),
+        ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer),
             "client": Provide(provide_client),

@@ -6,13 +6,17 @@ gRPC layers); queue depths are read from Redis when Prometheus scrapes (`depths`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["ChannelMetrics", "Metrics"]
+__all__ = ["ChannelMetrics", "Metrics", "RequestMetricsMiddleware"]
 
 # Job run and wait times: from sub-millisecond no-ops to long deliveries.
+_REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _TIME_BUCKETS = (
     0.001,
     0.0025,
@@ -102,6 +106,40 @@ class Metrics:
             registry=r,
         )
 
+        # Read from Redis when scraped: the same value on every process (use max, not sum).
+        depth_help = "Jobs in this state in Redis (cluster-wide: aggregate with max, not sum)."
+        self._depth = Gauge("channelkit_queue_jobs", depth_help, ["channel", "state"], registry=r)
+        self._http = Histogram(
+            "channelkit_http_request_seconds",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        self._grpc = Histogram(
+            "channelkit_grpc_request_seconds",
+            "gRPC calls by method and status code.",
+            ["method", "code"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+
+    def enqueued(self, channel: str, count: int) -> None:
+        self._enqueued.labels(channel).inc(count)
+
+    def set_depth(self, channel: str, state: str, value: int) -> None:
+        self._depth.labels(channel, state).set(value)
+
+    def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        self._http.labels(route, method, str(status)).observe(seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        self._grpc.labels(method, code).observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything in this registry."""
+        return generate_latest(self.registry)
+
     def channel(self, name: str) -> ChannelMetrics:
         return ChannelMetrics(
             enqueued=self._enqueued.labels(name),
@@ -115,3 +153,39 @@ class Metrics:
             running=self._running.labels(name),
             limited_seconds=self._limited.labels(name),
         )
+
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+
+class RequestMetricsMiddleware:
+    """ASGI middleware timing each HTTP request by its route template (not its path, so
+    job ids do not explode the label set)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, skip: Sequence[str] = ("/metrics",)) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.skip = tuple(skip)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Lifespan and websocket scopes pass straight through.
+        if scope["type"] != "http" or scope["path"].startswith(self.skip):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            self.metrics.observe_http(route, scope["method"], status, time.perf_counter() - started)

@@ -23,7 +23,7 @@ from runtime.embedded_redis import EmbeddedRedis
 from runtime.errors import ConfigError, UnknownChannelError
 from runtime.grpc_server import GRPC_SERVICE_NAME, build_grpc_server
 from runtime.http_app import build_http_app
-from runtime.metrics import Metrics
+from runtime.metrics import Metrics, RequestMetricsMiddleware
 from runtime.settings import ServeSettings
 from runtime.workers import Workers
 
@@ -118,6 +118,7 @@ class Service:
                 settings.data_dir,
             )
         self.client = Client.from_url(self.redis_url, prefix=settings.key_prefix)
+        self.client.metrics = self.metrics
         await self.client.redis.ping()
         if workers_for:
             self.workers = Workers(
@@ -162,12 +163,14 @@ class Service:
             self.app.routes.CONTROLLERS,
             self.client,
             self.readiness,
+            metrics=self.metrics,
+            channels=[channel.name for channel in self.app.channels],
             api_keys=self.settings.api_keys,
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
         )
         config = uvicorn.Config(
-            app,
+            RequestMetricsMiddleware(app, self.metrics),
             host=self.settings.http_host,
             port=self.settings.http_port,
             log_config=None,

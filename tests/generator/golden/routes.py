@@ -11,6 +11,7 @@ from __future__ import annotations
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from runtime.admin_routes import JobRoutes
 from runtime.enqueue import Enqueuer, check_batch_size
 from runtime.http_types import EnqueuedBatch, EnqueuedJob, JobOptions
 
@@ -20,8 +21,9 @@ from generated_shop.models.orders import OrdersPayload
 __all__ = ["CONTROLLERS"]
 
 
-class InvoicesController(Controller):
+class InvoicesController(JobRoutes):
     path = "/channels/invoices"
+    channel_name = "invoices"
     tags = ("invoices",)
 
     @post(
@@ -59,8 +61,9 @@ class InvoicesController(Controller):
         return EnqueuedBatch(ids=job_ids, channel="invoices")
 
 
-class OrdersController(Controller):
+class OrdersController(JobRoutes):
     path = "/channels/orders"
+    channel_name = "orders"
     tags = ("orders",)
 
     @post(
