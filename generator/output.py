@@ -51,6 +51,10 @@ def _format(folder: Path, project: Path, package: str) -> None:
             "--exit-zero",
             "--config",
             first_party,
+            # protoc's modules import what registers descriptors (e.g. timestamp_pb2):
+            # "unused" to ruff, needed at runtime.
+            "--extend-exclude",
+            "*_pb2.py,*_pb2.pyi,*_pb2_grpc.py,*_pb2_grpc.pyi",
             str(folder),
         ],
         [*ruff, "format", "--quiet", str(folder)],

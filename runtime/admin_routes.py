@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_409_CONFLICT
 
 from runtime.client import Client
@@ -62,7 +62,7 @@ class JobRoutes(Controller):
     @get("/jobs/{job_id:str}", summary="One job: state, attempts, result, errors, timestamps")
     async def job(
         self,
-        job_id: str,
+        job_id: FromPath[str],
         client: NamedDependency[Client],
     ) -> dict[str, Any]:
         channel = self.channel_name
@@ -77,7 +77,7 @@ class JobRoutes(Controller):
     @post("/jobs/{job_id:str}/retry", status_code=202, summary="Run a failed job again")
     async def retry(
         self,
-        job_id: str,
+        job_id: FromPath[str],
         client: NamedDependency[Client],
     ) -> dict[str, str]:
         channel = self.channel_name
@@ -92,7 +92,7 @@ class JobRoutes(Controller):
     )
     async def discard(
         self,
-        job_id: str,
+        job_id: FromPath[str],
         client: NamedDependency[Client],
     ) -> Response[None]:
         channel = self.channel_name

@@ -22,6 +22,7 @@ import random
 import time
 import traceback
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,8 @@ class ChannelConsumer:
         self.consumer = consumer
         self.metrics = metrics
         self.running: dict[str, asyncio.Task[None]] = {}  # by stream id
-        self.held: list[tuple[str, bytes]] = []  # read, waiting for the rate limiter
+        self.held: list[_Job] = []  # read and claimed, waiting for the rate limiter
+        self._limited_ms = 0
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._finished: list[Finish] = []
@@ -159,7 +161,7 @@ class ChannelConsumer:
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self.held:
             with contextlib.suppress(RedisError):
-                await self.scripts.requeue(self.held)
+                await self.scripts.requeue([(job.stream_id, job.data) for job in self.held])
             self.held.clear()
         clean = True
         if self.running:
@@ -189,7 +191,9 @@ class ChannelConsumer:
         while not self._stopping.is_set():
             try:
                 if self.held:
-                    await self._release_held()
+                    held, self.held = self.held, []
+                    await self._launch(held)
+                    await self._wait_for_limiter()
                     continue
                 free = concurrency - len(self.running)
                 if free <= 0:
@@ -208,31 +212,26 @@ class ChannelConsumer:
                 entries = [
                     (_text(sid), bytes(fields.get(b"data", b""))) for sid, fields in response[0][1]
                 ]
-                if self.channel.limiter is not None and self.channel.limiter.key is None:
-                    self.held.extend(entries)
-                else:
-                    await self._start(entries)
+                await self._start(entries)
+                await self._wait_for_limiter()
             except (RedisError, OSError) as error:
                 logger.warning(
                     "%s: Redis error while reading, retrying in 1 s: %s", self.channel.name, error
                 )
                 await self._sleep(1.0)
 
-    async def _release_held(self) -> None:
-        limiter = self.channel.limiter
-        assert limiter is not None
-        granted, wait_ms = await self.scripts.limit(
-            self.keys.limiter(), self._window_ms, limiter.max, len(self.held), self._token()
-        )
-        if granted:
-            batch, self.held = self.held[:granted], self.held[granted:]
-            await self._start(batch)
+    async def _wait_for_limiter(self) -> None:
+        """Jobs the rate limit held back wait here, in this process, until a start is due
+        (they stay claimed and heartbeated); no polling while limited."""
         if self.held:
-            self.metrics.limited_seconds.inc(wait_ms / 1000)
+            self.metrics.limited_seconds.inc(self._limited_ms / 1000)
             logger.debug(
-                "%s: rate limited, %d job(s) wait %d ms", self.channel.name, len(self.held), wait_ms
+                "%s: rate limited, %d job(s) wait %d ms",
+                self.channel.name,
+                len(self.held),
+                self._limited_ms,
             )
-            await self._sleep(wait_ms / 1000)
+            await self._sleep(self._limited_ms / 1000)
 
     def _token(self) -> str:
         self._token_count += 1
@@ -290,7 +289,7 @@ class ChannelConsumer:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            owned = [*self.running, *(sid for sid, _ in self.held)]
+            owned = [*self.running, *(job.stream_id for job in self.held)]
             if not owned:
                 continue
             try:
@@ -320,25 +319,29 @@ class ChannelConsumer:
             except ValidationError as error:
                 self._poison(stream_id, data, error)
                 continue
-            jobs.append(
-                _Job(
-                    stream_id,
-                    data,
-                    envelope.task_id,
-                    envelope.kwargs.payload,
-                    int(stream_id.split("-", 1)[0]),
-                )
-            )
+            due_ms = int(stream_id.split("-", 1)[0])
+            jobs.append(_Job(stream_id, data, envelope.task_id, envelope.kwargs.payload, due_ms))
         if self.channel.limiter is not None and self.channel.limiter.key is not None:
             jobs = await self._limit_by_key(jobs)
-        if not jobs:
-            return
+        if jobs:
+            await self._launch(jobs)
+
+    async def _launch(self, jobs: list[_Job]) -> None:
+        """Mark jobs active and run them; a global rate limit may hold some back."""
+        limiter = self.channel.limiter
+        limit = None
+        if limiter is not None and limiter.key is None:
+            limit = (self.keys.limiter(), self._window_ms, limiter.max, self._token())
         now = _now_ms()
-        rows = await self.scripts.start([job.job_id for job in jobs], now)
-        for job, (attempt, failures) in zip(jobs, rows, strict=True):
-            self.metrics.started.inc()
-            self.metrics.wait_seconds.observe(max(0, now - job.due_ms) / 1000)
+        granted, wait_ms, rows = await self.scripts.start([job.job_id for job in jobs], now, limit)
+        if granted < len(jobs):
+            self.held = jobs[granted:] + self.held
+            self._limited_ms = wait_ms
+        wait_seconds = self.metrics.wait_seconds
+        for job, (attempt, failures) in zip(jobs[:granted], rows, strict=True):
+            wait_seconds.observe(max(0, now - job.due_ms) / 1000)
             self.running[job.stream_id] = asyncio.create_task(self._run(job, attempt, failures))
+        self.metrics.started.inc(granted)
         self.metrics.running.set(len(self.running))
 
     async def _limit_by_key(self, jobs: list[_Job]) -> list[_Job]:
@@ -380,7 +383,6 @@ class ChannelConsumer:
             problems,
             extra={"channel": self.channel.name, "job_id": job_id},
         )
-        self.metrics.failed.inc()
         self._record(["fail", stream_id, job_id, _error_json(wrapped, 0, kind), data, ""])
 
     async def _run(self, job: _Job, attempt: int, failures: int) -> None:
@@ -424,11 +426,9 @@ class ChannelConsumer:
             self._log_failure(job, attempt, outcome, error, time.perf_counter() - started)
         finally:
             self.running.pop(job.stream_id, None)
-            self.metrics.running.set(len(self.running))
             self._slot_freed.set()
         elapsed = time.perf_counter() - started
         self.metrics.run_seconds.observe(elapsed)
-        getattr(self.metrics, outcome).inc()
         if outcome == "completed" and self._job_logger.isEnabledFor(logging.DEBUG):
             self._job_logger.debug(
                 "job completed", extra=self._fields(job, attempt, elapsed, outcome)
@@ -488,8 +488,18 @@ class ChannelConsumer:
                     await asyncio.sleep(0.5)
                     continue
                 del self._finished[: len(batch)]
+                self._count_outcomes(batch)
             if self._stopping.is_set() and not self.running:
                 return
+
+    def _count_outcomes(self, records: list[Finish]) -> None:
+        """Outcome counters per recorded batch: one metric update per kind, not per job."""
+        kinds = Counter(record[0] for record in records)
+        metrics = self.metrics
+        metrics.completed.inc(kinds["done"])
+        metrics.retried.inc(kinds["retry"])
+        metrics.failed.inc(kinds["fail"])
+        metrics.running.set(len(self.running))
 
 
 def _text(value: bytes | str) -> str:

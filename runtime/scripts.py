@@ -22,6 +22,27 @@ from runtime.keys import CONSUMER_GROUP, ChannelKeys
 
 __all__ = ["ChannelScripts", "Finish"]
 
+# A sliding log of grants: at most `max` in any window. Redis's clock, so every process
+# agrees. Returns granted (0..wanted) and the wait in ms until the next grant is possible.
+LIMIT_FUNCTION = """
+local function limit(key, window, max, wanted, token)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local granted = math.max(0, math.min(wanted, max - redis.call('ZCARD', key)))
+  for i = 1, granted do
+    redis.call('ZADD', key, now, token .. ':' .. i)
+  end
+  if granted > 0 then redis.call('PEXPIRE', key, window) end
+  local wait = 0
+  if granted < wanted then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(1, tonumber(oldest[2]) + window - now)
+  end
+  return granted, wait
+end
+"""
+
 _APPEND_ERROR = """
 local function append_error(key, err)
   local errors = {}
@@ -76,19 +97,31 @@ end
 return created
 """
 
-# ARGV: job prefix, now, ids... Returns {attempt, failures} per job.
-START = """
+# KEYS: the limiter's window when the channel has a global rate limit, else none.
+# ARGV: job prefix, now, window ms, max starts, grant token, job ids...
+# Grants starts first (all of them without a limiter), marks the granted jobs active and
+# counts their attempts: the rate limit costs no round trip of its own.
+# Returns {granted, wait ms until the next grant, {attempt, failures} per granted job}.
+START = (
+    LIMIT_FUNCTION
+    + """
 local prefix, now = ARGV[1], ARGV[2]
-local out = {}
-for i = 3, #ARGV do
+local wanted = #ARGV - 5
+local granted, wait = wanted, 0
+if #KEYS > 0 then
+  granted, wait = limit(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), wanted, ARGV[5])
+end
+local rows = {}
+for i = 6, 5 + granted do
   local key = prefix .. ARGV[i]
   redis.call('HSET', key, 'state', 'active', 'started_at', now)
   local attempt = redis.call('HINCRBY', key, 'attempts', 1)
   local failures = tonumber(redis.call('HGET', key, 'failures') or '0') or 0
-  out[#out + 1] = {attempt, failures}
+  rows[#rows + 1] = {attempt, failures}
 end
-return out
+return {granted, wait, rows}
 """
+)
 
 # KEYS: stream, delayed, completed, failed.
 # ARGV: job prefix, group, now, keep completed count/age, keep failed count/age (-1 / 0
@@ -221,25 +254,15 @@ return 1
 """
 
 # KEYS: limiter window. ARGV: window ms, max, wanted, grant token.
-# A sliding log of grants: at most `max` in any window. Returns {granted, wait ms until
-# the next grant is possible}. Redis's clock, so all processes agree.
-LIMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+# Returns {granted, wait ms until the next grant is possible}.
+LIMIT = (
+    LIMIT_FUNCTION
+    + """
 local window, max, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local granted = math.max(0, math.min(wanted, max - redis.call('ZCARD', KEYS[1])))
-for i = 1, granted do
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. i)
-end
-if granted > 0 then redis.call('PEXPIRE', KEYS[1], window) end
-local wait = 0
-if granted < wanted then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  wait = math.max(1, tonumber(oldest[2]) + window - now)
-end
+local granted, wait = limit(KEYS[1], window, max, wanted, ARGV[4])
 return {granted, wait}
 """
+)
 
 # KEYS: stream, failed. ARGV: job prefix, job id. A failed job runs again.
 RETRY_FAILED = """
@@ -292,9 +315,22 @@ class ChannelScripts:
         created = await _call(self._enqueue, [self.keys.stream, self.keys.delayed], args)
         return [bool(flag) for flag in created]
 
-    async def start(self, job_ids: list[str], now_ms: int) -> list[tuple[int, int]]:
-        rows = await _call(self._start, [], [self.keys.job_prefix, now_ms, *job_ids])
-        return [(int(attempt), int(failures)) for attempt, failures in rows]
+    async def start(
+        self, job_ids: list[str], now_ms: int, limit: tuple[str, int, int, str] | None = None
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """Start the jobs a rate limit `(key, window ms, max, token)` allows, in order:
+        (granted, wait ms before more can start, (attempt, failures) per started job)."""
+        keys, (window, max_starts, token) = (
+            ([], (0, 0, "")) if limit is None else ([limit[0]], limit[1:])
+        )
+        granted, wait, rows = await _call(
+            self._start, keys, [self.keys.job_prefix, now_ms, window, max_starts, token, *job_ids]
+        )
+        return (
+            int(granted),
+            int(wait),
+            [(int(attempt), int(failures)) for attempt, failures in rows],
+        )
 
     async def finish(
         self, records: list[Finish], now_ms: int, keep: tuple[int, int, int, int]

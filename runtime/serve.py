@@ -21,7 +21,7 @@ from runtime.channel import Channel
 from runtime.client import Client
 from runtime.embedded_redis import EmbeddedRedis
 from runtime.errors import ConfigError, UnknownChannelError
-from runtime.grpc_server import GRPC_SERVICE_NAME, build_grpc_server
+from runtime.grpc_server import GRPC_SERVICE_NAMES, build_grpc_server
 from runtime.http_app import build_http_app
 from runtime.metrics import Metrics, RequestMetricsMiddleware
 from runtime.settings import ServeSettings
@@ -153,7 +153,7 @@ class Service:
             f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         )
         await server.start()
-        for name in ("", GRPC_SERVICE_NAME):
+        for name in ("", *GRPC_SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._grpc = server
 

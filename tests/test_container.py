@@ -27,9 +27,11 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 from packaging.requirements import Requirement
-from pydantic import BaseModel
+from redis.asyncio import Redis
 
+from runtime.client import Client
 from runtime.http_app import build_http_app
+from runtime.metrics import Metrics
 from runtime.settings import ServeSettings, settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,24 +284,12 @@ def test_healthcheck_probe_follows_readiness(final: list[Instruction]) -> None:
 
 
 def test_probed_route_is_the_apps_readiness_route() -> None:
-    class NoEnqueuer:
-        async def enqueue(
-            self,
-            channel: str,
-            payload: BaseModel,
-            *,
-            job_id: str | None = None,
-            delay_ms: int | None = None,
-        ) -> str:
-            raise NotImplementedError
-
-        async def enqueue_many(self, channel: str, payloads: Any) -> list[str]:
-            raise NotImplementedError
-
     async def ready() -> None:
         return None
 
-    app = build_http_app([], NoEnqueuer(), ready)
+    # A client that never connects: building the app must not touch Redis.
+    client = Client(Redis.from_url("redis://127.0.0.1:1/0"))
+    app = build_http_app([], client, ready, metrics=Metrics(), channels=[])
     assert "GET" in app.route_handler_method_map["/health/ready"]
 
 

@@ -12,13 +12,14 @@ import asyncio
 import subprocess
 import sys
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from redis.asyncio import Redis
 
+from runtime.client import Client
 from runtime.http_app import build_http_app
+from runtime.metrics import Metrics
 from tests.runtime.conftest import APP, Probe, clean_env, events_of, import_from_project
 
 pytestmark = pytest.mark.timeout(90)
@@ -87,12 +88,5 @@ def test_generated_routes_build_without_deprecation_warnings(probe_project: Path
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        build_http_app(routes.CONTROLLERS, _NoEnqueue(), ready)
-
-
-class _NoEnqueue:
-    async def enqueue(self, channel: str, payload: BaseModel, **_: object) -> str:
-        raise AssertionError("not called")
-
-    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
-        raise AssertionError("not called")
+        client = Client(Redis.from_url("redis://127.0.0.1:1/0"))  # never connects
+        build_http_app(routes.CONTROLLERS, client, ready, metrics=Metrics(), channels=[])
