@@ -51,5 +51,9 @@ run: $(STAMP) ## generate, then serve the notification app (embedded Redis witho
 	$(PY) -m runtime generate
 	$(PY) -m runtime serve
 
-bench: $(STAMP) ## run the benchmarks
-	$(PY) bench/generate.py
+bench: $(STAMP) ## run every benchmark (~10 min; QUICK=1 for a short run), write docs/benchmarks.md
+	$(PY) bench/run_all.py $(if $(QUICK),--quick,)
+
+.PHONY: chaos
+chaos: $(STAMP) ## long chaos run: 10,000 jobs, processes SIGKILLed, Redis restarted
+	CHAOS_JOBS=10000 CHAOS_SECONDS=60 $(PY) -m pytest tests/chaos -s -v

@@ -8,19 +8,36 @@ channels' payload models, so the OpenAPI document shows every payload schema.
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from pydantic import TypeAdapter
 
 from generated.models.email import EmailPayload
 from generated.models.push import PushPayload
 from generated.models.sms import SmsPayload
 from generated.models.whatsapp import WhatsappPayload
 from runtime.admin_routes import JobRoutes
-from runtime.enqueue import Enqueuer, check_batch_size
-from runtime.http_types import EnqueuedBatch, EnqueuedJob, JobOptions
+from runtime.enqueue import Enqueuer, batch_operation, validate_batch
+from runtime.http_types import (
+    ENQUEUE_ERRORS,
+    DelayMs,
+    EnqueuedBatch,
+    EnqueuedJob,
+    IdempotencyKey,
+)
 
 __all__ = ["CONTROLLERS"]
+
+_email_batch = TypeAdapter(list[EmailPayload])
+
+_push_batch = TypeAdapter(list[PushPayload])
+
+_sms_batch = TypeAdapter(list[SmsPayload])
+
+_whatsapp_batch = TypeAdapter(list[WhatsappPayload])
 
 
 class EmailController(JobRoutes):
@@ -32,6 +49,7 @@ class EmailController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_email",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a email job",
         description="Transactional email over SMTP.",
     )
@@ -39,27 +57,28 @@ class EmailController(JobRoutes):
         self,
         data: JSONBody[EmailPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
-        job_id = await enqueuer.enqueue(
-            "email", data, job_id=options.job_id, delay_ms=options.delay_ms
-        )
+        job_id = await enqueuer.enqueue("email", data, job_id=idempotency_key, delay_ms=delay_ms)
         return EnqueuedJob(id=job_id, channel="email")
 
     @post(
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_email_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(EmailPayload, 1000),
         summary="Enqueue up to 1000 email jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[EmailPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("email", data)
+        payloads = validate_batch(_email_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("email", payloads)
         return EnqueuedBatch(ids=job_ids, channel="email")
 
 
@@ -72,6 +91,7 @@ class PushController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_push",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a push job",
         description="Mobile push notifications to device tokens.",
     )
@@ -79,27 +99,28 @@ class PushController(JobRoutes):
         self,
         data: JSONBody[PushPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
-        job_id = await enqueuer.enqueue(
-            "push", data, job_id=options.job_id, delay_ms=options.delay_ms
-        )
+        job_id = await enqueuer.enqueue("push", data, job_id=idempotency_key, delay_ms=delay_ms)
         return EnqueuedJob(id=job_id, channel="push")
 
     @post(
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_push_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(PushPayload, 1000),
         summary="Enqueue up to 1000 push jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[PushPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("push", data)
+        payloads = validate_batch(_push_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("push", payloads)
         return EnqueuedBatch(ids=job_ids, channel="push")
 
 
@@ -112,6 +133,7 @@ class SmsController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_sms",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a sms job",
         description="Text messages through the SMS provider's HTTP API.",
     )
@@ -119,27 +141,28 @@ class SmsController(JobRoutes):
         self,
         data: JSONBody[SmsPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
-        job_id = await enqueuer.enqueue(
-            "sms", data, job_id=options.job_id, delay_ms=options.delay_ms
-        )
+        job_id = await enqueuer.enqueue("sms", data, job_id=idempotency_key, delay_ms=delay_ms)
         return EnqueuedJob(id=job_id, channel="sms")
 
     @post(
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_sms_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(SmsPayload, 1000),
         summary="Enqueue up to 1000 sms jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[SmsPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("sms", data)
+        payloads = validate_batch(_sms_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("sms", payloads)
         return EnqueuedBatch(ids=job_ids, channel="sms")
 
 
@@ -152,6 +175,7 @@ class WhatsappController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_whatsapp",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a whatsapp job",
         description="WhatsApp template messages through the WhatsApp Business API.",
     )
@@ -159,27 +183,28 @@ class WhatsappController(JobRoutes):
         self,
         data: JSONBody[WhatsappPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
-        job_id = await enqueuer.enqueue(
-            "whatsapp", data, job_id=options.job_id, delay_ms=options.delay_ms
-        )
+        job_id = await enqueuer.enqueue("whatsapp", data, job_id=idempotency_key, delay_ms=delay_ms)
         return EnqueuedJob(id=job_id, channel="whatsapp")
 
     @post(
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_whatsapp_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(WhatsappPayload, 1000),
         summary="Enqueue up to 1000 whatsapp jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[WhatsappPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("whatsapp", data)
+        payloads = validate_batch(_whatsapp_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("whatsapp", payloads)
         return EnqueuedBatch(ids=job_ids, channel="whatsapp")
 
 

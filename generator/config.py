@@ -160,6 +160,7 @@ class ChannelsConfig:
     source_text: str
     document: LocatedDocument
     channels: tuple[ChannelConfig, ...]
+    proto_package: str = "channels.v1"
 
     @property
     def by_name(self) -> dict[str, ChannelConfig]:
@@ -178,6 +179,10 @@ def load_config(path: Path) -> ChannelsConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([Problem(display, 0, 0, "", f"cannot read: {error.strerror}")]) from None
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        message = f"not UTF-8 text: byte 0x{error.object[error.start]:02x} cannot be decoded"
+        raise ConfigError([Problem(display, line, 1, "", message)]) from None
     document = load_yaml(text, display)
     _check_against_format_schema(document)
     problems: list[Problem] = []
@@ -189,7 +194,8 @@ def load_config(path: Path) -> ChannelsConfig:
             channels.append(channel)
     if problems:
         raise ConfigError(problems)
-    return ChannelsConfig(path, text, document, tuple(channels))
+    proto_package = data.get("grpc", {}).get("package", "channels.v1")
+    return ChannelsConfig(path, text, document, tuple(channels), proto_package)
 
 
 def _display_name(path: Path) -> str:

@@ -1,9 +1,10 @@
-"""Render `<package>/grpc_service.py`: the servicer of `service Channels` and its table.
+"""Render `<package>/grpc_service.py`: the servicers of `service Channels` and `service Jobs`.
 
 The table (`runtime.grpc_payload.Table`) is derived from the same mapping that rendered
 `channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree; the
 servicer turns each request into the payload model with `runtime.grpc_payload` and calls
-the enqueuer. Output is deterministic and parses (`ast.parse`) before it is returned.
+the enqueuer. `JobsServicer` is glue over runtime.grpc_jobs, which does the work for every
+package. Output is deterministic and parses (`ast.parse`) before it is returned.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import jinja2
-
 from generator.proto import (
+    JOBS_SERVICE_NAME,
     PROTO_PACKAGE,
     SERVICE_NAME,
     ConstDef,
@@ -24,6 +24,7 @@ from generator.proto import (
     ProtoChannel,
     build_proto_file,
 )
+from generator.templating import template_environment
 
 __all__ = ["render_grpc_service"]
 
@@ -42,7 +43,9 @@ class _ChannelView:
     batch_max: int
 
 
-def render_grpc_service(channels: Sequence[ProtoChannel], package: str) -> str:
+def render_grpc_service(
+    channels: Sequence[ProtoChannel], package: str, proto_package: str = PROTO_PACKAGE
+) -> str:
     """Python source of `<package>/grpc_service.py` for these channels."""
     proto = build_proto_file(channels)
     messages = []
@@ -65,14 +68,15 @@ def render_grpc_service(channels: Sequence[ProtoChannel], package: str) -> str:
         for c in proto.channels
     ]
     source = (
-        _environment()
+        template_environment()
         .get_template("grpc_service.py.j2")
         .render(
             package=package,
             channels=views,
             messages=messages,
             enums=enums,
-            service=f"{PROTO_PACKAGE}.{SERVICE_NAME}",
+            service=f"{proto_package}.{SERVICE_NAME}",
+            jobs_service=f"{proto_package}.{JOBS_SERVICE_NAME}",
             literal=_literal,
         )
     )
@@ -103,14 +107,3 @@ def _literal(value: JsonScalar) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     return repr(value)
-
-
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("generator", "templates"),
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )

@@ -15,6 +15,8 @@ have sent. The mapping is documented in docs/grpc.md:
 - scalars not required (or nullable) are `optional`; integers are int64, numbers double.
 
 What proto cannot express raises `ProtoMappingError` naming the channel and JSON pointer.
+The file ends with `service Jobs` and its messages (generator.proto_jobs), the same in
+every project.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from generator.errors import GeneratorError
+from generator.proto_jobs import JOBS_IMPORTS, JOBS_PROTO, JOBS_SERVICE_NAME, JOBS_TOP_LEVEL
 
 __all__ = [
+    "JOBS_SERVICE_NAME",
     "PROTO_PACKAGE",
     "SERVICE_NAME",
     "ConstDef",
@@ -187,7 +191,7 @@ class ProtoFile:
 def build_proto_file(channels: Sequence[ProtoChannel]) -> ProtoFile:
     """Map every channel's payload schema; raises `ProtoMappingError`."""
     ordered = sorted(channels, key=lambda c: c.name)
-    top_level = {"EnqueueReply", "EnqueueBatchReply", SERVICE_NAME}
+    top_level = {"EnqueueReply", "EnqueueBatchReply", SERVICE_NAME, *JOBS_TOP_LEVEL}
     defs = []
     for channel in ordered:
         names = [
@@ -203,16 +207,24 @@ def build_proto_file(channels: Sequence[ProtoChannel]) -> ProtoFile:
     return ProtoFile(defs)
 
 
-def render_proto(channels: Sequence[ProtoChannel]) -> str:
-    """The text of `channels.proto` for these channels, byte-identical across runs."""
+def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PACKAGE) -> str:
+    """The text of `channels.proto` for these channels, byte-identical across runs.
+
+    `proto_package` names the messages and services (`channels.v1.Channels`): two
+    projects whose stubs are imported into one Python process need different ones,
+    since protobuf keeps one registry of full names per process.
+    """
     proto = build_proto_file(channels)
     nested = {m.name for m in proto.messages() if "." in m.full} | {e.name for e in proto.enums()}
     top = {c.payload.name for c in proto.channels}
-    qualifier = f".{PROTO_PACKAGE}." if nested & top else ""
+    qualifier = f".{proto_package}." if nested & top else ""
     out = _Printer(qualifier)
     out.line('syntax = "proto3";')
     out.line()
-    out.line(f"package {PROTO_PACKAGE};")
+    out.line(f"package {proto_package};")
+    out.line()
+    for path in JOBS_IMPORTS:
+        out.line(f'import "{path}";')
     out.line()
     out.line("// Enqueue jobs on the channels declared in channels.yaml.")
     out.line(f"service {SERVICE_NAME} {{")
@@ -252,6 +264,8 @@ def render_proto(channels: Sequence[ProtoChannel]) -> str:
         out.line("}")
         out.line()
         out.message(item.payload, 0)
+    out.line()
+    out.line(JOBS_PROTO.rstrip("\n"))
     return out.text()
 
 

@@ -10,8 +10,6 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-import jinja2
-
 from generator.asyncapi import render_asyncapi
 from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError
@@ -20,6 +18,7 @@ from generator.models import render_model_module
 from generator.proto import ProtoChannel, ProtoMappingError, render_proto
 from generator.protoc import compile_proto
 from generator.schemas import ChannelSchemas
+from generator.templating import template_environment
 
 __all__ = ["header", "inputs_digest", "render_files"]
 
@@ -45,19 +44,6 @@ def header(source_name: str, digest: str, comment: str = "#") -> str:
     )
 
 
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("generator", "templates"),
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    environment.filters["pyrepr"] = repr
-    return environment
-
-
 def _class_names(source: str) -> list[str]:
     return [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
 
@@ -72,7 +58,7 @@ def _strip_codegen_banner(source: str) -> str:
 def render_files(
     config: ChannelsConfig, schemas: dict[str, ChannelSchemas], package: str
 ) -> dict[str, str]:
-    environment = _environment()
+    environment = template_environment()
     digest = inputs_digest(config, schemas)
     source_name = config.path.name
     python_header = header(source_name, digest)
@@ -111,7 +97,7 @@ def render_files(
         for c in config.channels
     ]
     try:
-        proto_text = render_proto(proto_channels)
+        proto_text = render_proto(proto_channels, config.proto_package)
     except ProtoMappingError as error:
         where = (*config.by_name[error.channel].key_path, "payload")
         message = f"cannot be expressed in gRPC: at {error.pointer}: {error.reason}"
@@ -122,7 +108,7 @@ def render_files(
     )
     for name, text in sorted(compile_proto(proto_text, package).items()):
         files[f"proto/{name}"] = python_header + text
-    emit("grpc_service.py", render_grpc_service(proto_channels, package))
+    emit("grpc_service.py", render_grpc_service(proto_channels, package, config.proto_package))
     files["asyncapi.yaml"] = python_header + render_asyncapi(config, schemas)
     return files
 

@@ -107,4 +107,17 @@ def _to_data(
             _to_data(item, (*path, index), document, problems)
             for index, item in enumerate(node.value)
         ]
-    return document.scalars.construct_object(node)
+    try:
+        return document.scalars.construct_object(node)
+    except yaml.MarkedYAMLError as error:  # e.g. an unknown tag such as `!0`
+        mark = error.problem_mark or node.start_mark
+        problems.append(
+            Problem(
+                document.file,
+                mark.line + 1,
+                mark.column + 1,
+                format_key_path(path),
+                f"cannot read this value: {error.problem or error.context}",
+            )
+        )
+        return None

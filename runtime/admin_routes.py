@@ -18,13 +18,24 @@ from typing import Annotated, Any
 from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_409_CONFLICT
 
 from runtime.client import Client
+from runtime.http_types import ErrorBody
 from runtime.jobs import STATES, JobState
 
 __all__ = ["JobRoutes"]
+
+
+_NOT_FOUND = {
+    404: ResponseSpec(
+        ErrorBody, description="No such job (never enqueued, or removed by retention)"
+    )
+}
+_CONFLICT = {409: ResponseSpec(ErrorBody, description="The job is not in a state that allows this")}
+MAX_OFFSET = 1_000_000
 
 
 class JobRoutes(Controller):
@@ -50,7 +61,7 @@ class JobRoutes(Controller):
                 name="state", description="waiting, delayed, active, completed or failed"
             ),
         ] = "failed",
-        offset: Annotated[int, QueryParameter(ge=0)] = 0,
+        offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         channel = self.channel_name
@@ -59,7 +70,11 @@ class JobRoutes(Controller):
         jobs = await client.jobs(channel, job_state, offset=offset, limit=limit)
         return {"channel": channel, "state": job_state, "jobs": [asdict(job) for job in jobs]}
 
-    @get("/jobs/{job_id:str}", summary="One job: state, attempts, result, errors, timestamps")
+    @get(
+        "/jobs/{job_id:str}",
+        summary="One job: state, attempts, result, errors, timestamps",
+        responses=_NOT_FOUND,
+    )
     async def job(
         self,
         job_id: FromPath[str],
@@ -68,13 +83,15 @@ class JobRoutes(Controller):
         channel = self.channel_name
         info = await client.job(channel, job_id)
         if info is None:
-            raise NotFoundException(
-                detail=f"no job {job_id!r} in channel {channel!r} "
-                "(never enqueued, or removed by retention)"
-            )
+            raise _no_such_job(channel, job_id)
         return asdict(info)
 
-    @post("/jobs/{job_id:str}/retry", status_code=202, summary="Run a failed job again")
+    @post(
+        "/jobs/{job_id:str}/retry",
+        status_code=202,
+        summary="Run a failed job again",
+        responses={**_NOT_FOUND, **_CONFLICT},
+    )
     async def retry(
         self,
         job_id: FromPath[str],
@@ -82,13 +99,18 @@ class JobRoutes(Controller):
     ) -> dict[str, str]:
         channel = self.channel_name
         if not await client.retry(channel, job_id):
+            if await client.job(channel, job_id) is None:
+                raise _no_such_job(channel, job_id)
             raise ClientException(
                 status_code=HTTP_409_CONFLICT, detail=f"job {job_id!r} is not in the failed set"
             )
         return {"id": job_id, "state": "waiting"}
 
     @delete(
-        "/jobs/{job_id:str}", status_code=204, summary="Remove a failed, completed or delayed job"
+        "/jobs/{job_id:str}",
+        status_code=204,
+        summary="Remove a failed, completed or delayed job",
+        responses={**_NOT_FOUND, **_CONFLICT},
     )
     async def discard(
         self,
@@ -97,7 +119,17 @@ class JobRoutes(Controller):
     ) -> Response[None]:
         channel = self.channel_name
         if not await client.discard(channel, job_id):
-            raise NotFoundException(
-                detail=f"no failed, completed or delayed job {job_id!r} in {channel!r}"
+            if await client.job(channel, job_id) is None:
+                raise _no_such_job(channel, job_id)
+            raise ClientException(
+                status_code=HTTP_409_CONFLICT,
+                detail=f"job {job_id!r} is waiting or running: only failed, completed or "
+                "delayed jobs can be removed",
             )
         return Response(None, status_code=204)
+
+
+def _no_such_job(channel: str, job_id: str) -> NotFoundException:
+    return NotFoundException(
+        detail=f"no job {job_id!r} in channel {channel!r} (never enqueued, or removed by retention)"
+    )

@@ -1,6 +1,7 @@
 """`runtime`: the command line. Thin: parses flags, calls the functions that do the work.
 
-Exit codes: 0 done, 1 `generate --check` found stale files, 2 bad input or usage.
+Exit codes: 0 done; 1 `generate --check` found stale files, or `jobs` found no such job
+(or not one it can retry or discard); 2 bad input, usage or configuration.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from runtime.jobs_cli import run_jobs
+
+    return run_jobs(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runtime",
@@ -72,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    from runtime.jobs_cli import add_jobs_arguments
+
+    jobs = commands.add_parser(
+        "jobs",
+        help="list, show, retry or discard jobs, and count them, straight through Redis",
+        description="Talks to the Redis that `runtime serve` uses (no server needed): "
+        "REDIS_URL or --redis-url; without them, the embedded Redis's socket "
+        ".channelkit/redis.sock when run in the folder of a `runtime serve` that started "
+        "one. Exit codes: 0 done, 1 no such job or not in a state the action needs, "
+        "2 bad usage or configuration.",
+    )
+    add_jobs_arguments(jobs)
+    jobs.set_defaults(run=_jobs)
     return parser
 
 

@@ -6,10 +6,11 @@ channel's task can run them. A delayed job waits in a sorted set until a worker 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -46,6 +47,7 @@ class Client:
         self.prefix = prefix
         self.metrics = metrics  # counts enqueued jobs when given
         self._scripts: dict[str, ChannelScripts] = {}
+        self._coalescer = _Coalescer(self.scripts)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
@@ -81,12 +83,11 @@ class Client:
         """Store one job; returns its id. An id that exists already is not enqueued again
         (idempotent enqueue, for as long as the job is kept): its id is returned."""
         job_id = job_id or uuid.uuid4().hex
-        now = _now_ms()
-        due = now + delay_ms if delay_ms else 0
-        created = await self.scripts(channel).enqueue(
-            [(job_id, encode_job(channel, payload, job_id), due)], now
+        due = _now_ms() + delay_ms if delay_ms else 0
+        created = await self._coalescer.enqueue(
+            channel, (job_id, encode_job(channel, payload, job_id), due)
         )
-        if self.metrics is not None and created[0]:
+        if self.metrics is not None and created:
             self.metrics.enqueued(channel, 1)
         return job_id
 
@@ -179,6 +180,53 @@ class Client:
     async def discard(self, channel: str, job_id: str) -> bool:
         """Remove a failed, completed or delayed job. False when there is no such job."""
         return await self.scripts(channel).discard(job_id)
+
+
+Job = tuple[str, bytes, int]
+
+
+class _Coalescer:
+    """Single enqueues of one channel that arrive together share one script call.
+
+    While a call is in flight, new jobs gather; they go in the next call as soon as it
+    returns. Under concurrent HTTP or gRPC load this turns many round trips into few, at
+    the cost of at most one in-flight call's wait; a lone enqueue goes out at once.
+    """
+
+    def __init__(self, scripts: Callable[[str], ChannelScripts]) -> None:
+        self._scripts = scripts
+        self._pending: dict[str, list[tuple[Job, asyncio.Future[bool]]]] = {}
+        self._flushing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def enqueue(self, channel: str, job: Job) -> bool:
+        """True when the job was created, False when its id existed already."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(channel, []).append((job, future))
+        if channel not in self._flushing:
+            self._flushing.add(channel)
+            task = asyncio.create_task(self._flush(channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _flush(self, channel: str) -> None:
+        try:
+            while batch := self._pending.pop(channel, []):
+                try:
+                    created = await self._scripts(channel).enqueue(
+                        [job for job, _ in batch], _now_ms()
+                    )
+                except Exception as error:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), was_created in zip(batch, created, strict=True):
+                    if not future.done():
+                        future.set_result(was_created)
+        finally:
+            self._flushing.discard(channel)
 
 
 def _now_ms() -> int:

@@ -44,6 +44,7 @@ logger = logging.getLogger("channelkit.worker")
 READ_BLOCK_MS = 500  # how long an idle read waits; also the longest a stop waits for it
 DELAYED_POLL_S = 0.05  # jobs delayed by another process start at most this late
 MAX_FINISH_BATCH = 500
+TRIM_EVERY_S = 30.0  # retention by age runs at least this often, busy or not
 MAX_TRACEBACK = 8000
 
 
@@ -130,6 +131,7 @@ class ChannelConsumer:
         duration = channel.limiter.duration_ms if channel.limiter else 0
         self._window_ms = duration + min(20, duration // 50)
         self._token_seed = uuid.uuid4().hex[:10]
+        self._limiter_field = _field_name(channel)
         self._token_count = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -249,27 +251,43 @@ class ChannelConsumer:
                 "at": 0,
             }
         )
+        next_trim = time.monotonic() + TRIM_EVERY_S
         while not self._stopping.is_set():
             await self._sleep(self._reclaim_s)
-            free = self.channel.concurrency - len(self.running) - len(self.held)
-            if free <= 0 or self._stopping.is_set():
-                continue
+            if self._stopping.is_set():
+                return
             try:
-                rows = await self.scripts.reclaim(
+                if time.monotonic() >= next_trim:
+                    # Retention by age also on a quiet channel (finishing jobs trims too).
+                    await self.scripts.finish([], _now_ms(), self._keep)
+                    next_trim = time.monotonic() + TRIM_EVERY_S
+                free = self.channel.concurrency - len(self.running) - len(self.held)
+                if free <= 0:
+                    continue
+                rows, failed = await self.scripts.reclaim(
                     self.consumer, stalled.interval_ms, free, stalled.max_count, _now_ms(), error
                 )
+                if failed:
+                    self.metrics.stalled.inc(failed)
+                    self.metrics.failed.inc(failed)
+                    logger.error(
+                        "%s: %d job(s) stalled more than %d time(s): moved to the failed set",
+                        self.channel.name,
+                        failed,
+                        stalled.max_count,
+                        extra={"channel": self.channel.name},
+                    )
+                if rows:
+                    self.metrics.stalled.inc(len(rows))
+                    logger.warning(
+                        "%s: took over %d stalled job(s)",
+                        self.channel.name,
+                        len(rows),
+                        extra={"channel": self.channel.name},
+                    )
+                    await self._start([(sid, data) for sid, data, _ in rows])
             except (RedisError, OSError) as failure:
                 logger.warning("%s: reclaiming stalled jobs failed: %s", self.channel.name, failure)
-                continue
-            if rows:
-                self.metrics.stalled.inc(len(rows))
-                logger.warning(
-                    "%s: took over %d stalled job(s)",
-                    self.channel.name,
-                    len(rows),
-                    extra={"channel": self.channel.name},
-                )
-                await self._start([(sid, data) for sid, data, _ in rows])
 
     async def _delayed_loop(self) -> None:
         while not self._stopping.is_set():
@@ -333,7 +351,9 @@ class ChannelConsumer:
         if limiter is not None and limiter.key is None:
             limit = (self.keys.limiter(), self._window_ms, limiter.max, self._token())
         now = _now_ms()
-        granted, wait_ms, rows = await self.scripts.start([job.job_id for job in jobs], now, limit)
+        granted, wait_ms, rows, used = await self.scripts.start(
+            [job.job_id for job in jobs], now, limit
+        )
         if granted < len(jobs):
             self.held = jobs[granted:] + self.held
             self._limited_ms = wait_ms
@@ -343,6 +363,26 @@ class ChannelConsumer:
             self.running[job.stream_id] = asyncio.create_task(self._run(job, attempt, failures))
         self.metrics.started.inc(granted)
         self.metrics.running.set(len(self.running))
+        if granted and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: claimed and started %d job(s)",
+                self.channel.name,
+                granted,
+                extra={
+                    "channel": self.channel.name,
+                    "job_ids": [job.job_id for job in jobs[:granted]],
+                },
+            )
+        if limit is not None and granted and used * 2 > limit[2]:
+            # Windows are measured by start time, and a start lags its grant by the handlers
+            # entered before it on this loop (tens of ms on a cold or busy process): one loop
+            # turn runs the jobs just created into their handlers, then their grants are
+            # dated now. Should that fail, the grants keep their time (a smaller margin).
+            # Only needed once a window is over half full: below that, any start-time window
+            # spans grants of at most two half-full windows, which is within the limit.
+            await asyncio.sleep(0)
+            with contextlib.suppress(RedisError, OSError):
+                await self.scripts.restamp(limit[0], limit[1], limit[3], granted)
 
     async def _limit_by_key(self, jobs: list[_Job]) -> list[_Job]:
         """Each value of the limiter's payload field has its own window; jobs over their
@@ -352,7 +392,7 @@ class ChannelConsumer:
         assert limiter.key is not None
         groups: dict[str, list[_Job]] = {}
         for job in jobs:
-            groups.setdefault(str(getattr(job.payload, limiter.key, "")), []).append(job)
+            groups.setdefault(str(getattr(job.payload, self._limiter_field, "")), []).append(job)
         allowed: list[_Job] = []
         now = _now_ms()
         for group, members in groups.items():
@@ -513,6 +553,18 @@ def _job_id_of(data: bytes) -> str | None:
         return None
     job_id = message.get("task_id") if isinstance(message, dict) else None
     return job_id if isinstance(job_id, str) and job_id else None
+
+
+def _field_name(channel: Channel[Any, Any]) -> str:
+    """The model attribute of the limiter's key: channels.yaml names the JSON property,
+    which the model may have renamed (`from` becomes `from_` with an alias)."""
+    key: str | None = channel.limiter.key if channel.limiter else None
+    if key is None:
+        return ""
+    for name, field in channel.payload_model.model_fields.items():
+        if key in (name, field.alias):
+            return str(name)
+    return key
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -1,4 +1,8 @@
-"""The grpc.aio server: the generated Channels service, health, reflection, API keys."""
+"""The grpc.aio server: the generated Channels and Jobs services, health, reflection, API keys.
+
+With API keys set, every call needs one except health checks and reflection: enqueueing
+(`channels.v1.Channels`) and job administration (`channels.v1.Jobs`) alike.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-__all__ = ["GRPC_SERVICE_NAME", "ApiKeyInterceptor", "build_grpc_server"]
+__all__ = [
+    "ApiKeyInterceptor",
+    "build_grpc_server",
+]
 
-GRPC_SERVICE_NAME = "channels.v1.Channels"
+# The generated services, as reflection lists them and health reports them.
+# What a server interceptor calls to reach the method's handler.
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+]
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
@@ -44,9 +55,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method or ""
@@ -57,15 +66,69 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return self._deny
 
 
+class _Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
+    """Bytes that are not the request message get INVALID_ARGUMENT, not UNKNOWN.
+
+    grpc parses requests before any handler runs and answers a parse error with UNKNOWN
+    (logging a traceback per call); here parsing failures reach the handler as a marker,
+    which is refused like any other bad input.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse, inner = handler.request_deserializer, handler.unary_unary
+
+        def safe_parse(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as error:
+                return _Malformed(error)
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, _Malformed):
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid message for this method: {request.error}",
+                )
+            return await inner(request, context)  # type: ignore[arg-type]  # stubs: sync context
+
+        return grpc.unary_unary_rpc_method_handler(
+            checked,
+            request_deserializer=safe_parse,
+            response_serializer=handler.response_serializer,
+        )
+
+
 def build_grpc_server(
     add_services: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
     *,
     api_keys: Sequence[str] = (),
     max_message_bytes: int = 4 * 1024 * 1024,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
-    """The server with every service added; call `start()` after binding a port."""
+    """The server with every service added (`service_names` are listed by reflection);
+    call `start()` after binding a port. `interceptors` run after the API-key check."""
+    chain = [
+        *([ApiKeyInterceptor(api_keys)] if api_keys else []),
+        MalformedRequestInterceptor(),
+        *interceptors,
+    ]
     server = grpc.aio.server(
-        interceptors=[ApiKeyInterceptor(api_keys)] if api_keys else None,
+        interceptors=chain,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
@@ -76,7 +139,7 @@ def build_grpc_server(
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (
-            GRPC_SERVICE_NAME,
+            *service_names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),

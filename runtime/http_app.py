@@ -19,8 +19,8 @@ from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVIC
 
 from runtime.client import Client
 from runtime.enqueue import Enqueuer
-from runtime.http_types import job_options
 from runtime.metrics import Metrics
+from runtime.openapi import PayloadSchemaPlugin
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -113,10 +113,12 @@ def _metrics_route(metrics: Metrics, client: Client, channels: Sequence[str]) ->
     return scrape
 
 
-def build_metrics_app(metrics: Metrics, client: Client, channels: Sequence[str]) -> Litestar:
-    """Only /metrics, for a separate --metrics-port."""
+def build_metrics_app(
+    metrics: Metrics, client: Client, channels: Sequence[str], readiness: ReadinessCheck
+) -> Litestar:
+    """/metrics and /health only, for a separate --metrics-port (worker-only processes)."""
     return Litestar(
-        route_handlers=[_metrics_route(metrics, client, channels)],
+        route_handlers=[_metrics_route(metrics, client, channels), _health_controller(readiness)],
         logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
         openapi_config=None,
     )
@@ -154,11 +156,11 @@ def build_http_app(
         dependencies={
             "enqueuer": Provide(provide_enqueuer),
             "client": Provide(provide_client),
-            "options": Provide(job_options, sync_to_thread=False),
         },
         exception_handlers={ValidationException: _on_validation_error},
         request_max_body_size=max_body_size,
         openapi_config=OpenAPIConfig(title=title, version="1.0.0"),
+        plugins=[PayloadSchemaPlugin()],
         # Given explicitly so Litestar does not install its own root queue handler:
         # the process's logging is configured once, by runtime serve. Its "litestar"
         # logger propagates to that root handler (so LOG_FORMAT and LOG_LEVEL apply) and

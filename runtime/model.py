@@ -43,13 +43,17 @@ class Payload(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        keys: set[str] = set()
+        keys: set[str] = set(cls._not_null_keys)  # inherited ones too
         for name, field in cls.model_fields.items():
             extra = field.json_schema_extra
-            if isinstance(extra, dict) and extra.get(NOT_NULL_MARKER):
+            if isinstance(extra, dict) and extra.pop(NOT_NULL_MARKER, False):
+                # Taken out once read: OpenAPI generators (Litestar's) copy every extra
+                # key into the schema and refuse unknown ones.
                 keys.add(name)
                 if field.alias:
                     keys.add(field.alias)
+                if not extra:
+                    field.json_schema_extra = None
         cls._not_null_keys = frozenset(keys)
 
     @model_validator(mode="before")
@@ -70,8 +74,9 @@ class Payload(BaseModel):
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
         resolved = handler.resolve_ref_schema(json_schema)
-        for prop in resolved.get("properties", {}).values():
-            if prop.pop(NOT_NULL_MARKER, False):
+        for key, prop in resolved.get("properties", {}).items():
+            prop.pop(NOT_NULL_MARKER, None)
+            if key in cls._not_null_keys:
                 _drop_null_branch(prop)
         return json_schema
 

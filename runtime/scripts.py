@@ -29,7 +29,8 @@ local function limit(key, window, max, wanted, token)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local granted = math.max(0, math.min(wanted, max - redis.call('ZCARD', key)))
+  local used = redis.call('ZCARD', key)
+  local granted = math.max(0, math.min(wanted, max - used))
   for i = 1, granted do
     redis.call('ZADD', key, now, token .. ':' .. i)
   end
@@ -39,7 +40,7 @@ local function limit(key, window, max, wanted, token)
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     wait = math.max(1, tonumber(oldest[2]) + window - now)
   end
-  return granted, wait
+  return granted, wait, used + granted
 end
 """
 
@@ -107,9 +108,9 @@ START = (
     + """
 local prefix, now = ARGV[1], ARGV[2]
 local wanted = #ARGV - 5
-local granted, wait = wanted, 0
+local granted, wait, used = wanted, 0, 0
 if #KEYS > 0 then
-  granted, wait = limit(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), wanted, ARGV[5])
+  granted, wait, used = limit(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), wanted, ARGV[5])
 end
 local rows = {}
 for i = 6, 5 + granted do
@@ -119,7 +120,7 @@ for i = 6, 5 + granted do
   local failures = tonumber(redis.call('HGET', key, 'failures') or '0') or 0
   rows[#rows + 1] = {attempt, failures}
 end
-return {granted, wait, rows}
+return {granted, wait, rows, used}
 """
 )
 
@@ -173,7 +174,7 @@ return 1
 # max stalled count, now, error JSON for jobs that stalled too often.
 # Takes over jobs whose worker stopped heartbeating. XAUTOCLAIM bumps the delivery
 # count, so delivered - 1 is how often the job stalled. Returns {stream id, data,
-# delivered} for each job this consumer must now run.
+# delivered} for each job this consumer must now run, and how many failed as stalled.
 RECLAIM = (
     _APPEND_ERROR
     + """
@@ -182,6 +183,7 @@ local max_stalled, now, err = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[4], '0-0',
                            'COUNT', ARGV[5])[2]
 local out = {}
+local failed = 0
 for _, entry in ipairs(claimed) do
   if entry and entry[2] then
     local sid, data = entry[1], entry[2][2]
@@ -196,12 +198,13 @@ for _, entry in ipairs(claimed) do
       redis.call('ZADD', KEYS[2], now, id)
       redis.call('XACK', KEYS[1], group, sid)
       redis.call('XDEL', KEYS[1], sid)
+      failed = failed + 1
     else
       out[#out + 1] = {sid, data, delivered}
     end
   end
 end
-return out
+return {out, failed}
 """
 )
 
@@ -264,6 +267,19 @@ return {granted, wait}
 """
 )
 
+# KEYS: limiter window. ARGV: window ms, grant token, grants. Dates the grants of one
+# call to now, once their jobs have started, so the window counts from the starts. A
+# grant that left the window meanwhile is not brought back (XX).
+RESTAMP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 1, tonumber(ARGV[3]) do
+  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[2] .. ':' .. i)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
 # KEYS: stream, failed. ARGV: job prefix, job id. A failed job runs again.
 RETRY_FAILED = """
 local key = ARGV[1] .. ARGV[2]
@@ -304,6 +320,7 @@ class ChannelScripts:
         self._move_due = redis.register_script(MOVE_DUE)
         self._requeue = redis.register_script(REQUEUE)
         self._limit = redis.register_script(LIMIT)
+        self._restamp = redis.register_script(RESTAMP)
         self._retry_failed = redis.register_script(RETRY_FAILED)
         self._discard = redis.register_script(DISCARD)
 
@@ -317,19 +334,21 @@ class ChannelScripts:
 
     async def start(
         self, job_ids: list[str], now_ms: int, limit: tuple[str, int, int, str] | None = None
-    ) -> tuple[int, int, list[tuple[int, int]]]:
+    ) -> tuple[int, int, list[tuple[int, int]], int]:
         """Start the jobs a rate limit `(key, window ms, max, token)` allows, in order:
-        (granted, wait ms before more can start, (attempt, failures) per started job)."""
+        (granted, wait ms before more can start, (attempt, failures) per started job,
+        grants now in the window)."""
         keys, (window, max_starts, token) = (
             ([], (0, 0, "")) if limit is None else ([limit[0]], limit[1:])
         )
-        granted, wait, rows = await _call(
+        granted, wait, rows, used = await _call(
             self._start, keys, [self.keys.job_prefix, now_ms, window, max_starts, token, *job_ids]
         )
         return (
             int(granted),
             int(wait),
             [(int(attempt), int(failures)) for attempt, failures in rows],
+            int(used),
         )
 
     async def finish(
@@ -343,8 +362,8 @@ class ChannelScripts:
 
     async def reclaim(
         self, consumer: str, min_idle_ms: int, count: int, max_stalled: int, now_ms: int, error: str
-    ) -> list[tuple[str, bytes, int]]:
-        rows = await _call(
+    ) -> tuple[list[tuple[str, bytes, int]], int]:
+        rows, failed = await _call(
             self._reclaim,
             [self.keys.stream, self.keys.failed],
             [
@@ -358,7 +377,9 @@ class ChannelScripts:
                 error,
             ],
         )
-        return [(_text(sid), bytes(data), int(delivered)) for sid, data, delivered in rows]
+        return [(_text(sid), bytes(data), int(delivered)) for sid, data, delivered in rows], int(
+            failed
+        )
 
     async def heartbeat(self, consumer: str, stream_ids: list[str]) -> list[str]:
         lost = await _call(
@@ -385,6 +406,10 @@ class ChannelScripts:
     ) -> tuple[int, int]:
         granted, wait = await _call(self._limit, [key], [window_ms, max_starts, wanted, token])
         return int(granted), int(wait)
+
+    async def restamp(self, key: str, window_ms: int, token: str, granted: int) -> None:
+        """Date the `granted` grants of `token` to now (see RESTAMP)."""
+        await _call(self._restamp, [key], [window_ms, token, granted])
 
     async def retry_failed(self, job_id: str) -> bool:
         return bool(

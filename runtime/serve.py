@@ -21,8 +21,9 @@ from runtime.channel import Channel
 from runtime.client import Client
 from runtime.embedded_redis import EmbeddedRedis
 from runtime.errors import ConfigError, UnknownChannelError
-from runtime.grpc_server import GRPC_SERVICE_NAMES, build_grpc_server
-from runtime.http_app import build_http_app
+from runtime.grpc_metrics import MetricsInterceptor
+from runtime.grpc_server import build_grpc_server
+from runtime.http_app import build_http_app, build_metrics_app
 from runtime.metrics import Metrics, RequestMetricsMiddleware
 from runtime.settings import ServeSettings
 from runtime.workers import Workers
@@ -71,6 +72,35 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+class _AsgiServer:
+    """One uvicorn server on the running loop."""
+
+    def __init__(self, app: Any, name: str) -> None:
+        self._app = app
+        self._name = name
+        self._server: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Serve until stop(); returns the bound port (useful with port 0)."""
+        config = uvicorn.Config(
+            self._app, host=host, port=port, log_config=None, lifespan="on", access_log=False
+        )
+        server = self._server = _Uvicorn(config)
+        task = self._task = asyncio.create_task(server.serve(), name=self._name)
+        while not server.started:
+            if task.done():
+                await task
+                raise ConfigError(f"the {self._name} server did not start on {host}:{port}")
+            await asyncio.sleep(0.01)
+        return int(server.servers[0].sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+
+
 class Service:
     """Start and stop every enabled component; `start()` returns once all are ready."""
 
@@ -84,8 +114,9 @@ class Service:
         self.metrics = Metrics()
         self.http_port: int | None = None
         self.grpc_port: int | None = None
-        self._uvicorn: _Uvicorn | None = None
-        self._uvicorn_task: asyncio.Task[None] | None = None
+        self.metrics_port: int | None = None
+        self._http: _AsgiServer | None = None
+        self._metrics_server: _AsgiServer | None = None
         self._grpc: grpc.aio.Server | None = None
 
     def worker_channels(self) -> Sequence[Channel[Any, Any]]:
@@ -133,6 +164,8 @@ class Service:
             await self._start_grpc()
         if settings.enable_api:
             await self._start_http()
+        if settings.metrics_port is not None:
+            await self._start_metrics(settings.metrics_port)
         logger.info(
             "ready: http=%s grpc=%s workers=%s",
             f"{settings.http_host}:{self.http_port}" if self.http_port else "off",
@@ -144,16 +177,19 @@ class Service:
         assert self.client is not None
         client = self.client
         servicer_module = self.app.grpc_service
+        service_names = (servicer_module.SERVICE_NAME, servicer_module.JOBS_SERVICE_NAME)
         server, health = build_grpc_server(
             lambda server: servicer_module.add_to_server(server, client),
+            service_names,
             api_keys=self.settings.api_keys,
             max_message_bytes=self.settings.max_body_size,
+            interceptors=[MetricsInterceptor(self.metrics)],
         )
         self.grpc_port = server.add_insecure_port(
             f"{self.settings.grpc_host}:{self.settings.grpc_port}"
         )
         await server.start()
-        for name in ("", *GRPC_SERVICE_NAMES):
+        for name in ("", *service_names):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._grpc = server
 
@@ -169,31 +205,22 @@ class Service:
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
         )
-        config = uvicorn.Config(
-            RequestMetricsMiddleware(app, self.metrics),
-            host=self.settings.http_host,
-            port=self.settings.http_port,
-            log_config=None,
-            lifespan="on",
-            access_log=False,
+        self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
+        self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
+
+    async def _start_metrics(self, port: int) -> None:
+        """/metrics and /health on a port of their own: for worker-only processes."""
+        assert self.client is not None
+        app = build_metrics_app(
+            self.metrics, self.client, [c.name for c in self.app.channels], self.readiness
         )
-        server = _Uvicorn(config)
-        self._uvicorn = server
-        self._uvicorn_task = asyncio.create_task(server.serve(), name="uvicorn")
-        while not server.started:
-            if self._uvicorn_task.done():
-                await self._uvicorn_task
-                where = f"{self.settings.http_host}:{self.settings.http_port}"
-                raise ConfigError(f"the HTTP server did not start on {where}")
-            await asyncio.sleep(0.01)
-        socket = server.servers[0].sockets[0]
-        self.http_port = int(socket.getsockname()[1])
+        self._metrics_server = _AsgiServer(app, "metrics")
+        self.metrics_port = await self._metrics_server.start(self.settings.http_host, port)
 
     async def stop(self) -> None:
         """Stop accepting, let running jobs finish (up to the shutdown timeout), clean up."""
-        if self._uvicorn is not None and self._uvicorn_task is not None:
-            self._uvicorn.should_exit = True
-            await self._uvicorn_task
+        if self._http is not None:
+            await self._http.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=min(5.0, self.settings.shutdown_timeout))
         if self.workers is not None:
@@ -202,6 +229,8 @@ class Service:
                 logger.warning(
                     "shutdown timeout: unfinished jobs left unacknowledged for other processes"
                 )
+        if self._metrics_server is not None:
+            await self._metrics_server.stop()
         if self.client is not None:
             await self.client.close()
         if self.embedded is not None:

@@ -57,6 +57,13 @@ class ServeSettings:
         "127.0.0.1", "HTTP_HOST", "--http-host", "HTTP listen address (0.0.0.0 in containers)"
     )
     http_port: int = _setting(8000, "HTTP_PORT", "--http-port", "HTTP port", int)
+    metrics_port: int | None = _setting(
+        None,
+        "METRICS_PORT",
+        "--metrics-port",
+        "also serve /metrics and /health on this port (for processes without the HTTP API)",
+        int,
+    )
     grpc_host: str = _setting("127.0.0.1", "GRPC_HOST", "--grpc-host", "gRPC listen address")
     grpc_port: int = _setting(50051, "GRPC_PORT", "--grpc-port", "gRPC port", int)
     enable_api: bool = _setting(

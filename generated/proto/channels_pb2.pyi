@@ -5,24 +5,47 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
-from collections import abc as _abc
-
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
-from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 
 if sys.version_info >= (3, 11):
-    from typing import Never as _Never
-    from typing import TypeAlias as _TypeAlias
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing_extensions import Never as _Never
-    from typing_extensions import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _JobState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobStateEnumTypeWrapper(
+    _enum_type_wrapper._EnumTypeWrapper[_JobState.ValueType], _builtins.type
+):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_STATE_UNSPECIFIED: _JobState.ValueType  # 0
+    JOB_STATE_WAITING: _JobState.ValueType  # 1
+    JOB_STATE_DELAYED: _JobState.ValueType  # 2
+    JOB_STATE_ACTIVE: _JobState.ValueType  # 3
+    JOB_STATE_COMPLETED: _JobState.ValueType  # 4
+    JOB_STATE_FAILED: _JobState.ValueType  # 5
+
+class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper): ...
+
+JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
+JOB_STATE_WAITING: JobState.ValueType  # 1
+JOB_STATE_DELAYED: JobState.ValueType  # 2
+JOB_STATE_ACTIVE: JobState.ValueType  # 3
+JOB_STATE_COMPLETED: JobState.ValueType  # 4
+JOB_STATE_FAILED: JobState.ValueType  # 5
+Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final
 class EnqueueReply(_message.Message):
@@ -1314,3 +1337,375 @@ class WhatsappPayload(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WhatsappPayload: _TypeAlias = WhatsappPayload  # noqa: Y015
+
+@_typing.final
+class GetJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetJobRequest: _TypeAlias = GetJobRequest  # noqa: Y015
+
+@_typing.final
+class JobRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobRef: _TypeAlias = JobRef  # noqa: Y015
+
+@_typing.final
+class ListJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    state: Global___JobState.ValueType
+    """JOB_STATE_UNSPECIFIED: failed jobs."""
+    offset: _builtins.int
+    limit: _builtins.int
+    """0: 50; at most 500."""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        state: Global___JobState.ValueType = ...,
+        offset: _builtins.int = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "channel", b"channel", "limit", b"limit", "offset", b"offset", "state", b"state"
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
+
+@_typing.final
+class ListJobsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___Job] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsReply: _TypeAlias = ListJobsReply  # noqa: Y015
+
+@_typing.final
+class DiscardJobReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCARDED_FIELD_NUMBER: _builtins.int
+    discarded: _builtins.bool
+    """Always true: a job that cannot be discarded ends the call with an error."""
+    def __init__(
+        self,
+        *,
+        discarded: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discarded", b"discarded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardJobReply: _TypeAlias = DiscardJobReply  # noqa: Y015
+
+@_typing.final
+class GetChannelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetChannelRequest: _TypeAlias = GetChannelRequest  # noqa: Y015
+
+@_typing.final
+class Job(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    ENQUEUED_AT_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    RESULT_JSON_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    channel: _builtins.str
+    state: Global___JobState.ValueType
+    attempts: _builtins.int
+    """Runs started, this one included."""
+    failures: _builtins.int
+    """Failed runs since it was enqueued or last retried."""
+    result_json: _builtins.str
+    """What the handler returned, as JSON text; empty until it completes."""
+    payload_json: _builtins.str
+    """The payload as JSON text; kept while the job is delayed and once it failed, empty
+    otherwise. A message that was not JSON: its text, as a JSON string.
+    """
+    @_builtins.property
+    def enqueued_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset: not (yet) reached."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """When a delayed job (or a retry waiting for its backoff) is due."""
+
+    @_builtins.property
+    def error(self) -> Global___JobError:
+        """The last failure; unset when it never failed."""
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobError]:
+        """The last 10 failures, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        state: Global___JobState.ValueType = ...,
+        attempts: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        enqueued_at: _timestamp_pb2.Timestamp | None = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        result_json: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        error: Global___JobError | None = ...,
+        errors: _abc.Iterable[Global___JobError] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal[
+        "due_at",
+        b"due_at",
+        "enqueued_at",
+        b"enqueued_at",
+        "error",
+        b"error",
+        "finished_at",
+        b"finished_at",
+        "started_at",
+        b"started_at",
+    ]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "attempts",
+        b"attempts",
+        "channel",
+        b"channel",
+        "due_at",
+        b"due_at",
+        "enqueued_at",
+        b"enqueued_at",
+        "error",
+        b"error",
+        "errors",
+        b"errors",
+        "failures",
+        b"failures",
+        "finished_at",
+        b"finished_at",
+        "id",
+        b"id",
+        "payload_json",
+        b"payload_json",
+        "result_json",
+        b"result_json",
+        "started_at",
+        b"started_at",
+        "state",
+        b"state",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class JobError(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TRACEBACK_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    AT_MS_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The exception's qualified name, or `payload_invalid`, `message_invalid`, `stalled`."""
+    message: _builtins.str
+    traceback: _builtins.str
+    """The end of the formatted traceback."""
+    attempt: _builtins.int
+    at_ms: _builtins.int
+    """When it failed, ms since the Unix epoch; 0 when unknown."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        message: _builtins.str = ...,
+        traceback: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        at_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "at_ms",
+        b"at_ms",
+        "attempt",
+        b"attempt",
+        "message",
+        b"message",
+        "traceback",
+        b"traceback",
+        "type",
+        b"type",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobError: _TypeAlias = JobError  # noqa: Y015
+
+@_typing.final
+class ChannelCounts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Limiter(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        GRANTED_IN_WINDOW_FIELD_NUMBER: _builtins.int
+        WINDOW_RESETS_IN_MS_FIELD_NUMBER: _builtins.int
+        granted_in_window: _builtins.int
+        """Jobs started in the current window."""
+        window_resets_in_ms: _builtins.int
+        """Until the window ends; 0 when no window is open."""
+        def __init__(
+            self,
+            *,
+            granted_in_window: _builtins.int = ...,
+            window_resets_in_ms: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal[
+            "granted_in_window", b"granted_in_window", "window_resets_in_ms", b"window_resets_in_ms"
+        ]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    DELAYED_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    LIMITER_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    waiting: _builtins.int
+    active: _builtins.int
+    delayed: _builtins.int
+    completed: _builtins.int
+    failed: _builtins.int
+    @_builtins.property
+    def limiter(self) -> Global___ChannelCounts.Limiter:
+        """The channel-wide rate limiter's window (a keyed limiter's groups are not included)."""
+
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        waiting: _builtins.int = ...,
+        active: _builtins.int = ...,
+        delayed: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        limiter: Global___ChannelCounts.Limiter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limiter", b"limiter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "active",
+        b"active",
+        "channel",
+        b"channel",
+        "completed",
+        b"completed",
+        "delayed",
+        b"delayed",
+        "failed",
+        b"failed",
+        "limiter",
+        b"limiter",
+        "waiting",
+        b"waiting",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChannelCounts: _TypeAlias = ChannelCounts  # noqa: Y015

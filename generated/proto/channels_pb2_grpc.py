@@ -4,6 +4,7 @@
 """Client and server classes corresponding to protobuf-defined services."""
 
 import grpc
+import warnings
 
 from generated.proto import channels_pb2 as generated_dot_proto_dot_channels__pb2
 
@@ -422,6 +423,281 @@ class Channels:
             "/channels.v1.Channels/EnqueueWhatsappBatch",
             generated_dot_proto_dot_channels__pb2.EnqueueWhatsappBatchRequest.SerializeToString,
             generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+
+class JobsStub:
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetJob = channel.unary_unary(
+            "/channels.v1.Jobs/GetJob",
+            request_serializer=generated_dot_proto_dot_channels__pb2.GetJobRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels__pb2.Job.FromString,
+            _registered_method=True,
+        )
+        self.ListJobs = channel.unary_unary(
+            "/channels.v1.Jobs/ListJobs",
+            request_serializer=generated_dot_proto_dot_channels__pb2.ListJobsRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels__pb2.ListJobsReply.FromString,
+            _registered_method=True,
+        )
+        self.RetryJob = channel.unary_unary(
+            "/channels.v1.Jobs/RetryJob",
+            request_serializer=generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels__pb2.Job.FromString,
+            _registered_method=True,
+        )
+        self.DiscardJob = channel.unary_unary(
+            "/channels.v1.Jobs/DiscardJob",
+            request_serializer=generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels__pb2.DiscardJobReply.FromString,
+            _registered_method=True,
+        )
+        self.GetChannel = channel.unary_unary(
+            "/channels.v1.Jobs/GetChannel",
+            request_serializer=generated_dot_proto_dot_channels__pb2.GetChannelRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels__pb2.ChannelCounts.FromString,
+            _registered_method=True,
+        )
+
+
+class JobsServicer:
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    def GetJob(self, request, context):
+        """One job: state, attempts, timestamps, result, payload and errors."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def ListJobs(self, request, context):
+        """Jobs in one state: failed, completed and delayed newest first; waiting and active
+        oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def RetryJob(self, request, context):
+        """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
+        or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def DiscardJob(self, request, context):
+        """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
+        active (a job in the stream cannot be removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def GetChannel(self, request, context):
+        """Counts per state and the rate limiter's current window."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+
+def add_JobsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+        "GetJob": grpc.unary_unary_rpc_method_handler(
+            servicer.GetJob,
+            request_deserializer=generated_dot_proto_dot_channels__pb2.GetJobRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels__pb2.Job.SerializeToString,
+        ),
+        "ListJobs": grpc.unary_unary_rpc_method_handler(
+            servicer.ListJobs,
+            request_deserializer=generated_dot_proto_dot_channels__pb2.ListJobsRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels__pb2.ListJobsReply.SerializeToString,
+        ),
+        "RetryJob": grpc.unary_unary_rpc_method_handler(
+            servicer.RetryJob,
+            request_deserializer=generated_dot_proto_dot_channels__pb2.JobRef.FromString,
+            response_serializer=generated_dot_proto_dot_channels__pb2.Job.SerializeToString,
+        ),
+        "DiscardJob": grpc.unary_unary_rpc_method_handler(
+            servicer.DiscardJob,
+            request_deserializer=generated_dot_proto_dot_channels__pb2.JobRef.FromString,
+            response_serializer=generated_dot_proto_dot_channels__pb2.DiscardJobReply.SerializeToString,
+        ),
+        "GetChannel": grpc.unary_unary_rpc_method_handler(
+            servicer.GetChannel,
+            request_deserializer=generated_dot_proto_dot_channels__pb2.GetChannelRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels__pb2.ChannelCounts.SerializeToString,
+        ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler("channels.v1.Jobs", rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers("channels.v1.Jobs", rpc_method_handlers)
+
+
+# This class is part of an EXPERIMENTAL API.
+class Jobs:
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    @staticmethod
+    def GetJob(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.Jobs/GetJob",
+            generated_dot_proto_dot_channels__pb2.GetJobRequest.SerializeToString,
+            generated_dot_proto_dot_channels__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def ListJobs(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.Jobs/ListJobs",
+            generated_dot_proto_dot_channels__pb2.ListJobsRequest.SerializeToString,
+            generated_dot_proto_dot_channels__pb2.ListJobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def RetryJob(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.Jobs/RetryJob",
+            generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
+            generated_dot_proto_dot_channels__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def DiscardJob(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.Jobs/DiscardJob",
+            generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
+            generated_dot_proto_dot_channels__pb2.DiscardJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def GetChannel(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.Jobs/GetChannel",
+            generated_dot_proto_dot_channels__pb2.GetChannelRequest.SerializeToString,
+            generated_dot_proto_dot_channels__pb2.ChannelCounts.FromString,
             options,
             channel_credentials,
             insecure,

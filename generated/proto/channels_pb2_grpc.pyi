@@ -5,15 +5,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from generated.proto import channels_pb2 as _channels_pb2
+from grpc import aio as _aio
 import abc as _abc_1
+import grpc as _grpc
 import sys
 import typing as _typing
-from collections import abc as _abc
-
-import grpc as _grpc
-from grpc import aio as _aio
-
-from generated.proto import channels_pb2 as _channels_pb2
 
 if sys.version_info >= (3, 11):
     from typing import Self as _Self
@@ -184,4 +182,119 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
 
 def add_ChannelsServicer_to_server(
     servicer: ChannelsServicer, server: _typing.Union[_grpc.Server, _aio.Server]
+) -> None: ...
+
+class JobsStub:
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> JobsAsyncStub: ...
+    GetJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.Job]
+    """One job: state, attempts, timestamps, result, payload and errors."""
+    ListJobs: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsReply
+    ]
+    """Jobs in one state: failed, completed and delayed newest first; waiting and active
+    oldest first.
+    """
+    RetryJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.Job]
+    """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
+    or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+    """
+    DiscardJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.DiscardJobReply]
+    """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
+    active (a job in the stream cannot be removed).
+    """
+    GetChannel: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.GetChannelRequest, _channels_pb2.ChannelCounts
+    ]
+    """Counts per state and the rate limiter's current window."""
+
+@_typing.type_check_only
+class JobsAsyncStub(JobsStub):
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.Job]  # type: ignore[assignment]
+    """One job: state, attempts, timestamps, result, payload and errors."""
+    ListJobs: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsReply
+    ]  # type: ignore[assignment]
+    """Jobs in one state: failed, completed and delayed newest first; waiting and active
+    oldest first.
+    """
+    RetryJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.Job]  # type: ignore[assignment]
+    """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
+    or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+    """
+    DiscardJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.DiscardJobReply]  # type: ignore[assignment]
+    """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
+    active (a job in the stream cannot be removed).
+    """
+    GetChannel: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.GetChannelRequest, _channels_pb2.ChannelCounts
+    ]  # type: ignore[assignment]
+    """Counts per state and the rate limiter's current window."""
+
+class JobsServicer(metaclass=_abc_1.ABCMeta):
+    """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+    /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+    """
+
+    @_abc_1.abstractmethod
+    def GetJob(
+        self,
+        request: _channels_pb2.GetJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_channels_pb2.Job, _abc.Awaitable[_channels_pb2.Job]]:
+        """One job: state, attempts, timestamps, result, payload and errors."""
+
+    @_abc_1.abstractmethod
+    def ListJobs(
+        self,
+        request: _channels_pb2.ListJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_channels_pb2.ListJobsReply, _abc.Awaitable[_channels_pb2.ListJobsReply]]:
+        """Jobs in one state: failed, completed and delayed newest first; waiting and active
+        oldest first.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryJob(
+        self,
+        request: _channels_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_channels_pb2.Job, _abc.Awaitable[_channels_pb2.Job]]:
+        """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
+        or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+        """
+
+    @_abc_1.abstractmethod
+    def DiscardJob(
+        self,
+        request: _channels_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.DiscardJobReply, _abc.Awaitable[_channels_pb2.DiscardJobReply]
+    ]:
+        """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
+        active (a job in the stream cannot be removed).
+        """
+
+    @_abc_1.abstractmethod
+    def GetChannel(
+        self,
+        request: _channels_pb2.GetChannelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_channels_pb2.ChannelCounts, _abc.Awaitable[_channels_pb2.ChannelCounts]]:
+        """Counts per state and the rate limiter's current window."""
+
+def add_JobsServicer_to_server(
+    servicer: JobsServicer, server: _typing.Union[_grpc.Server, _aio.Server]
 ) -> None: ...

@@ -41,13 +41,11 @@ STOP_TIMEOUT = 15.0
 READY_LINE = "channelkit.serve: ready:"
 
 
-@pytest.fixture(scope="session")
-def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test project in a temp folder, generated there by `runtime generate`."""
-    folder = tmp_path_factory.mktemp("probe") / "project"
-    shutil.copytree(PROJECT, folder, ignore=shutil.ignore_patterns("__pycache__"))
+def generate_project(source: Path, folder: Path, out: str) -> Path:
+    """Copy a test project to `folder` and run `runtime generate --out <out>` there."""
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run(
-        [sys.executable, "-m", "runtime", "generate", "--out", APP],
+        [sys.executable, "-m", "runtime", "generate", "--out", out],
         cwd=folder,
         env=clean_env(),
         capture_output=True,
@@ -57,6 +55,31 @@ def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, f"runtime generate failed:\n{result.stdout}{result.stderr}"
     return folder
+
+
+async def spawn_serve(
+    project: Path, environ: dict[str, str], log: Path, args: Sequence[str] = ()
+) -> asyncio.subprocess.Process:
+    """`python -m runtime serve` in `project`, its output into `log`."""
+    with log.open("wb") as output:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runtime",
+            "serve",
+            *args,
+            cwd=project,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture(scope="session")
+def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test project in a temp folder, generated there by `runtime generate`."""
+    return generate_project(PROJECT, tmp_path_factory.mktemp("probe") / "project", APP)
 
 
 def import_from_project(project: Path, module: str) -> ModuleType:
@@ -261,19 +284,7 @@ async def serve(
                 environ[name] = value
         log = tmp_path / f"serve-{len(servers)}.log"
         began = time.monotonic()
-        with log.open("wb") as output:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "runtime",
-                "serve",
-                *args,
-                cwd=probe_project,
-                env=environ,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
+        process = await spawn_serve(probe_project, environ, log, args)
         server = Server(process, log, http_port, grpc_port)
         servers.append(server)
         api = environ.get("ENABLE_API", "true").lower() not in ("0", "false", "no", "off")

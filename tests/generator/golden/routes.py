@@ -8,17 +8,30 @@ channels' payload models, so the OpenAPI document shows every payload schema.
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
+from pydantic import TypeAdapter
 from runtime.admin_routes import JobRoutes
-from runtime.enqueue import Enqueuer, check_batch_size
-from runtime.http_types import EnqueuedBatch, EnqueuedJob, JobOptions
+from runtime.enqueue import Enqueuer, batch_operation, validate_batch
+from runtime.http_types import (
+    ENQUEUE_ERRORS,
+    DelayMs,
+    EnqueuedBatch,
+    EnqueuedJob,
+    IdempotencyKey,
+)
 
 from generated_shop.models.invoices import InvoicesPayload
 from generated_shop.models.orders import OrdersPayload
 
 __all__ = ["CONTROLLERS"]
+
+_invoices_batch = TypeAdapter(list[InvoicesPayload])
+
+_orders_batch = TypeAdapter(list[OrdersPayload])
 
 
 class InvoicesController(JobRoutes):
@@ -30,6 +43,7 @@ class InvoicesController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_invoices",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a invoices job",
         description="Enqueue one job on the invoices channel.",
     )
@@ -37,10 +51,11 @@ class InvoicesController(JobRoutes):
         self,
         data: JSONBody[InvoicesPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
-            "invoices", data, job_id=options.job_id, delay_ms=options.delay_ms
+            "invoices", data, job_id=idempotency_key, delay_ms=delay_ms
         )
         return EnqueuedJob(id=job_id, channel="invoices")
 
@@ -48,16 +63,18 @@ class InvoicesController(JobRoutes):
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_invoices_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(InvoicesPayload, 1000),
         summary="Enqueue up to 1000 invoices jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[InvoicesPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("invoices", data)
+        payloads = validate_batch(_invoices_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("invoices", payloads)
         return EnqueuedBatch(ids=job_ids, channel="invoices")
 
 
@@ -70,6 +87,7 @@ class OrdersController(JobRoutes):
         "/jobs",
         status_code=202,
         operation_id="enqueue_orders",
+        responses=ENQUEUE_ERRORS,
         summary="Enqueue a orders job",
         description="Order confirmations.",
     )
@@ -77,10 +95,11 @@ class OrdersController(JobRoutes):
         self,
         data: JSONBody[OrdersPayload],
         enqueuer: NamedDependency[Enqueuer],
-        options: NamedDependency[JobOptions],
+        idempotency_key: IdempotencyKey = None,
+        delay_ms: DelayMs = None,
     ) -> EnqueuedJob:
         job_id = await enqueuer.enqueue(
-            "orders", data, job_id=options.job_id, delay_ms=options.delay_ms
+            "orders", data, job_id=idempotency_key, delay_ms=delay_ms
         )
         return EnqueuedJob(id=job_id, channel="orders")
 
@@ -88,16 +107,18 @@ class OrdersController(JobRoutes):
         "/jobs/batch",
         status_code=202,
         operation_id="enqueue_orders_batch",
+        responses=ENQUEUE_ERRORS,
+        operation_class=batch_operation(OrdersPayload, 1000),
         summary="Enqueue up to 1000 orders jobs at once",
         description="All or nothing: one invalid payload rejects the whole batch.",
     )
     async def enqueue_batch(
         self,
-        data: JSONBody[list[OrdersPayload]],
+        data: JSONBody[list[dict[str, Any]]],
         enqueuer: NamedDependency[Enqueuer],
     ) -> EnqueuedBatch:
-        check_batch_size(len(data), 1000)
-        job_ids = await enqueuer.enqueue_many("orders", data)
+        payloads = validate_batch(_orders_batch, data, 1000)
+        job_ids = await enqueuer.enqueue_many("orders", payloads)
         return EnqueuedBatch(ids=job_ids, channel="orders")
 
 

@@ -1,0 +1,112 @@
+"""gRPC enqueue: requests/s and p50/p99 of unary `Enqueue<Ch>` and `Enqueue<Ch>Batch`.
+
+    .venv/bin/python bench/grpc_enqueue.py [--rounds 3] [--seconds 5] [--quick]
+
+One `runtime serve` with ENABLE_API=false ENABLE_WORKERS=false; the load is
+bench/loadgen.py (grpc.aio, the project's generated stubs, 32 calls in flight) in its own
+process. Cases alternate per round: unary with one realistic payload, and batch with
+100 payloads a call. The baseline of the batch figure is the unary one (per job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import benchlib
+from benchlib import Row, Spread
+from http_enqueue import BATCH, CHANNEL, CHANNELS, load
+
+
+def run(quick: bool = False, rounds: int | None = None, seconds: float | None = None) -> list[Row]:
+    rounds = rounds or (1 if quick else 3)
+    seconds = seconds or (2.0 if quick else 5.0)
+    samples: dict[str, list[dict[str, Any]]] = {"unary": [], "batch": []}
+    with tempfile.TemporaryDirectory(prefix="bench-grpc-") as scratch:
+        base = Path(scratch)
+        project = benchlib.make_project(base, "bench_grpc", CHANNELS)
+        one = base / "one.json"
+        one.write_text(json.dumps(benchlib.SAMPLE_PAYLOAD))
+        prefix = benchlib.unique_prefix("grpc")
+        # HTTP stays on only for the readiness probe; the load goes to gRPC alone.
+        server = benchlib.serve(
+            project.path, project.package, prefix, workers=False, log=base / "serve.log"
+        )
+        common = {"project": str(project.path), "package": project.package, "channel": CHANNEL}
+        try:
+            with benchlib.stopping(server):
+                benchlib.http_ready(server.ports["http"], proc=server)
+                for index in range(rounds):
+                    busy = benchlib.wait_quiet()
+                    order = ["unary", "batch"]
+                    for case in order if index % 2 == 0 else order[::-1]:
+                        extra = common | ({"batch": BATCH} if case == "batch" else {})
+                        result = load("grpc", server.ports["grpc"], one, seconds, **extra)
+                        samples[case].append(result)
+                        print(
+                            f"  grpc round {index + 1} {case}: {result['rps']:,.0f} calls/s "
+                            f"p50 {result['p50_ms']:.2f} ms p99 {result['p99_ms']:.2f} ms "
+                            f"(busy before round {busy:.0%})",
+                            flush=True,
+                        )
+        finally:
+            benchlib.delete_prefix(prefix)
+    return rows(samples, rounds)
+
+
+def rows(samples: dict[str, list[dict[str, Any]]], rounds: int) -> list[Row]:
+    def spread(case: str, key: str, scale: float = 1.0) -> Spread:
+        return Spread.of([s[key] * scale for s in samples[case]])
+
+    def latency(case: str) -> str:
+        p50, p99 = spread(case, "p50_ms").median, spread(case, "p99_ms").median
+        return f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+
+    unary, batch = spread("unary", "rps"), spread("batch", "rps", BATCH)
+    ratio = statistics.median(
+        a["rps"] * BATCH / b["rps"] for a, b in zip(samples["batch"], samples["unary"], strict=True)
+    )
+    note = f"32 calls in flight, median of {rounds} rounds (min-max)"
+    return [
+        Row(
+            "grpc",
+            f"Enqueue{CHANNEL.capitalize()} unary (calls/s)",
+            unary.text(),
+            "",
+            None,
+            "",
+            None,
+            note,
+        ),
+        Row("grpc", "unary latency", latency("unary"), "", None, "", None, note),
+        Row(
+            "grpc",
+            f"Enqueue{CHANNEL.capitalize()}Batch, {BATCH} a call (jobs/s)",
+            batch.text(),
+            f"unary {unary.text()}",
+            ratio,
+            "",
+            None,
+            f"{note}; batch call latency {latency('batch')}",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    result = run(args.quick, args.rounds, args.seconds)
+    benchlib.print_rows(result)
+    benchlib.write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()

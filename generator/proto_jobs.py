@@ -1,0 +1,158 @@
+"""`service Jobs` of `channels.proto`: the gRPC twin of the HTTP job routes.
+
+Unlike `service Channels` it does not depend on the channels' schemas: the text is the
+same in every project, appended by `generator.proto.render_proto` after the payload
+messages. `runtime.grpc_jobs` converts `runtime.jobs.JobInfo` and `ChannelCounts` to these
+messages; the generated `JobsServicer` (templates/grpc_service.py.j2) glues the two.
+
+Times a job went through are `google.protobuf.Timestamp` (unset: not yet); an error's time
+is `at_ms`, milliseconds since the Unix epoch as stored (0: unknown, e.g. a stalled job).
+A result and a payload are JSON text: `google.protobuf.Struct` would turn integers into
+doubles.
+"""
+
+from __future__ import annotations
+
+__all__ = ["JOBS_IMPORTS", "JOBS_PROTO", "JOBS_SERVICE_NAME", "JOBS_TOP_LEVEL"]
+
+JOBS_SERVICE_NAME = "Jobs"
+
+JOBS_IMPORTS = ("google/protobuf/timestamp.proto",)
+
+# Every top-level name (messages, enums and enum values) that JOBS_PROTO declares.
+JOBS_TOP_LEVEL = frozenset(
+    {
+        JOBS_SERVICE_NAME,
+        "ChannelCounts",
+        "DiscardJobReply",
+        "GetChannelRequest",
+        "GetJobRequest",
+        "Job",
+        "JobError",
+        "JobRef",
+        "JobState",
+        "ListJobsReply",
+        "ListJobsRequest",
+        "JOB_STATE_UNSPECIFIED",
+        "JOB_STATE_WAITING",
+        "JOB_STATE_DELAYED",
+        "JOB_STATE_ACTIVE",
+        "JOB_STATE_COMPLETED",
+        "JOB_STATE_FAILED",
+    }
+)
+
+JOBS_PROTO = """\
+// Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
+// /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+service Jobs {
+  // One job: state, attempts, timestamps, result, payload and errors.
+  rpc GetJob(GetJobRequest) returns (Job);
+  // Jobs in one state: failed, completed and delayed newest first; waiting and active
+  // oldest first.
+  rpc ListJobs(ListJobsRequest) returns (ListJobsReply);
+  // Run a failed job again, its failures reset; the reply is the job right after (WAITING,
+  // or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+  rpc RetryJob(JobRef) returns (Job);
+  // Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
+  // active (a job in the stream cannot be removed).
+  rpc DiscardJob(JobRef) returns (DiscardJobReply);
+  // Counts per state and the rate limiter's current window.
+  rpc GetChannel(GetChannelRequest) returns (ChannelCounts);
+}
+
+enum JobState {
+  JOB_STATE_UNSPECIFIED = 0;
+  JOB_STATE_WAITING = 1;
+  JOB_STATE_DELAYED = 2;
+  JOB_STATE_ACTIVE = 3;
+  JOB_STATE_COMPLETED = 4;
+  JOB_STATE_FAILED = 5;
+}
+
+message GetJobRequest {
+  string channel = 1;
+  string job_id = 2;
+}
+
+message JobRef {
+  string channel = 1;
+  string job_id = 2;
+}
+
+message ListJobsRequest {
+  string channel = 1;
+  // JOB_STATE_UNSPECIFIED: failed jobs.
+  JobState state = 2;
+  uint32 offset = 3;
+  // 0: 50; at most 500.
+  uint32 limit = 4;
+}
+
+message ListJobsReply {
+  repeated Job jobs = 1;
+}
+
+message DiscardJobReply {
+  // Always true: a job that cannot be discarded ends the call with an error.
+  bool discarded = 1;
+}
+
+message GetChannelRequest {
+  string channel = 1;
+}
+
+message Job {
+  string id = 1;
+  string channel = 2;
+  JobState state = 3;
+  // Runs started, this one included.
+  uint32 attempts = 4;
+  // Failed runs since it was enqueued or last retried.
+  uint32 failures = 5;
+  // Unset: not (yet) reached.
+  google.protobuf.Timestamp enqueued_at = 6;
+  google.protobuf.Timestamp started_at = 7;
+  google.protobuf.Timestamp finished_at = 8;
+  // When a delayed job (or a retry waiting for its backoff) is due.
+  google.protobuf.Timestamp due_at = 9;
+  // What the handler returned, as JSON text; empty until it completes.
+  string result_json = 10;
+  // The payload as JSON text; kept while the job is delayed and once it failed, empty
+  // otherwise. A message that was not JSON: its text, as a JSON string.
+  string payload_json = 11;
+  // The last failure; unset when it never failed.
+  JobError error = 12;
+  // The last 10 failures, oldest first.
+  repeated JobError errors = 13;
+}
+
+message JobError {
+  // The exception's qualified name, or `payload_invalid`, `message_invalid`, `stalled`.
+  string type = 1;
+  string message = 2;
+  // The end of the formatted traceback.
+  string traceback = 3;
+  uint32 attempt = 4;
+  // When it failed, ms since the Unix epoch; 0 when unknown.
+  int64 at_ms = 5;
+}
+
+message ChannelCounts {
+  message Limiter {
+    // Jobs started in the current window.
+    uint64 granted_in_window = 1;
+    // Until the window ends; 0 when no window is open.
+    uint64 window_resets_in_ms = 2;
+  }
+
+  string channel = 1;
+  uint64 waiting = 2;
+  uint64 active = 3;
+  uint64 delayed = 4;
+  uint64 completed = 5;
+  uint64 failed = 6;
+  // The channel-wide rate limiter's window (a keyed limiter's groups are not included).
+  Limiter limiter = 7;
+}
+"""

@@ -1,0 +1,108 @@
+"""The reference app (cwd: the repository, app `generated`) served by `runtime serve`.
+
+One process per test module, on free loopback ports, with the session's Redis (the
+`redis_url` fixture) and a key prefix of its own; stopped by pid at the end of the module.
+Started with plain `subprocess` so that synchronous tests (schemathesis, hypothesis) can
+use it as well as async ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.runtime.conftest import STARTUP_TIMEOUT, clean_env, free_port
+
+MAX_BODY_SIZE = 64 * 1024  # small, so the oversized cases stay cheap
+
+
+@dataclass(frozen=True)
+class ReferenceServer:
+    process: subprocess.Popen[bytes]
+    log: Path
+    http_port: int
+    grpc_port: int
+    key_prefix: str
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def reference_server(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReferenceServer]:
+    http_port, grpc_port = free_port(), free_port()
+    key_prefix = f"fuzz-{uuid.uuid4().hex[:12]}"
+    log = tmp_path_factory.mktemp("fuzz") / "serve.log"
+    environ = clean_env() | {
+        "CHANNELKIT_APP": "generated",
+        "REDIS_URL": redis_url,
+        "CHANNELKIT_KEY_PREFIX": key_prefix,
+        "HTTP_PORT": str(http_port),
+        "GRPC_PORT": str(grpc_port),
+        "MAX_BODY_SIZE": str(MAX_BODY_SIZE),
+        "SHUTDOWN_TIMEOUT": "5",
+        "LOG_LEVEL": "WARNING",
+    }
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime", "serve"],
+            cwd=ROOT,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    server = ReferenceServer(process, log, http_port, grpc_port, key_prefix)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_ready(server: ReferenceServer) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with httpx.Client(timeout=2.0) as http:
+        while True:
+            code = server.process.poll()
+            if code is not None:
+                pytest.fail(f"runtime serve exited with {code}:\n{server.output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if http.get(f"{server.http_url}/health/ready").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{server.output()}"
+                )
+            time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

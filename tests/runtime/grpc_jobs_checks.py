@@ -1,0 +1,238 @@
+"""`service Jobs` of the repository's `generated` app, in-process with `running_app`.
+
+Run by tests/runtime/test_grpc_jobs.py as a pytest process of its own (hence not named
+test_*.py): the app imports `generated.proto`, and every generated package registers
+`channels.v1` in protobuf's default pool, so it cannot share a process with another
+generated package (test_grpc_payload's). Run alone with
+`.venv/bin/pytest tests/runtime/grpc_jobs_checks.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from generated.proto import channels_pb2, channels_pb2_grpc
+from runtime.keys import ChannelKeys
+from runtime.testing import TestApp, running_app
+
+pytestmark = pytest.mark.timeout(60)
+
+API_KEY = "jobs-test-key"
+AUTH = (("authorization", f"Bearer {API_KEY}"),)
+SMS = channels_pb2.SmsPayload(to="+14155550100", body="hi")
+
+
+@dataclass
+class Served:
+    app: TestApp
+    channels: channels_pb2_grpc.ChannelsAsyncStub
+    jobs: channels_pb2_grpc.JobsAsyncStub
+
+
+@pytest.fixture
+async def served(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Served]:
+    monkeypatch.delenv("SMS_PROVIDER_URL", raising=False)  # the handler's dry run
+    async with running_app(redis_url=redis_url, api_keys=(API_KEY,)) as app:
+        assert app.grpc_channel is not None
+        channels = channels_pb2_grpc.ChannelsStub(app.grpc_channel)
+        yield Served(app, channels, channels_pb2_grpc.JobsStub(app.grpc_channel))
+
+
+async def poison(app: TestApp, channel: str, job_id: str) -> None:
+    """A message whose payload the channel's model rejects: it fails at once, for good."""
+    data: dict[str, Any] = {
+        "task_id": job_id,
+        "task_name": f"channelkit.{channel}",
+        "labels": {},
+        "labels_types": None,
+        "args": [],
+        "kwargs": {"payload": {"to": "not a number", "body": ""}},
+    }
+    keys = ChannelKeys(app.client.prefix, channel)
+    await app.client.redis.xadd(keys.stream, {"data": json.dumps(data)})
+    await app.drain(channel)
+
+
+async def test_enqueue_drain_then_get_job_and_channel(served: Served) -> None:
+    request = channels_pb2.EnqueueSmsRequest(payload=SMS, job_id="sms-1")
+    reply = await served.channels.EnqueueSms(request, metadata=AUTH)
+    await served.app.drain("sms")
+
+    job = await served.jobs.GetJob(
+        channels_pb2.GetJobRequest(channel="sms", job_id=reply.job_id), metadata=AUTH
+    )
+    assert (job.id, job.channel) == ("sms-1", "sms")
+    assert job.state == channels_pb2.JOB_STATE_COMPLETED
+    assert (job.attempts, job.failures) == (1, 0)
+    assert job.payload_json == ""  # the store keeps a payload only while delayed or failed
+    result = json.loads(job.result_json)
+    assert result["accepted"] == ["+14155550100"]
+    assert result["dry_run"] is True
+    assert job.HasField("enqueued_at")
+    assert job.HasField("finished_at")
+    assert job.finished_at.ToDatetime() >= job.enqueued_at.ToDatetime()
+    assert not job.HasField("error")
+    assert list(job.errors) == []
+
+    counts = await served.jobs.GetChannel(
+        channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH
+    )
+    assert counts.channel == "sms"
+    assert (counts.waiting, counts.active, counts.delayed) == (0, 0, 0)
+    assert (counts.completed, counts.failed) == (1, 0)
+    assert counts.limiter.granted_in_window == 1  # sms: 10 per second
+    assert 0 < counts.limiter.window_resets_in_ms <= 1000
+
+    listed = await served.jobs.ListJobs(
+        channels_pb2.ListJobsRequest(channel="sms", state=channels_pb2.JOB_STATE_COMPLETED),
+        metadata=AUTH,
+    )
+    assert [j.id for j in listed.jobs] == ["sms-1"]
+
+
+async def test_failed_job_listed_retried_and_discarded(served: Served) -> None:
+    await poison(served.app, "sms", "bad-1")
+
+    listed = await served.jobs.ListJobs(
+        channels_pb2.ListJobsRequest(channel="sms", state=channels_pb2.JOB_STATE_FAILED),
+        metadata=AUTH,
+    )
+    [job] = listed.jobs
+    assert (job.id, job.state, job.failures) == ("bad-1", channels_pb2.JOB_STATE_FAILED, 1)
+    assert job.error.type == "payload_invalid"
+    assert "to" in job.error.message
+    assert job.error.at_ms > 0
+    assert [e.type for e in job.errors] == ["payload_invalid"]
+    assert json.loads(job.payload_json) == {"to": "not a number", "body": ""}
+    # UNSPECIFIED lists failed jobs, as the HTTP route does by default
+    default = await served.jobs.ListJobs(channels_pb2.ListJobsRequest(channel="sms"), metadata=AUTH)
+    assert [j.id for j in default.jobs] == ["bad-1"]
+
+    retried = await served.jobs.RetryJob(
+        channels_pb2.JobRef(channel="sms", job_id="bad-1"), metadata=AUTH
+    )
+    assert retried.id == "bad-1"
+    assert retried.state in (
+        channels_pb2.JOB_STATE_WAITING,
+        channels_pb2.JOB_STATE_ACTIVE,
+        channels_pb2.JOB_STATE_FAILED,  # a worker took it and failed it again at once
+    )
+    await served.app.drain("sms")
+    again = await served.jobs.GetJob(
+        channels_pb2.GetJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
+    )
+    assert again.state == channels_pb2.JOB_STATE_FAILED
+    assert again.failures == 1  # reset by the retry, then failed once more
+    assert len(again.errors) == 2
+
+    discarded = await served.jobs.DiscardJob(
+        channels_pb2.JobRef(channel="sms", job_id="bad-1"), metadata=AUTH
+    )
+    assert discarded.discarded
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.jobs.GetJob(
+            channels_pb2.GetJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    counts = await served.jobs.GetChannel(
+        channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH
+    )
+    assert counts.failed == 0
+
+
+async def test_retry_and_discard_need_the_right_state(served: Served) -> None:
+    await served.channels.EnqueueSms(
+        channels_pb2.EnqueueSmsRequest(payload=SMS, job_id="later", delay_ms=60_000),
+        metadata=AUTH,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.jobs.RetryJob(
+            channels_pb2.JobRef(channel="sms", job_id="later"), metadata=AUTH
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is delayed; only failed jobs can be retried" in (caught.value.details() or "")
+
+    job = await served.jobs.GetJob(
+        channels_pb2.GetJobRequest(channel="sms", job_id="later"), metadata=AUTH
+    )
+    assert job.state == channels_pb2.JOB_STATE_DELAYED
+    assert job.HasField("due_at")
+    assert not job.HasField("started_at")
+    assert job.result_json == ""
+    assert json.loads(job.payload_json) == {"to": "+14155550100", "body": "hi"}
+
+    reply = await served.jobs.DiscardJob(
+        channels_pb2.JobRef(channel="sms", job_id="later"), metadata=AUTH
+    )
+    assert reply.discarded
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message", "code"),
+    [
+        ("GetJob", channels_pb2.GetJobRequest(channel="fax", job_id="x"), "NOT_FOUND"),
+        ("GetJob", channels_pb2.GetJobRequest(channel="sms", job_id="nope"), "NOT_FOUND"),
+        ("GetJob", channels_pb2.GetJobRequest(channel="sms"), "INVALID_ARGUMENT"),
+        ("RetryJob", channels_pb2.JobRef(channel="sms", job_id="nope"), "NOT_FOUND"),
+        ("RetryJob", channels_pb2.JobRef(channel="fax", job_id="x"), "NOT_FOUND"),
+        ("DiscardJob", channels_pb2.JobRef(channel="sms", job_id="nope"), "NOT_FOUND"),
+        ("GetChannel", channels_pb2.GetChannelRequest(channel="fax"), "NOT_FOUND"),
+        ("ListJobs", channels_pb2.ListJobsRequest(channel="fax"), "NOT_FOUND"),
+        ("ListJobs", channels_pb2.ListJobsRequest(channel="sms", limit=501), "INVALID_ARGUMENT"),
+        (
+            "ListJobs",
+            channels_pb2.ListJobsRequest(channel="sms", state=channels_pb2.JobState.ValueType(9)),
+            "INVALID_ARGUMENT",
+        ),
+    ],
+)
+async def test_errors(served: Served, method: str, request_message: object, code: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await getattr(served.jobs, method)(request_message, metadata=AUTH)
+    assert caught.value.code() == grpc.StatusCode[code]
+    if "fax" in str(request_message):
+        assert caught.value.details() == (
+            "unknown channel 'fax'; channels declared: email, push, sms, whatsapp"
+        )
+
+
+async def test_jobs_service_needs_the_api_key(served: Served) -> None:
+    request = channels_pb2.GetChannelRequest(channel="sms")
+    for metadata in ((), (("authorization", "Bearer wrong"),)):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await served.jobs.GetChannel(request, metadata=metadata)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    counts = await served.jobs.GetChannel(request, metadata=AUTH)
+    assert counts.channel == "sms"
+
+
+async def test_health_and_reflection_know_the_jobs_service(served: Served) -> None:
+    from grpc_health.v1 import health_pb2
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    channel = served.app.grpc_channel
+    assert channel is not None
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    reply = await check(health_pb2.HealthCheckRequest(service="channels.v1.Jobs"))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    info = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    services: list[str] = []
+    async for response in info(iter([request])):
+        services = [s.name for s in response.list_services_response.service]
+    assert {"channels.v1.Channels", "channels.v1.Jobs"} <= set(services)
