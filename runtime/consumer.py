@@ -24,9 +24,9 @@ import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ValidationError, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -338,7 +338,11 @@ class ChannelConsumer:
                 self._poison(stream_id, data, error)
                 continue
             due_ms = int(stream_id.split("-", 1)[0])
-            jobs.append(_Job(stream_id, data, envelope.task_id, envelope.kwargs.payload, due_ms))
+            payload = _payload_of(envelope)
+            if payload is None:
+                self._poison(stream_id, data, "message_invalid: the message carries no payload")
+                continue
+            jobs.append(_Job(stream_id, data, envelope.task_id, payload, due_ms))
         if self.channel.limiter is not None and self.channel.limiter.key is not None:
             jobs = await self._limit_by_key(jobs)
         if jobs:
@@ -408,13 +412,17 @@ class ChannelConsumer:
                 self._record(["defer", job.stream_id, job.job_id, now + wait_ms, job.data, ""])
         return allowed
 
-    def _poison(self, stream_id: str, data: bytes, error: ValidationError) -> None:
+    def _poison(self, stream_id: str, data: bytes, error: ValidationError | str) -> None:
+        """A message that cannot become a job goes to the failed set, with the reason."""
         job_id = _job_id_of(data) or f"poison-{stream_id}"
-        problems = "; ".join(
-            f"{_where(e['loc'])}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False)
-        )
-        kind = "payload_invalid" if _is_payload_error(error) else "message_invalid"
+        if isinstance(error, str):
+            kind, problems = "message_invalid", error
+        else:
+            problems = "; ".join(
+                f"{_where(e['loc'])}: {e['msg']}"
+                for e in error.errors(include_input=False, include_url=False)
+            )
+            kind = "payload_invalid" if _is_payload_error(error) else "message_invalid"
         wrapped = PermanentError(f"{kind}: {problems}")
         logger.error(
             "%s: job %s cannot be decoded, moved to the failed set: %s",
@@ -567,20 +575,42 @@ def _field_name(channel: Channel[Any, Any]) -> str:
     return key
 
 
+_PAYLOAD_LOCATIONS = (("kwargs", "payload"), ("args", 0))
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     """A field path inside the payload (`to.0.email`), or inside the message."""
-    if loc[:2] == ("kwargs", "payload"):
+    if loc[:2] in _PAYLOAD_LOCATIONS:
         return ".".join(str(part) for part in loc[2:]) or "payload"
     return ".".join(str(part) for part in loc) or "message"
 
 
 def _is_payload_error(error: ValidationError) -> bool:
     return all(
-        tuple(e["loc"][:2]) == ("kwargs", "payload") and len(e["loc"]) > 2 for e in error.errors()
+        tuple(e["loc"][:2]) in _PAYLOAD_LOCATIONS and len(e["loc"]) > 2 for e in error.errors()
     )
 
 
 def _envelope_model(channel: Channel[Any, Any]) -> type[Any]:
-    """taskiq's message with the payload typed: one pydantic pass decodes and validates."""
-    kwargs = create_model(f"_{channel.name}_kwargs", payload=(channel.payload_model, ...))
-    return create_model(f"_{channel.name}_envelope", task_id=(str, ...), kwargs=(kwargs, ...))
+    """taskiq's message with the payload typed: one pydantic pass decodes and validates.
+
+    Channelkit's producers send the payload as `kwargs.payload`; a taskiq producer calling
+    the generated task positionally (`task.kiq(payload)`) sends it as `args[0]`.
+    """
+    model = channel.payload_model
+    kwargs = create_model(
+        f"_{channel.name}_kwargs",
+        payload=(model | None, None),  # type: ignore[arg-type]  # a runtime union
+    )
+    return create_model(
+        f"_{channel.name}_envelope",
+        task_id=(str, ...),
+        kwargs=(kwargs | None, None),
+        args=(Annotated[list[model], Field(max_length=1)], []),  # type: ignore[valid-type,arg-type]
+    )
+
+
+def _payload_of(envelope: Any) -> Any:
+    if envelope.kwargs is not None and envelope.kwargs.payload is not None:
+        return envelope.kwargs.payload
+    return envelope.args[0] if envelope.args else None

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -67,6 +74,17 @@ class Payload(BaseModel):
             key: NULL_SENT if value is None and key in cls._not_null_keys else value
             for key, value in data.items()
         }
+
+    @model_serializer(mode="wrap")
+    def _omit_null(self, serialize: SerializerFunctionWrapHandler) -> Any:
+        # Such a field reads as None when left out; written out, it is left out again, so
+        # any serialisation (taskiq's included) is valid input for the same model.
+        data = serialize(self)
+        if self._not_null_keys and isinstance(data, dict):
+            for key in self._not_null_keys:
+                if key in data and data[key] is None:
+                    del data[key]
+        return data
 
     @classmethod
     def __get_pydantic_json_schema__(
