@@ -141,10 +141,11 @@ def build_http_app(
         guards=[_api_key_guard(api_keys)] if api_keys else [],
     )
 
-    async def provide_client() -> Client:
+    # Sync and cached: the same object for every request, resolved without a coroutine.
+    def provide_client() -> Client:
         return client
 
-    async def provide_enqueuer() -> Enqueuer:
+    def provide_enqueuer() -> Enqueuer:
         return client
 
     return Litestar(
@@ -154,8 +155,8 @@ def build_http_app(
             _metrics_route(metrics, client, channels),
         ],
         dependencies={
-            "enqueuer": Provide(provide_enqueuer),
-            "client": Provide(provide_client),
+            "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
+            "client": Provide(provide_client, use_cache=True, sync_to_thread=False),
         },
         exception_handlers={ValidationException: _on_validation_error},
         request_max_body_size=max_body_size,

@@ -68,7 +68,7 @@ class Payload(BaseModel):
     def _reject_explicit_null(cls, data: Any) -> Any:
         if not cls._not_null_keys or not isinstance(data, dict):
             return data
-        if not any(data.get(key, NULL_SENT) is None for key in cls._not_null_keys):
+        if None not in data.values():  # the usual case, one scan in C
             return data
         return {
             key: NULL_SENT if value is None and key in cls._not_null_keys else value
