@@ -120,7 +120,7 @@ class Client:
                 pipe.zcard(keys.delayed)
                 pipe.zcard(keys.completed)
                 pipe.zcard(keys.failed)
-                pipe.zcard(keys.limiter())
+                pipe.get(keys.limiter_total())  # starts granted in the current window
                 pipe.pttl(keys.limiter())
             # No consumer group yet (nothing ever consumed) makes XPENDING an error.
             results = await pipe.execute(raise_on_error=False)
@@ -139,7 +139,7 @@ class Client:
                     completed=int(completed),
                     failed=int(failed),
                     limiter={
-                        "granted_in_window": int(granted),
+                        "granted_in_window": int(granted or 0),
                         "window_resets_in_ms": max(int(ttl), 0),
                     },
                 )

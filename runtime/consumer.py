@@ -35,7 +35,7 @@ from runtime.context import JobContext
 from runtime.errors import PermanentError
 from runtime.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.metrics import ChannelMetrics
-from runtime.scripts import ChannelScripts, Finish
+from runtime.scripts import ChannelScripts, Finish, RateLimit
 
 __all__ = ["ChannelConsumer", "backoff_ms"]
 
@@ -353,7 +353,7 @@ class ChannelConsumer:
         limiter = self.channel.limiter
         limit = None
         if limiter is not None and limiter.key is None:
-            limit = (self.keys.limiter(), self._window_ms, limiter.max, self._token())
+            limit = RateLimit(None, self._window_ms, limiter.max, self._token())
         now = _now_ms()
         granted, wait_ms, rows, used = await self.scripts.start(
             [job.job_id for job in jobs], now, limit
@@ -377,7 +377,7 @@ class ChannelConsumer:
                     "job_ids": [job.job_id for job in jobs[:granted]],
                 },
             )
-        if limit is not None and granted and used * 2 > limit[2]:
+        if limit is not None and granted and used * 2 > limit.max:
             # Windows are measured by start time, and a start lags its grant by the handlers
             # entered before it on this loop (tens of ms on a cold or busy process): one loop
             # turn runs the jobs just created into their handlers, then their grants are
@@ -386,7 +386,7 @@ class ChannelConsumer:
             # spans grants of at most two half-full windows, which is within the limit.
             await asyncio.sleep(0)
             with contextlib.suppress(RedisError, OSError):
-                await self.scripts.restamp(limit[0], limit[1], limit[3], granted)
+                await self.scripts.restamp(limit, granted)
 
     async def _limit_by_key(self, jobs: list[_Job]) -> list[_Job]:
         """Each value of the limiter's payload field has its own window; jobs over their
@@ -401,11 +401,7 @@ class ChannelConsumer:
         now = _now_ms()
         for group, members in groups.items():
             granted, wait_ms = await self.scripts.limit(
-                self.keys.limiter(group),
-                self._window_ms,
-                limiter.max,
-                len(members),
-                self._token(),
+                RateLimit(group, self._window_ms, limiter.max, self._token()), len(members)
             )
             allowed += members[:granted]
             for job in members[granted:]:

@@ -16,11 +16,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
+from pydantic import BaseModel
 
 from runtime.client import Client
 from runtime.enqueue import Enqueuer
 from runtime.metrics import Metrics
-from runtime.openapi import PayloadSchemaPlugin
+from runtime.openapi import PayloadSchemaPlugin, use_exact_payload_schemas
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -131,6 +132,7 @@ def build_http_app(
     *,
     metrics: Metrics,
     channels: Sequence[str],
+    payload_models: Sequence[type[BaseModel]] = (),
     api_keys: Sequence[str] = (),
     max_body_size: int = 1024 * 1024,
     title: str = "Channelkit",
@@ -148,7 +150,7 @@ def build_http_app(
     def provide_enqueuer() -> Enqueuer:
         return client
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             protected,
             _health_controller(readiness),
@@ -173,3 +175,6 @@ def build_http_app(
             loggers={"litestar": {"level": "NOTSET", "handlers": [], "propagate": True}},
         ),
     )
+    if payload_models:
+        use_exact_payload_schemas(app, payload_models)
+    return app

@@ -7,6 +7,7 @@ channel lives in one Redis Cluster slot and its pipelines and scripts stay legal
     <prefix>:{<channel>}:failed       the failed set, the dead letters (sorted set: id → failed ms)
     <prefix>:{<channel>}:job:<id>     one job's state, attempts, result and errors (a hash)
     <prefix>:{<channel>}:limiter[:k]  the rate limiter's window (sorted set of grants)
+    <prefix>:{<channel>}:limiter-total[:k]  starts granted in that window (a counter)
 """
 
 from __future__ import annotations
@@ -53,3 +54,7 @@ class ChannelKeys:
 
     def limiter(self, group: str | None = None) -> str:
         return self.base + "limiter" + (f":{group}" if group is not None else "")
+
+    def limiter_total(self, group: str | None = None) -> str:
+        """Starts granted in the limiter's current window (a counter beside it)."""
+        return self.base + "limiter-total" + (f":{group}" if group is not None else "")

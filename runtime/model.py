@@ -43,7 +43,9 @@ NULL_SENT = _NullSent()
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    # Field docstrings (the generator writes each description as one) become the JSON
+    # Schema descriptions, so OpenAPI and AsyncAPI readers see them.
+    model_config = ConfigDict(populate_by_name=True, use_attribute_docstrings=True)
 
     _not_null_keys: ClassVar[frozenset[str]] = frozenset()
 

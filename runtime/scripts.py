@@ -13,6 +13,7 @@ once failed, so the job can run again).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -20,25 +21,37 @@ from redis.commands.core import AsyncScript
 
 from runtime.keys import CONSUMER_GROUP, ChannelKeys
 
-__all__ = ["ChannelScripts", "Finish"]
+__all__ = ["ChannelScripts", "Finish", "RateLimit"]
 
 # A sliding log of grants: at most `max` in any window. Redis's clock, so every process
 # agrees. Returns granted (0..wanted) and the wait in ms until the next grant is possible.
 LIMIT_FUNCTION = """
-local function limit(key, window, max, wanted, token)
+local function limit(key, total_key, window, max, wanted, token)
+  -- One member per grant call (`token:count`, scored by its time) and the running total
+  -- in `total_key`: a batch of 100 starts costs one ZADD, not 100.
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local used = redis.call('ZCARD', key)
-  local granted = math.max(0, math.min(wanted, max - used))
-  for i = 1, granted do
-    redis.call('ZADD', key, now, token .. ':' .. i)
+  local expired = redis.call('ZRANGEBYSCORE', key, '-inf', now - window)
+  if #expired > 0 then
+    local gone = 0
+    for _, member in ipairs(expired) do
+      gone = gone + tonumber(string.match(member, ':(%d+)$'))
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    redis.call('DECRBY', total_key, gone)
   end
-  if granted > 0 then redis.call('PEXPIRE', key, window) end
+  local used = math.max(0, tonumber(redis.call('GET', total_key) or '0'))
+  local granted = math.max(0, math.min(wanted, max - used))
+  if granted > 0 then
+    redis.call('ZADD', key, now, token .. ':' .. granted)
+    redis.call('INCRBY', total_key, granted)
+    redis.call('PEXPIRE', key, window)
+    redis.call('PEXPIRE', total_key, window)
+  end
   local wait = 0
   if granted < wanted then
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    wait = math.max(1, tonumber(oldest[2]) + window - now)
+    wait = oldest[2] and math.max(1, tonumber(oldest[2]) + window - now) or 1
   end
   return granted, wait, used + granted
 end
@@ -98,7 +111,7 @@ end
 return created
 """
 
-# KEYS: the limiter's window when the channel has a global rate limit, else none.
+# KEYS: the limiter's window and total when the channel has a global rate limit, else none.
 # ARGV: job prefix, now, window ms, max starts, grant token, job ids...
 # Grants starts first (all of them without a limiter), marks the granted jobs active and
 # counts their attempts: the rate limit costs no round trip of its own.
@@ -110,7 +123,8 @@ local prefix, now = ARGV[1], ARGV[2]
 local wanted = #ARGV - 5
 local granted, wait, used = wanted, 0, 0
 if #KEYS > 0 then
-  granted, wait, used = limit(KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4]), wanted, ARGV[5])
+  local window, max = tonumber(ARGV[3]), tonumber(ARGV[4])
+  granted, wait, used = limit(KEYS[1], KEYS[2], window, max, wanted, ARGV[5])
 end
 local rows = {}
 for i = 6, 5 + granted do
@@ -256,27 +270,26 @@ end
 return 1
 """
 
-# KEYS: limiter window. ARGV: window ms, max, wanted, grant token.
+# KEYS: limiter window, its total. ARGV: window ms, max, wanted, grant token.
 # Returns {granted, wait ms until the next grant is possible}.
 LIMIT = (
     LIMIT_FUNCTION
     + """
 local window, max, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local granted, wait = limit(KEYS[1], window, max, wanted, ARGV[4])
+local granted, wait = limit(KEYS[1], KEYS[2], window, max, wanted, ARGV[4])
 return {granted, wait}
 """
 )
 
-# KEYS: limiter window. ARGV: window ms, grant token, grants. Dates the grants of one
-# call to now, once their jobs have started, so the window counts from the starts. A
+# KEYS: limiter window, its total. ARGV: window ms, grant token, grants. Dates the grant
+# of one call to now, once their jobs have started, so the window counts from the starts. A
 # grant that left the window meanwhile is not brought back (XX).
 RESTAMP = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 1, tonumber(ARGV[3]) do
-  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[2] .. ':' .. i)
-end
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[2] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
 """
 
@@ -307,6 +320,17 @@ return 1
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """One grant request: the window of `group` (None: the channel's global window), its
+    length, the most starts it allows, and a token naming this grant."""
+
+    group: str | None
+    window_ms: int
+    max: int
+    token: str
+
+
 class ChannelScripts:
     """The scripts bound to one channel's keys on one Redis connection."""
 
@@ -332,14 +356,18 @@ class ChannelScripts:
         created = await _call(self._enqueue, [self.keys.stream, self.keys.delayed], args)
         return [bool(flag) for flag in created]
 
+    def _limit_keys(self, limit: RateLimit) -> list[str]:
+        return [self.keys.limiter(limit.group), self.keys.limiter_total(limit.group)]
+
     async def start(
-        self, job_ids: list[str], now_ms: int, limit: tuple[str, int, int, str] | None = None
+        self, job_ids: list[str], now_ms: int, limit: RateLimit | None = None
     ) -> tuple[int, int, list[tuple[int, int]], int]:
-        """Start the jobs a rate limit `(key, window ms, max, token)` allows, in order:
-        (granted, wait ms before more can start, (attempt, failures) per started job,
-        grants now in the window)."""
-        keys, (window, max_starts, token) = (
-            ([], (0, 0, "")) if limit is None else ([limit[0]], limit[1:])
+        """Start the jobs `limit` allows (all without one), in order: (granted, wait ms
+        before more can start, (attempt, failures) per started job, grants now in the
+        window)."""
+        keys = [] if limit is None else self._limit_keys(limit)
+        window, max_starts, token = (
+            (0, 0, "") if limit is None else (limit.window_ms, limit.max, limit.token)
         )
         granted, wait, rows, used = await _call(
             self._start, keys, [self.keys.job_prefix, now_ms, window, max_starts, token, *job_ids]
@@ -401,15 +429,16 @@ class ChannelScripts:
             args += [sid, data]
         await _call(self._requeue, [self.keys.stream], args)
 
-    async def limit(
-        self, key: str, window_ms: int, max_starts: int, wanted: int, token: str
-    ) -> tuple[int, int]:
-        granted, wait = await _call(self._limit, [key], [window_ms, max_starts, wanted, token])
+    async def limit(self, limit: RateLimit, wanted: int) -> tuple[int, int]:
+        """(granted, wait ms until the next grant is possible) for `wanted` starts."""
+        granted, wait = await _call(
+            self._limit, self._limit_keys(limit), [limit.window_ms, limit.max, wanted, limit.token]
+        )
         return int(granted), int(wait)
 
-    async def restamp(self, key: str, window_ms: int, token: str, granted: int) -> None:
-        """Date the `granted` grants of `token` to now (see RESTAMP)."""
-        await _call(self._restamp, [key], [window_ms, token, granted])
+    async def restamp(self, limit: RateLimit, granted: int) -> None:
+        """Date the grant made with `limit.token` to now (see RESTAMP)."""
+        await _call(self._restamp, self._limit_keys(limit), [limit.window_ms, limit.token, granted])
 
     async def retry_failed(self, job_id: str) -> bool:
         return bool(

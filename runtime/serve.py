@@ -201,6 +201,7 @@ class Service:
             self.readiness,
             metrics=self.metrics,
             channels=[channel.name for channel in self.app.channels],
+            payload_models=[channel.payload_model for channel in self.app.channels],
             api_keys=self.settings.api_keys,
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
