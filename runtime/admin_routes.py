@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.openapi import ResponseSpec
@@ -116,7 +116,7 @@ class JobRoutes(Controller):
         self,
         job_id: FromPath[str],
         client: NamedDependency[Client],
-    ) -> Response[None]:
+    ) -> None:
         channel = self.channel_name
         if not await client.discard(channel, job_id):
             if await client.job(channel, job_id) is None:
@@ -126,7 +126,6 @@ class JobRoutes(Controller):
                 detail=f"job {job_id!r} is waiting or running: only failed, completed or "
                 "delayed jobs can be removed",
             )
-        return Response(None, status_code=204)
 
 
 def _no_such_job(channel: str, job_id: str) -> NotFoundException:

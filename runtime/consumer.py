@@ -24,14 +24,15 @@ import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, create_model
+from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from runtime.channel import Channel
 from runtime.context import JobContext
+from runtime.envelope import describe, envelope_model, is_payload_error, job_id_of, payload_of
 from runtime.errors import PermanentError
 from runtime.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.metrics import ChannelMetrics
@@ -115,7 +116,7 @@ class ChannelConsumer:
         self._heartbeat: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._job_logger = logging.getLogger(f"channelkit.jobs.{channel.name}")
-        self._envelope = _envelope_model(channel)
+        self._envelope = envelope_model(channel)
         stalled = channel.stalled
         retention = channel.keep
         self._keep = (
@@ -338,7 +339,7 @@ class ChannelConsumer:
                 self._poison(stream_id, data, error)
                 continue
             due_ms = int(stream_id.split("-", 1)[0])
-            payload = _payload_of(envelope)
+            payload = payload_of(envelope)
             if payload is None:
                 self._poison(stream_id, data, "message_invalid: the message carries no payload")
                 continue
@@ -410,15 +411,12 @@ class ChannelConsumer:
 
     def _poison(self, stream_id: str, data: bytes, error: ValidationError | str) -> None:
         """A message that cannot become a job goes to the failed set, with the reason."""
-        job_id = _job_id_of(data) or f"poison-{stream_id}"
+        job_id = job_id_of(data) or f"poison-{stream_id}"
         if isinstance(error, str):
             kind, problems = "message_invalid", error
         else:
-            problems = "; ".join(
-                f"{_where(e['loc'])}: {e['msg']}"
-                for e in error.errors(include_input=False, include_url=False)
-            )
-            kind = "payload_invalid" if _is_payload_error(error) else "message_invalid"
+            problems = describe(error)
+            kind = "payload_invalid" if is_payload_error(error) else "message_invalid"
         wrapped = PermanentError(f"{kind}: {problems}")
         logger.error(
             "%s: job %s cannot be decoded, moved to the failed set: %s",
@@ -550,15 +548,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _job_id_of(data: bytes) -> str | None:
-    try:
-        message = json.loads(data)
-    except ValueError:
-        return None
-    job_id = message.get("task_id") if isinstance(message, dict) else None
-    return job_id if isinstance(job_id, str) and job_id else None
-
-
 def _field_name(channel: Channel[Any, Any]) -> str:
     """The model attribute of the limiter's key: channels.yaml names the JSON property,
     which the model may have renamed (`from` becomes `from_` with an alias)."""
@@ -569,44 +558,3 @@ def _field_name(channel: Channel[Any, Any]) -> str:
         if key in (name, field.alias):
             return str(name)
     return key
-
-
-_PAYLOAD_LOCATIONS = (("kwargs", "payload"), ("args", 0))
-
-
-def _where(loc: tuple[int | str, ...]) -> str:
-    """A field path inside the payload (`to.0.email`), or inside the message."""
-    if loc[:2] in _PAYLOAD_LOCATIONS:
-        return ".".join(str(part) for part in loc[2:]) or "payload"
-    return ".".join(str(part) for part in loc) or "message"
-
-
-def _is_payload_error(error: ValidationError) -> bool:
-    return all(
-        tuple(e["loc"][:2]) in _PAYLOAD_LOCATIONS and len(e["loc"]) > 2 for e in error.errors()
-    )
-
-
-def _envelope_model(channel: Channel[Any, Any]) -> type[Any]:
-    """taskiq's message with the payload typed: one pydantic pass decodes and validates.
-
-    Channelkit's producers send the payload as `kwargs.payload`; a taskiq producer calling
-    the generated task positionally (`task.kiq(payload)`) sends it as `args[0]`.
-    """
-    model = channel.payload_model
-    kwargs = create_model(
-        f"_{channel.name}_kwargs",
-        payload=(model | None, None),  # type: ignore[arg-type]  # a runtime union
-    )
-    return create_model(
-        f"_{channel.name}_envelope",
-        task_id=(str, ...),
-        kwargs=(kwargs | None, None),
-        args=(Annotated[list[model], Field(max_length=1)], []),  # type: ignore[valid-type,arg-type]
-    )
-
-
-def _payload_of(envelope: Any) -> Any:
-    if envelope.kwargs is not None and envelope.kwargs.payload is not None:
-        return envelope.kwargs.payload
-    return envelope.args[0] if envelope.args else None
