@@ -32,7 +32,7 @@ from grpc_health.v1 import health_pb2
 from redis import Redis
 
 from tests.conftest import ROOT
-from tests.runtime.conftest import STARTUP_TIMEOUT, clean_env, free_port
+from tests.runtime.conftest import clean_env, free_port, wait_ready_blocking
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -95,7 +95,7 @@ def _serve(redis_url: str, folder: Path, settings: dict[str, str]) -> Iterator[S
     port = int(settings.get("METRICS_PORT") or settings["HTTP_PORT"])
     server = Serve(process, log, port, int(settings.get("GRPC_PORT", "0")))
     try:
-        _wait_ready(server)
+        wait_ready_blocking(server.process, server.url, server.output)
         yield server
     finally:
         _stop(process)
@@ -111,23 +111,6 @@ def serve(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     ports = {"HTTP_PORT": str(free_port()), "GRPC_PORT": str(free_port())}
     with _serve(redis_url, tmp_path_factory.mktemp("prometheus-serve"), ports) as server:
         yield server
-
-
-def _wait_ready(server: Serve) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(timeout=2.0) as http:
-        while True:
-            code = server.process.poll()
-            if code is not None:
-                pytest.fail(f"runtime serve exited with {code}:\n{server.output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{server.url}/health/ready").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{server.output()}"
-                )
-            time.sleep(0.05)
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

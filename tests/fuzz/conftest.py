@@ -8,21 +8,18 @@ use it as well as async ones.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.runtime.conftest import STARTUP_TIMEOUT, clean_env, free_port
+from tests.runtime.conftest import clean_env, free_port, wait_ready_blocking
 
 MAX_BODY_SIZE = 64 * 1024  # small, so the oversized cases stay cheap
 
@@ -75,27 +72,10 @@ def reference_server(
         )
     server = ReferenceServer(process, log, http_port, grpc_port, key_prefix)
     try:
-        _wait_ready(server)
+        wait_ready_blocking(server.process, server.http_url, server.output)
         yield server
     finally:
         _stop(process)
-
-
-def _wait_ready(server: ReferenceServer) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(timeout=2.0) as http:
-        while True:
-            code = server.process.poll()
-            if code is not None:
-                pytest.fail(f"runtime serve exited with {code}:\n{server.output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{server.http_url}/health/ready").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{server.output()}"
-                )
-            time.sleep(0.05)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

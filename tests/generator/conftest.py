@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +91,20 @@ def send_invoice(payload: InvoicesPayload) -> None:
 """
 
 ProjectFactory = Callable[..., Path]
+
+OUT = "generated_shop"
+
+
+def run_generate(project: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`runtime generate --out generated_shop` in `project`, as its user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", "generate", "--out", OUT, *extra],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def write_project(

@@ -15,26 +15,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from tests.conftest import ROOT
-from tests.generator.conftest import HANDLERS, ProjectFactory
-
-OUT = "generated_shop"
-
-
-def generate(project: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runtime", "generate", "--out", OUT, *extra],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+from tests.generator.conftest import HANDLERS, OUT, ProjectFactory, run_generate
 
 
 @pytest.fixture
 def generated_project(make_project: ProjectFactory) -> Iterator[Path]:
     project = make_project()
-    completed = generate(project)
+    completed = run_generate(project)
     assert completed.returncode == 0, completed.stderr
     sys.path.insert(0, str(project))
     try:
@@ -179,7 +166,7 @@ def test_mypy_strict_accepts_the_project_and_rejects_a_mistyped_handler(
     make_project: ProjectFactory,
 ) -> None:
     project = make_project()
-    assert generate(project).returncode == 0
+    assert run_generate(project).returncode == 0
     checked = mypy(project)
     assert checked.returncode == 0, checked.stdout
     # The handler now takes the wrong payload model and returns the wrong type.
@@ -196,7 +183,7 @@ def test_mypy_strict_accepts_the_project_and_rejects_a_mistyped_handler(
     )
     mistyped = mistyped.replace("    print(payload.invoice_id)", "    return payload.invoice_id")
     (project / "shop" / "handlers.py").write_text(mistyped)
-    assert generate(project).returncode == 0
+    assert run_generate(project).returncode == 0
     rejected = mypy(project)
     assert rejected.returncode == 1, rejected.stdout
     assert f"{OUT}/processors/orders.py" in rejected.stdout

@@ -41,6 +41,25 @@ STOP_TIMEOUT = 15.0
 READY_LINE = "channelkit.serve: ready:"
 
 
+def wait_ready_blocking(
+    process: subprocess.Popen[bytes], url: str, output: Callable[[], str]
+) -> None:
+    """Block until `url`/health/ready answers 200; fail with the log if the process exits
+    or STARTUP_TIMEOUT passes (for suites that start servers with subprocess.Popen)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with httpx.Client(timeout=2.0) as http:
+        while True:
+            code = process.poll()
+            if code is not None:
+                pytest.fail(f"runtime serve exited with {code}:\n{output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if http.get(f"{url}/health/ready").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{output()}")
+            time.sleep(0.05)
+
+
 def generate_project(source: Path, folder: Path, out: str) -> Path:
     """Copy a test project to `folder` and run `runtime generate --out <out>` there."""
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("__pycache__"))
