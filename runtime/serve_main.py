@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 
 import uvloop
 
@@ -24,13 +25,22 @@ __all__ = ["serve"]
 
 logger = logging.getLogger("channelkit.serve")
 
+DUPLICATE_SIGNAL_S = 0.5  # a repeat within this is the same request, not a second one
+
 
 async def _run(service: Service) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
+    first_signal_at = 0.0
+
     def on_signal(signum: int) -> None:
+        nonlocal first_signal_at
         if stopping.is_set():
+            if time.monotonic() - first_signal_at < DUPLICATE_SIGNAL_S:
+                # One stop request delivered twice: `make run` or `timeout` pass a signal
+                # to the child and to its whole process group.
+                return
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
             if service.workers is not None:
                 service.workers.abandon()
@@ -41,6 +51,7 @@ async def _run(service: Service) -> None:
             signal.Signals(signum).name,
             service.settings.shutdown_timeout,
         )
+        first_signal_at = time.monotonic()
         stopping.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

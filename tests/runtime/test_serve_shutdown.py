@@ -65,6 +65,28 @@ async def test_sigkill_leaves_the_running_job_pending(serve: ServeFactory, probe
     assert await probe.pending("slow") == 1
 
 
+async def test_a_second_signal_exits_at_once_leaving_the_job_pending(
+    serve: ServeFactory, probe: Probe
+) -> None:
+    server = await serve()
+    await _enqueue_http(server, "slow", {"id": "stuck", "seconds": 20.0})
+    await probe.wait_for(lambda seen: bool(events_of(seen, "start")))
+
+    server.process.send_signal(signal.SIGTERM)
+    server.process.send_signal(signal.SIGTERM)  # the same request delivered twice: ignored
+    await asyncio.sleep(1.0)
+    assert server.process.returncode is None, "a duplicate signal forced the exit"
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(server.process.wait(), 5)
+
+    assert code == 1, server.output()
+    assert time.monotonic() - signalled < 3.0
+    assert "second SIGTERM: exiting now" in server.output()
+    assert not events_of(await probe.events(), "end")
+    assert await probe.pending("slow") == 1  # left for another process to take over
+
+
 def _children(pid: int) -> list[int]:
     """Pids whose parent is `pid` (from /proc; Linux)."""
     found = []
