@@ -83,9 +83,8 @@ class Client:
         """Store one job; returns its id. An id that exists already is not enqueued again
         (idempotent enqueue, for as long as the job is kept): its id is returned."""
         job_id = job_id or uuid.uuid4().hex
-        due = _now_ms() + delay_ms if delay_ms else 0
         created = await self._coalescer.enqueue(
-            channel, (job_id, encode_job(channel, payload, job_id), due)
+            channel, (job_id, encode_job(channel, payload, job_id), delay_ms or 0)
         )
         if self.metrics is not None and created:
             self.metrics.enqueued(channel, 1)
@@ -182,7 +181,7 @@ class Client:
         return await self.scripts(channel).discard(job_id)
 
 
-Job = tuple[str, bytes, int]
+Job = tuple[str, bytes, int]  # (job id, message, delay ms or 0)
 
 
 class _Coalescer:

@@ -45,6 +45,7 @@ logger = logging.getLogger("channelkit.worker")
 READ_BLOCK_MS = 500  # how long an idle read waits; also the longest a stop waits for it
 DELAYED_POLL_S = 0.05  # jobs delayed by another process start at most this late
 MAX_FINISH_BATCH = 500
+STOP_FLUSH_ATTEMPTS = 10  # while stopping, give up recording outcomes after ~5 s
 TRIM_EVERY_S = 30.0  # retention by age runs at least this often, busy or not
 MAX_TRACEBACK = 8000
 
@@ -514,6 +515,7 @@ class ChannelConsumer:
         self._finish_ready.set()
 
     async def _flush_loop(self) -> None:
+        failures = 0
         while True:
             await self._finish_ready.wait()
             self._finish_ready.clear()
@@ -522,6 +524,18 @@ class ChannelConsumer:
                 try:
                     await self.scripts.finish(batch, _now_ms(), self._keep)
                 except (RedisError, OSError) as failure:
+                    failures += 1
+                    if self._stopping.is_set() and failures >= STOP_FLUSH_ATTEMPTS:
+                        # Redis is gone and the process is stopping: the jobs stay
+                        # unacknowledged and run again elsewhere (at least once).
+                        logger.error(
+                            "%s: could not record %d finished job(s) before stopping: %s",
+                            self.channel.name,
+                            len(self._finished),
+                            failure,
+                        )
+                        self._finished.clear()
+                        return
                     logger.warning(
                         "%s: recording finished jobs failed, retrying: %s",
                         self.channel.name,
@@ -529,6 +543,7 @@ class ChannelConsumer:
                     )
                     await asyncio.sleep(0.5)
                     continue
+                failures = 0
                 del self._finished[: len(batch)]
                 self._count_outcomes(batch)
             if self._stopping.is_set() and not self.running:

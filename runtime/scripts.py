@@ -86,18 +86,20 @@ local function trim(index, prefix, count, age, now)
 end
 """
 
-# KEYS: stream, delayed. ARGV: job prefix, now, then (id, data, due ms or 0) per job.
+# KEYS: stream, delayed. ARGV: job prefix, now, then (id, data, delay ms or 0) per job.
 # A job id that exists is not enqueued again: returns 0 for it, 1 for each new job.
 ENQUEUE = """
 local prefix, now = ARGV[1], ARGV[2]
 local created = {}
 for i = 3, #ARGV, 3 do
-  local id, data, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local id, data, delay = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local key = prefix .. id
   if redis.call('EXISTS', key) == 1 then
     created[#created + 1] = 0
   else
-    if due > 0 then
+    if delay > 0 then
+      -- due from the same `now` as enqueued_at, however long the call waited to be sent
+      local due = tonumber(now) + delay
       redis.call('HSET', key, 'state', 'delayed', 'enqueued_at', now, 'due_at', due,
                  'attempts', 0, 'failures', 0, 'data', data)
       redis.call('ZADD', KEYS[2], due, id)
@@ -349,10 +351,10 @@ class ChannelScripts:
         self._discard = redis.register_script(DISCARD)
 
     async def enqueue(self, jobs: list[tuple[str, bytes, int]], now_ms: int) -> list[bool]:
-        """(job id, message, due ms or 0) each; False where the id existed already."""
+        """(job id, message, delay ms or 0) each; False where the id existed already."""
         args: list[Any] = [self.keys.job_prefix, now_ms]
-        for job_id, data, due in jobs:
-            args += [job_id, data, due]
+        for job_id, data, delay in jobs:
+            args += [job_id, data, delay]
         created = await _call(self._enqueue, [self.keys.stream, self.keys.delayed], args)
         return [bool(flag) for flag in created]
 
