@@ -9,6 +9,7 @@ redis://127.0.0.1:6379/0; every run uses its own key prefix and deletes its keys
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -161,6 +162,21 @@ def ratio_text(ratio: float | None) -> str:
 
 def met_text(met: bool | None) -> str:
     return "" if met is None else ("yes" if met else "NO")
+
+
+def arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options every bench script takes; a script adds its own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--json", help="write the rows here")
+    return parser
+
+
+def report(rows: Sequence[Row], json_path: str | None) -> None:
+    """Print the rows and, when asked, write them as JSON for run_all.py."""
+    print_rows(rows)
+    write_json(json_path, rows)
 
 
 def print_rows(rows: Sequence[Row]) -> None:

@@ -10,7 +10,6 @@ process. Cases alternate per round: unary with one realistic payload, and batch 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -97,15 +96,11 @@ def rows(samples: dict[str, list[dict[str, Any]]], rounds: int) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--seconds", type=float)
-    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     result = run(args.quick, args.rounds, args.seconds)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

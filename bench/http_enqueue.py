@@ -15,7 +15,6 @@ Goals: enqueue >= 0.7x the validate-only route; batch >= 5x single per job.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -192,15 +191,11 @@ def rows(samples: dict[str, list[dict[str, Any]]], rounds: int) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--seconds", type=float)
-    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     result = run(args.quick, args.rounds, args.seconds)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

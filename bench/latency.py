@@ -13,7 +13,6 @@ Baseline: raw taskiq-redis (bench/taskiq_worker.py), jobs kicked with `.kiq()`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import tempfile
@@ -207,16 +206,12 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     result = run(args.quick, args.rounds, args.seconds, args.rate)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

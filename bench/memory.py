@@ -17,7 +17,6 @@ last. Goal: one process <= 0.4x the RSS of the five-process layout.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import threading
@@ -154,15 +153,11 @@ def run(quick: bool = False, rounds: int | None = None, jobs: int | None = None)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--jobs", type=int)
-    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     result = run(args.quick, args.rounds, args.jobs)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

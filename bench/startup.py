@@ -12,7 +12,6 @@ goals are 100 channels under 10 s and an unchanged re-run under 1 s.
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -116,15 +115,11 @@ def run(quick: bool = False, rounds: int | None = None) -> tuple[list[Row], str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--json", help="write the rows here")
+    parser = benchlib.arguments(__doc__)
     args = parser.parse_args()
     result, table = run(args.quick, args.rounds)
     print(table)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Goal (DESIGN.md): >= 6x raw taskiq-redis.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -304,11 +303,8 @@ def profile_case(case: str, jobs: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser = benchlib.arguments(__doc__)
     parser.add_argument("--jobs", type=int)
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--json", help="write the rows here")
     parser.add_argument(
         "--profile",
         metavar="CASE",
@@ -320,8 +316,7 @@ def main() -> None:
         profile_case(args.profile, args.jobs or 60000)
         return
     result = run(args.quick, args.jobs, args.rounds)
-    benchlib.print_rows(result)
-    benchlib.write_json(args.json, result)
+    benchlib.report(result, args.json)
 
 
 if __name__ == "__main__":

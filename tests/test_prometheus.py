@@ -17,7 +17,6 @@ import math
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +31,12 @@ from grpc_health.v1 import health_pb2
 from redis import Redis
 
 from tests.conftest import ROOT
-from tests.runtime.conftest import clean_env, free_port, wait_ready_blocking
+from tests.runtime.conftest import (
+    clean_env,
+    free_port,
+    start_serve_blocking,
+    wait_ready_blocking,
+)
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -83,15 +87,7 @@ def _serve(redis_url: str, folder: Path, settings: dict[str, str]) -> Iterator[S
     }
     environ |= settings
     log = folder / "serve.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve"],
-            cwd=ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve_blocking(ROOT, environ, log)
     port = int(settings.get("METRICS_PORT") or settings["HTTP_PORT"])
     server = Serve(process, log, port, int(settings.get("GRPC_PORT", "0")))
     try:

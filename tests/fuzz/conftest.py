@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.runtime.conftest import clean_env, free_port, wait_ready_blocking
+from tests.runtime.conftest import (
+    clean_env,
+    free_port,
+    start_serve_blocking,
+    wait_ready_blocking,
+)
 
 MAX_BODY_SIZE = 64 * 1024  # small, so the oversized cases stay cheap
 
@@ -61,15 +65,7 @@ def reference_server(
         "SHUTDOWN_TIMEOUT": "5",
         "LOG_LEVEL": "WARNING",
     }
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runtime", "serve"],
-            cwd=ROOT,
-            env=environ,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_serve_blocking(ROOT, environ, log)
     server = ReferenceServer(process, log, http_port, grpc_port, key_prefix)
     try:
         wait_ready_blocking(server.process, server.http_url, server.output)

@@ -95,6 +95,22 @@ async def spawn_serve(
         )
 
 
+def start_serve_blocking(
+    project: Path, environ: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """`python -m runtime serve` in `project` with subprocess.Popen, its output into `log`
+    (for module-scoped, synchronous fixtures; `spawn_serve` is the asyncio twin)."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "runtime", "serve"],
+            cwd=project,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @pytest.fixture(scope="session")
 def probe_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test project in a temp folder, generated there by `runtime generate`."""
