@@ -161,11 +161,15 @@ class Client:
             ids = [
                 job_id for _, fields in entries if (job_id := _task_id(fields.get(b"data", b"")))
             ]
-        found = []
-        for job_id in ids:
-            info = await self.job(channel, job_id)
-            if info is not None and info.state == state:
-                found.append(info)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        found = [
+            info
+            for job_id, raw in zip(ids, hashes, strict=True)
+            if raw and (info := JobInfo.from_hash(channel, job_id, raw)).state == state
+        ]
         return (
             found[:limit]
             if state in ("failed", "completed", "delayed")
