@@ -3,7 +3,7 @@
 #   all in one:   docker run channelkit
 #   API only:     docker run -e ENABLE_WORKERS=false channelkit
 #   worker only:  docker run -e ENABLE_API=false -e ENABLE_GRPC=false -e WORKER_CHANNELS=email channelkit
-# Settings are runtime/settings.py's environment variables; `docker run channelkit serve --help` lists them.
+# Settings are runtime/serve/settings.py's environment variables; `docker run channelkit serve --help` lists them.
 
 # ---- builder: the project and its dependencies (no dev extras) in /opt/venv ----
 FROM python:3.11-slim AS builder

@@ -72,7 +72,7 @@ def read_latencies(path: Path) -> list[float]:
 
 
 def run_channelkit(project: Project, rate: float, count: int, base: Path, tag: str) -> list[float]:
-    from runtime.client import Client
+    from runtime.engine.client import Client
 
     prefix = benchlib.unique_prefix("lat")
     out = base / f"ck-{tag}.txt"

@@ -66,7 +66,7 @@ def payloads(model: type[Any], count: int) -> list[Any]:
 
 
 async def enqueue_channelkit(prefix: str, channel: str, items: list[Any]) -> None:
-    from runtime.client import Client
+    from runtime.engine.client import Client
 
     async with Client.from_url(benchlib.redis_url(), prefix=prefix) as client:
         for start in range(0, len(items), 1000):

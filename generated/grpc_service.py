@@ -4,11 +4,11 @@
 
 `channels.v1.Channels`: each request becomes the channel's payload model. A request is
 turned into the dict a JSON client would have sent and validated by the same model as the
-HTTP API (see runtime.grpc_payload); an invalid payload ends the call with INVALID_ARGUMENT
+HTTP API (see runtime.grpc.payload); an invalid payload ends the call with INVALID_ARGUMENT
 naming each bad field, and nothing is enqueued.
 
 `channels.v1.Jobs`: inspect jobs and channels, retry or discard failed jobs. The work,
-and the conversion to messages, is runtime.grpc_jobs's.
+and the conversion to messages, is runtime.grpc.jobs's.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from generated.models.push import PushPayload
 from generated.models.sms import SmsPayload
 from generated.models.whatsapp import WhatsappPayload
 from generated.proto import channels_pb2, channels_pb2_grpc
-from runtime.enqueue import Enqueuer
-from runtime.grpc_jobs import ChannelBackend, JobsAdmin, counts_message, job_message
-from runtime.grpc_payload import (
+from runtime.grpc.jobs import ChannelBackend, JobsAdmin, counts_message, job_message
+from runtime.grpc.payload import (
     Const,
     Field,
     Message,
@@ -34,6 +33,7 @@ from runtime.grpc_payload import (
     validate,
     validate_batch,
 )
+from runtime.http.enqueue import Enqueuer
 
 __all__ = [
     "CHANNELS",

@@ -14,7 +14,7 @@ from generated.processors import email as email_processor
 from generated.processors import push as push_processor
 from generated.processors import sms as sms_processor
 from generated.processors import whatsapp as whatsapp_processor
-from runtime.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
 
 __all__ = ["CHANNELS", "CHANNELS_BY_NAME"]
 

@@ -19,9 +19,9 @@ from generated.models.email import EmailPayload
 from generated.models.push import PushPayload
 from generated.models.sms import SmsPayload
 from generated.models.whatsapp import WhatsappPayload
-from runtime.admin_routes import JobRoutes
-from runtime.enqueue import Enqueuer, batch_operation, validate_batch
-from runtime.http_types import (
+from runtime.http.enqueue import Enqueuer, batch_operation, validate_batch
+from runtime.http.routes import JobRoutes
+from runtime.http.types import (
     ENQUEUE_ERRORS,
     DelayMs,
     EnqueuedBatch,

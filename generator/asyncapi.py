@@ -37,8 +37,8 @@ ASYNCAPI_VERSION = "3.0.0"
 # Not the project folder's name: output must not depend on where the project is checked out
 # (CI clones it into another folder; the determinism test copies it elsewhere).
 TITLE = "Channelkit"
-# runtime.client.DEFAULT_PREFIX and runtime.keys.CONSUMER_GROUP; not imported, so that the
-# generator does not load the runtime (redis, taskiq) to write a YAML file.
+# runtime.engine.client.DEFAULT_PREFIX and runtime.engine.keys.CONSUMER_GROUP; not imported,
+# so that the generator does not load the runtime (redis, taskiq) to write a YAML file.
 DEFAULT_PREFIX = "channelkit"
 CONSUMER_GROUP = "channelkit"
 CONTENT_TYPE = "application/json"
@@ -74,7 +74,7 @@ def render_asyncapi(config: ChannelsConfig, schemas: dict[str, ChannelSchemas]) 
 
 
 def stream_key(channel: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """runtime.keys.ChannelKeys(prefix, channel).stream."""
+    """runtime.engine.keys.ChannelKeys(prefix, channel).stream."""
     return f"{prefix}:{{{channel}}}:stream"
 
 

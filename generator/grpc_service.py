@@ -1,9 +1,9 @@
 """Render `<package>/grpc_service.py`: the servicers of `service Channels` and `service Jobs`.
 
-The table (`runtime.grpc_payload.Table`) is derived from the same mapping that rendered
+The table (`runtime.grpc.payload.Table`) is derived from the same mapping that rendered
 `channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree; the
-servicer turns each request into the payload model with `runtime.grpc_payload` and calls
-the enqueuer. `JobsServicer` is glue over runtime.grpc_jobs, which does the work for every
+servicer turns each request into the payload model with `runtime.grpc.payload` and calls
+the enqueuer. `JobsServicer` is glue over runtime.grpc.jobs, which does the work for every
 package. Output is deterministic and parses (`ast.parse`) before it is returned.
 """
 

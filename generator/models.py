@@ -18,7 +18,7 @@ _OPTIONS: dict[str, Any] = {
     "input_file_type": InputFileType.JsonSchema,
     "output_model_type": DataModelType.PydanticV2BaseModel,
     "target_python_version": PythonVersion.PY_311,
-    "base_class": "runtime.model.Payload",
+    "base_class": "runtime.engine.model.Payload",
     "disable_timestamp": True,
     "use_annotated": True,
     "field_constraints": True,

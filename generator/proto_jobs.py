@@ -2,7 +2,7 @@
 
 Unlike `service Channels` it does not depend on the channels' schemas: the text is the
 same in every project, appended by `generator.proto.render_proto` after the payload
-messages. `runtime.grpc_jobs` converts `runtime.jobs.JobInfo` and `ChannelCounts` to these
+messages. `runtime.grpc.jobs` converts `runtime.engine.jobs.JobInfo` and `ChannelCounts` to these
 messages; the generated `JobsServicer` (templates/grpc_service.py.j2) glues the two.
 
 Times a job went through are `google.protobuf.Timestamp` (unset: not yet); an error's time

@@ -24,7 +24,7 @@ from generator.yaml_source import KeyPath, LocatedDocument
 
 __all__ = ["NOT_NULL_MARKER", "ChannelSchemas", "load_schemas"]
 
-# The JSON-Schema-extension key runtime.model.Payload reads: "optional, but not null".
+# The JSON-Schema-extension key runtime.engine.model.Payload reads: "optional, but not null".
 NOT_NULL_MARKER = "x-channelkit-not-null"
 
 # Keywords that pydantic, proto and JSON Schema cannot be made to agree on.
@@ -222,7 +222,7 @@ def _allows_null(schema: Any, defs: dict[str, Any]) -> bool:
 
 
 def _mark_not_null(node: Any, defs: dict[str, Any]) -> Any:
-    """Mark optional properties that JSON Schema forbids to be null (see runtime.model)."""
+    """Mark optional properties that JSON Schema forbids to be null (see runtime.engine.model)."""
     if isinstance(node, list):
         return [_mark_not_null(item, defs) for item in node]
     if not isinstance(node, dict):

@@ -28,7 +28,7 @@ from notifications._mime import body_of, build_message, envelope_recipients, mes
 from notifications._result import delivery_result
 from notifications.errors import DeliveryRejected, ProviderUnavailable
 from notifications.settings import SmtpSettings, smtp_sender
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 from runtime.errors import ConfigError
 
 __all__ = ["send_email"]

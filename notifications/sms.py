@@ -11,7 +11,7 @@ from notifications._http import post_json
 from notifications._metadata import for_log
 from notifications._result import delivery_result
 from notifications.settings import ProviderSettings
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["send_sms"]
 

@@ -25,7 +25,7 @@ from notifications._http import post_json
 from notifications._metadata import for_log
 from notifications._result import delivery_result
 from notifications.settings import ProviderSettings
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["cloud_api_body", "send_whatsapp"]
 

@@ -6,8 +6,8 @@ Redis use `Client` with the generated `channels.<name>.enqueue` functions.
 
 from typing import TYPE_CHECKING, Any
 
-from runtime.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
-from runtime.context import JobContext
+from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.context import JobContext
 from runtime.errors import (
     ChannelkitError,
     ConfigError,
@@ -34,13 +34,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from runtime.client import Client
+    from runtime.engine.client import Client
 
 
 def __getattr__(name: str) -> Any:
     # Client pulls in redis; the generator imports runtime.errors and does not need it.
     if name == "Client":
-        from runtime.client import Client
+        from runtime.engine.client import Client
 
         return Client
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

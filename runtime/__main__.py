@@ -1,3 +1,3 @@
-from runtime.cli import main
+from runtime.cli.main import main
 
 raise SystemExit(main())

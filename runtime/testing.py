@@ -25,10 +25,10 @@ import grpc
 import httpx
 import pytest
 
-from runtime.client import Client
-from runtime.embedded_redis import EmbeddedRedis
-from runtime.serve import Service, load_generated_app
-from runtime.settings import ServeSettings
+from runtime.engine.client import Client
+from runtime.serve.embedded_redis import EmbeddedRedis
+from runtime.serve.service import Service, load_generated_app
+from runtime.serve.settings import ServeSettings
 
 __all__ = ["TestApp", "channelkit_app", "running_app"]
 

@@ -29,10 +29,10 @@ import yaml
 from packaging.requirements import Requirement
 from redis.asyncio import Redis
 
-from runtime.client import Client
-from runtime.http_app import build_http_app
-from runtime.metrics import Metrics
-from runtime.settings import ServeSettings, settings_from
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.http.app import build_http_app
+from runtime.serve.settings import ServeSettings, settings_from
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.metrics import Metrics
+from runtime.engine.metrics import Metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 METRIC_NAME = re.compile(r"\bchannelkit_[A-Za-z0-9_]+")
@@ -94,4 +94,4 @@ def test_every_expression_uses_exported_metrics(expr: str) -> None:
     used = set(METRIC_NAME.findall(expr))
     assert used, f"no channelkit metric in {expr!r}"
     unknown = used - _exported_names()
-    assert not unknown, f"{sorted(unknown)} are not in runtime.metrics.Metrics' exposition"
+    assert not unknown, f"{sorted(unknown)} are not in runtime.engine.metrics.Metrics' exposition"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from generated.models.whatsapp import WhatsappPayload
-from runtime.client import Client
+from runtime.engine.client import Client
 
 __all__ = ["CHANNEL", "enqueue", "enqueue_many"]
 

@@ -12,8 +12,8 @@ from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
 from generated.models.push import PushPayload, PushResult
 from notifications.push import send_push as handler
-from runtime.context import JobContext
-from runtime.tasks import register_channel_task
+from runtime.engine.context import JobContext
+from runtime.engine.tasks import register_channel_task
 
 __all__ = ["TASK_NAME", "process", "register"]
 

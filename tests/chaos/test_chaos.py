@@ -46,10 +46,10 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from runtime.client import encode_job
-from runtime.embedded_redis import EmbeddedRedis
-from runtime.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.scripts import ChannelScripts
+from runtime.engine.client import encode_job
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.scripts import ChannelScripts
+from runtime.serve.embedded_redis import EmbeddedRedis
 from tests.runtime.conftest import (
     Server,
     _wait_ready,

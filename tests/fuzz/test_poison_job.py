@@ -9,7 +9,7 @@ import time
 import httpx
 from redis.asyncio import Redis
 
-from runtime.keys import ChannelKeys
+from runtime.engine.keys import ChannelKeys
 from tests.fuzz.conftest import ReferenceServer
 
 WITHIN = 20.0

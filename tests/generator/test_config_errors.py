@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from runtime.cli.main import main
 from tests.generator.conftest import CHANNELS_YAML, ProjectFactory
 
 

@@ -20,7 +20,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 ENV_VARS = (
     "SMTP_URL",

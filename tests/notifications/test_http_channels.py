@@ -21,7 +21,7 @@ from notifications.errors import DeliveryRejected, ProviderUnavailable
 from notifications.push import send_push
 from notifications.sms import send_sms
 from notifications.whatsapp import send_whatsapp
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 from runtime.errors import ConfigError, PermanentError
 from tests.notifications.servers import HttpServer, free_port, job_context
 

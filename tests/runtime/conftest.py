@@ -31,7 +31,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from runtime.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 
 PROJECT = Path(__file__).resolve().parent / "project"
 # The generated package's name: the out folder's. Not `generated`, which is the repo's own.

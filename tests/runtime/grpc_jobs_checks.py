@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from generated.proto import channels_pb2, channels_pb2_grpc
-from runtime.keys import ChannelKeys
+from runtime.engine.keys import ChannelKeys
 from runtime.testing import TestApp, running_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -87,7 +87,7 @@ async def test_enqueue_drain_then_get_job_and_channel(served: Served) -> None:
     assert (counts.waiting, counts.active, counts.delayed) == (0, 0, 0)
     assert (counts.completed, counts.failed) == (1, 0)
     assert counts.limiter.granted_in_window == 1  # sms: 10 per second
-    # the window is counted a little longer than 1 s (runtime/consumer.py: _window_ms)
+    # the window is counted a little longer than 1 s (runtime/engine/consumer.py: _window_ms)
     assert 0 < counts.limiter.window_resets_in_ms <= 1020
 
     listed = await served.jobs.ListJobs(

@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from runtime.client import Client
+from runtime.engine.client import Client
 from tests.runtime.conftest import Probe, Server, text
 from tests.runtime.delivery_conftest import (
     Cluster,

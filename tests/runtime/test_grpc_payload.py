@@ -14,7 +14,7 @@ import grpc
 import pytest
 from pydantic import BaseModel
 
-from runtime.grpc_payload import PayloadInvalid, to_json, validate, validate_batch
+from runtime.grpc.payload import PayloadInvalid, to_json, validate, validate_batch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "generator" / "fixtures"
 PACKAGE = "ckgrpc_runtime"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from runtime.keys import ChannelKeys
+from runtime.engine.keys import ChannelKeys
 from tests.runtime.conftest import APP, ServeFactory, clean_env
 
 pytestmark = pytest.mark.timeout(120)

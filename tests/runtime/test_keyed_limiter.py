@@ -10,12 +10,12 @@ import time
 
 from redis.asyncio import Redis
 
-from runtime.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
-from runtime.client import Client
-from runtime.consumer import ChannelConsumer
-from runtime.context import JobContext
-from runtime.metrics import Metrics
-from runtime.model import Payload
+from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.client import Client
+from runtime.engine.consumer import ChannelConsumer
+from runtime.engine.context import JobContext
+from runtime.engine.metrics import Metrics
+from runtime.engine.model import Payload
 
 
 class Message(Payload):

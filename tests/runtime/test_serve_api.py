@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from runtime.client import Client
+from runtime.engine.client import Client
 from tests.runtime.conftest import (
     APP,
     Probe,

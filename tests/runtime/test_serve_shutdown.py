@@ -14,7 +14,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from runtime.keys import CONSUMER_GROUP
+from runtime.engine.keys import CONSUMER_GROUP
 from tests.runtime.conftest import Probe, ServeFactory, Server, events_of, text
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runtime.client import Client
+from runtime.engine.client import Client
 from tests.runtime.conftest import APP, Probe, ServeFactory, events_of, import_from_project
 
 pytestmark = pytest.mark.timeout(60)

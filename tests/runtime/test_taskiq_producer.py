@@ -7,7 +7,7 @@ from pathlib import Path
 
 from taskiq_redis import RedisStreamBroker
 
-from runtime.embedded_redis import EmbeddedRedis
+from runtime.serve.embedded_redis import EmbeddedRedis
 from runtime.testing import running_app
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from runtime.client import Client
-from runtime.http_app import build_http_app
-from runtime.metrics import Metrics
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.http.app import build_http_app
 from tests.runtime.conftest import APP, Probe, clean_env, events_of, import_from_project
 
 pytestmark = pytest.mark.timeout(90)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AnyUrl, ConfigDict, EmailStr, Field, StrictStr
 from typing_extensions import TypeAliasType
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 
 class Attachment(Payload):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, RootModel, StrictInt, StrictStr
 from typing_extensions import TypeAliasType
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 
 class DeviceToken(RootModel[StrictStr]):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictStr
 from typing_extensions import TypeAliasType
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 MetadataAdditionalProperty = TypeAliasType(
     "MetadataAdditionalProperty", Annotated[StrictStr, Field(max_length=500)]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, ConfigDict, Field, StrictBool, StrictStr
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 
 class Rejection(Payload):

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StrictInt, StrictStr
 from typing_extensions import TypeAliasType
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 
 class Currency(Payload):

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.channel import (
+    Backoff,
+    Channel,
+    Keep,
+    Limiter,
+    Retention,
+    Retry,
+    Stalled,
+)
 
 from generated_shop.models.invoices import InvoicesPayload
 from generated_shop.models.orders import OrdersPayload, OrdersResult

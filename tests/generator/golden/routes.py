@@ -14,9 +14,9 @@ from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from pydantic import TypeAdapter
-from runtime.admin_routes import JobRoutes
-from runtime.enqueue import Enqueuer, batch_operation, validate_batch
-from runtime.http_types import (
+from runtime.http.enqueue import Enqueuer, batch_operation, validate_batch
+from runtime.http.routes import JobRoutes
+from runtime.http.types import (
     ENQUEUE_ERRORS,
     DelayMs,
     EnqueuedBatch,

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["run"]
 

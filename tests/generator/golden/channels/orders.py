@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runtime.client import Client
+from runtime.engine.client import Client
 
 from generated_shop.models.orders import OrdersPayload
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from runtime.context import JobContext
-from runtime.tasks import register_channel_task
+from runtime.engine.context import JobContext
+from runtime.engine.tasks import register_channel_task
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
 from generated_shop.models.invoices import InvoicesPayload

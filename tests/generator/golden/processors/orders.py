@@ -8,8 +8,8 @@ The handler is imported statically, so mypy checks its types: it takes
 
 from __future__ import annotations
 
-from runtime.context import JobContext
-from runtime.tasks import register_channel_task
+from runtime.engine.context import JobContext
+from runtime.engine.tasks import register_channel_task
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
 from generated_shop.models.orders import OrdersPayload, OrdersResult

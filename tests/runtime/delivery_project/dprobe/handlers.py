@@ -19,7 +19,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from runtime import PermanentError
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["run_behave", "run_mark", "run_noop", "run_sleep"]
 

@@ -15,7 +15,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
 )
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 
 class Priority(Enum):

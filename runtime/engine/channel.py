@@ -12,7 +12,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["Backoff", "Channel", "Keep", "Limiter", "Retention", "Retry", "Stalled"]
 

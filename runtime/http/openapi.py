@@ -2,7 +2,7 @@
 
 A payload field that JSON Schema makes optional but not nullable is `X | None = None` in
 Python (absent reads as None), and Litestar documents such a type as "X or null". The
-API rejects null there (runtime.model.Payload), so this plugin documents just X.
+API rejects null there (runtime.engine.model.Payload), so this plugin documents just X.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from litestar.plugins.pydantic import PydanticSchemaPlugin
 from litestar.typing import FieldDefinition
 from pydantic import BaseModel
 
-from runtime.model import Payload
+from runtime.engine.model import Payload
 
 __all__ = ["PayloadSchemaPlugin", "use_exact_payload_schemas"]
 

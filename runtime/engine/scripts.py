@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from runtime.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 
 __all__ = ["ChannelScripts", "Finish", "RateLimit"]
 

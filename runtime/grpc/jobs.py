@@ -30,9 +30,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime.enqueue import Enqueuer
+from runtime.engine.jobs import ChannelCounts, JobInfo, JobState
 from runtime.errors import UnknownChannelError
-from runtime.jobs import ChannelCounts, JobInfo, JobState
+from runtime.http.enqueue import Enqueuer
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -63,7 +63,7 @@ _STATES_BY_NUMBER: Mapping[int, JobState] = {n: s for s, n in STATE_NUMBERS.item
 
 
 class JobStore(Protocol):
-    """Where jobs are looked up, retried and discarded; `runtime.client.Client` is one."""
+    """Where jobs are looked up, retried and discarded; `runtime.engine.client.Client` is one."""
 
     async def job(self, channel: str, job_id: str) -> JobInfo | None: ...
 
@@ -188,7 +188,7 @@ def counts_message(counts: ChannelCounts, message_class: type[MessageT]) -> Mess
 
 
 def _error(error: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored error (runtime.consumer writes type, message, traceback, attempt, at)."""
+    """A stored error (runtime.engine.consumer writes type, message, traceback, attempt, at)."""
     return {
         "type": str(error.get("type") or ""),
         "message": str(error.get("message") or ""),

@@ -6,7 +6,7 @@
     runtime jobs discard CHANNEL JOB_ID
     runtime jobs counts [CHANNEL] [--json]
 
-No server is involved: the commands use `runtime.client.Client` on the Redis that
+No server is involved: the commands use `runtime.engine.client.Client` on the Redis that
 `runtime serve` uses (`--redis-url`/REDIS_URL, `--key-prefix`/CHANNELKIT_KEY_PREFIX), and
 check channel names against the generated registry (`--app`/CHANNELKIT_APP). Without a
 Redis URL, the socket of the embedded Redis that `runtime serve` starts in its folder
@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+from runtime.engine.jobs import STATES, ChannelCounts, JobState
 from runtime.errors import ChannelkitError, ConfigError, UnknownChannelError
-from runtime.jobs import STATES, ChannelCounts, JobState
-from runtime.settings import ServeSettings
+from runtime.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from runtime.client import Client
+    from runtime.engine.client import Client
 
 __all__ = [
     "EXIT_NOT_FOUND",
@@ -53,7 +53,7 @@ EXIT_USAGE = 2
 
 Action = Literal["list", "show", "retry", "discard", "counts"]
 
-_EMBEDDED_SOCKET = "redis.sock"  # in the data folder; see runtime.embedded_redis
+_EMBEDDED_SOCKET = "redis.sock"  # in the data folder; see runtime.serve.embedded_redis
 _ERROR_WIDTH = 72
 
 
@@ -215,7 +215,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     """`runtime jobs ...`: the exit code."""
     try:
         command = command_from(args)
-        from runtime.serve import load_generated_app
+        from runtime.serve.service import load_generated_app
 
         known = sorted(channel.name for channel in load_generated_app(command.app).channels)
         if command.channel is not None and command.channel not in known:
@@ -229,7 +229,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 async def _run(command: JobsCommand, known: Sequence[str]) -> int:
     from redis.exceptions import RedisError
 
-    from runtime.client import Client
+    from runtime.engine.client import Client
 
     client = Client.from_url(command.redis_url, prefix=command.key_prefix)
     try:

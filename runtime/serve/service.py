@@ -17,16 +17,17 @@ import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2
 
-from runtime.channel import Channel
-from runtime.client import Client
-from runtime.embedded_redis import EmbeddedRedis
+from runtime.engine.channel import Channel
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.engine.workers import Workers
 from runtime.errors import ConfigError, UnknownChannelError
-from runtime.grpc_metrics import MetricsInterceptor
-from runtime.grpc_server import build_grpc_server
-from runtime.http_app import build_http_app, build_metrics_app
-from runtime.metrics import Metrics, RequestMetricsMiddleware
-from runtime.settings import ServeSettings
-from runtime.workers import Workers
+from runtime.grpc.metrics import MetricsInterceptor
+from runtime.grpc.server import build_grpc_server
+from runtime.http.app import build_http_app, build_metrics_app
+from runtime.http.metrics import RequestMetricsMiddleware
+from runtime.serve.embedded_redis import EmbeddedRedis
+from runtime.serve.settings import ServeSettings
 
 __all__ = ["GeneratedApp", "Service", "load_generated_app"]
 

@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, Context, TaskiqDepends
 
-from runtime.context import JobContext
+from runtime.engine.context import JobContext
 
 __all__ = ["ATTEMPT_LABEL", "register_channel_task"]
 

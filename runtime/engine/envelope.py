@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, create_model
 
-from runtime.channel import Channel
+from runtime.engine.channel import Channel
 
 __all__ = ["describe", "envelope_model", "is_payload_error", "job_id_of", "payload_of"]
 

@@ -30,13 +30,19 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from runtime.channel import Channel
-from runtime.context import JobContext
-from runtime.envelope import describe, envelope_model, is_payload_error, job_id_of, payload_of
+from runtime.engine.channel import Channel
+from runtime.engine.context import JobContext
+from runtime.engine.envelope import (
+    describe,
+    envelope_model,
+    is_payload_error,
+    job_id_of,
+    payload_of,
+)
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.metrics import ChannelMetrics
+from runtime.engine.scripts import ChannelScripts, Finish, RateLimit
 from runtime.errors import PermanentError
-from runtime.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.metrics import ChannelMetrics
-from runtime.scripts import ChannelScripts, Finish, RateLimit
 
 __all__ = ["ChannelConsumer", "backoff_ms"]
 

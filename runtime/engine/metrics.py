@@ -6,14 +6,11 @@ gRPC layers); queue depths are read from Redis when Prometheus scrapes (`depths`
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["ChannelMetrics", "Metrics", "RequestMetricsMiddleware"]
+__all__ = ["ChannelMetrics", "Metrics"]
 
 # Job run and wait times: from sub-millisecond no-ops to long deliveries.
 _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -153,39 +150,3 @@ class Metrics:
             running=self._running.labels(name),
             limited_seconds=self._limited.labels(name),
         )
-
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[..., Awaitable[None]]
-
-
-class RequestMetricsMiddleware:
-    """ASGI middleware timing each HTTP request by its route template (not its path, so
-    job ids do not explode the label set)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics, skip: Sequence[str] = ("/metrics",)) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.skip = tuple(skip)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Lifespan and websocket scopes pass straight through.
-        if scope["type"] != "http" or scope["path"].startswith(self.skip):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = scope.get("path_template") or "unmatched"
-            self.metrics.observe_http(route, scope["method"], status, time.perf_counter() - started)

@@ -17,9 +17,9 @@ import time
 import uvloop
 
 from runtime.errors import ChannelkitError
-from runtime.logs import configure_logging
-from runtime.serve import Service, load_generated_app
-from runtime.settings import settings_from
+from runtime.serve.logs import configure_logging
+from runtime.serve.service import Service, load_generated_app
+from runtime.serve.settings import settings_from
 
 __all__ = ["serve"]
 

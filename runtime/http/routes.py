@@ -22,9 +22,9 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_409_CONFLICT
 
-from runtime.client import Client
-from runtime.http_types import ErrorBody
-from runtime.jobs import STATES, JobState
+from runtime.engine.client import Client
+from runtime.engine.jobs import STATES, JobState
+from runtime.http.types import ErrorBody
 
 __all__ = ["JobRoutes"]
 

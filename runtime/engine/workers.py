@@ -15,9 +15,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from runtime.channel import Channel
-from runtime.consumer import ChannelConsumer
-from runtime.metrics import Metrics
+from runtime.engine.channel import Channel
+from runtime.engine.consumer import ChannelConsumer
+from runtime.engine.metrics import Metrics
 
 __all__ = ["Workers", "consumer_name"]
 

@@ -39,13 +39,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from runtime.serve_main import serve
+    from runtime.serve.main import serve
 
     return serve(args)
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from runtime.jobs_cli import run_jobs
+    from runtime.cli.jobs import run_jobs
 
     return run_jobs(args)
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(run=_generate)
 
-    from runtime.settings import add_serve_arguments
+    from runtime.serve.settings import add_serve_arguments
 
     serve = commands.add_parser(
         "serve",
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(serve)
     serve.set_defaults(run=_serve)
 
-    from runtime.jobs_cli import add_jobs_arguments
+    from runtime.cli.jobs import add_jobs_arguments
 
     jobs = commands.add_parser(
         "jobs",

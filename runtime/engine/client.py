@@ -16,10 +16,10 @@ from typing import Any
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from runtime.jobs import ChannelCounts, JobInfo
-from runtime.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.metrics import Metrics
-from runtime.scripts import ChannelScripts
+from runtime.engine.jobs import ChannelCounts, JobInfo
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.metrics import Metrics
+from runtime.engine.scripts import ChannelScripts
 
 __all__ = ["DEFAULT_PREFIX", "Client", "encode_job"]
 

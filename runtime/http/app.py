@@ -18,10 +18,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from pydantic import BaseModel
 
-from runtime.client import Client
-from runtime.enqueue import Enqueuer
-from runtime.metrics import Metrics
-from runtime.openapi import PayloadSchemaPlugin, use_exact_payload_schemas
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.http.enqueue import Enqueuer
+from runtime.http.openapi import PayloadSchemaPlugin, use_exact_payload_schemas
 
 __all__ = ["build_http_app", "validation_error_body"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 
-from runtime.grpc_server import Continuation
-from runtime.metrics import Metrics
+from runtime.engine.metrics import Metrics
+from runtime.grpc.server import Continuation
 
 __all__ = ["MetricsInterceptor"]
 
