@@ -6,7 +6,6 @@ With API keys set, every call needs one except health checks and reflection: enq
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -14,6 +13,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+
+from runtime.auth import ApiKeys
 
 __all__ = [
     "ApiKeyInterceptor",
@@ -33,7 +34,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """Requires `authorization: Bearer <key>` metadata, except on health and reflection."""
 
     def __init__(self, keys: Sequence[str]) -> None:
-        self._keys = [key.encode() for key in keys]
+        self._keys = ApiKeys(keys)
 
         async def deny(_: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
             await context.abort(
@@ -44,15 +45,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         self._deny: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny)
 
     def _allowed(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
-        for key, value in metadata or ():
-            if key == "authorization":
-                text = value.decode() if isinstance(value, bytes) else value
-                scheme, _sep, token = text.partition(" ")
-                supplied = token.strip().encode()
-                return scheme.lower() == "bearer" and any(
-                    hmac.compare_digest(supplied, known) for known in self._keys
-                )
-        return False
+        # The first `authorization` entry decides, as for an HTTP header.
+        value = next((value for key, value in metadata or () if key == "authorization"), None)
+        return self._keys.allows(value)
 
     async def intercept_service(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from pydantic import BaseModel
 
+from runtime.auth import ApiKeys
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.http.enqueue import Enqueuer
@@ -64,15 +64,10 @@ def _on_validation_error(
 def _api_key_guard(
     keys: Sequence[str],
 ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    encoded = [key.encode() for key in keys]
+    api_keys = ApiKeys(keys)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        header = connection.headers.get("authorization", "")
-        scheme, _sep, token = header.partition(" ")
-        supplied = token.strip().encode()
-        if scheme.lower() != "bearer" or not any(
-            hmac.compare_digest(supplied, key) for key in encoded
-        ):
+        if not api_keys.allows(connection.headers.get("authorization")):
             raise NotAuthorizedException(
                 detail="missing or wrong API key: send 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
