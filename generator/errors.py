@@ -1,9 +1,11 @@
 """Errors raised by the generator.
 
 ChannelkitError                      (runtime.errors)
+├── ConfigError (also ValueError)    (runtime.errors) a setting or the config is wrong
 └── GeneratorError
-    ├── ConfigError (also ValueError) channels.yaml or a schema it uses is wrong;
-    │                                  carries every problem found, each with its place
+    ├── ConfigError                   channels.yaml or a schema it uses is wrong; carries
+    │                                  every problem found, each with its place. Also a
+    │                                  runtime.errors.ConfigError: one meaning everywhere
     └── StaleOutputError              `--check` found generated files that differ
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.errors import ChannelkitError
+from runtime.errors import ConfigError as RuntimeConfigError
 
 __all__ = ["ConfigError", "GeneratorError", "Problem", "StaleOutputError"]
 
@@ -36,7 +39,7 @@ class Problem:
         return f"{where}: {key}{self.message}"
 
 
-class ConfigError(GeneratorError, ValueError):
+class ConfigError(GeneratorError, RuntimeConfigError):
     """channels.yaml, or a payload schema it references, cannot be used as it is."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -1,19 +1,34 @@
-"""Errors raised by the Channelkit runtime.
+"""Errors raised by Channelkit, the runtime and the generator alike.
 
 ChannelkitError
-├── ConfigError (also ValueError)       a setting or flag is wrong
-├── UnknownChannelError (also KeyError) a channel name that the registry does not have
-├── PermanentError                      raised by a handler: fail the job now, never retry
-└── EnqueueError                        a job could not be written to Redis
+├── ConfigError (also ValueError)        a setting, flag or channels.yaml is wrong
+│                                        (the generator's subclass lists every problem)
+├── UnknownChannelError (also KeyError)  a channel name that the registry does not have
+├── PermanentError                       raised by a handler: fail the job now, never retry
+├── RedisUnavailable (also ConnectionError)  Redis could not be reached or refused the
+│   │                                    command; the message says which and why
+│   └── EnqueueError                     a job could not be stored in Redis
+└── JobOperationError                    retry, discard (or cancel) a job could not do
+    ├── JobNotFound (also LookupError)   no such job: never enqueued, or removed by retention
+    └── JobStateConflict                 the job exists but its state does not allow it
+
+Transports map these in one table each: HTTP 404/409/503, gRPC NOT_FOUND /
+FAILED_PRECONDITION / UNAVAILABLE, the CLI's exit codes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "ChannelkitError",
     "ConfigError",
     "EnqueueError",
+    "JobNotFound",
+    "JobOperationError",
+    "JobStateConflict",
     "PermanentError",
+    "RedisUnavailable",
     "UnknownChannelError",
 ]
 
@@ -23,15 +38,15 @@ class ChannelkitError(Exception):
 
 
 class ConfigError(ChannelkitError, ValueError):
-    """A runtime setting, flag or environment variable has a value that cannot work."""
+    """A runtime setting, flag, environment variable or channels.yaml cannot work."""
 
 
 class UnknownChannelError(ChannelkitError, KeyError):
     """A channel name that the generated registry does not declare."""
 
-    def __init__(self, name: str, known: list[str]) -> None:
+    def __init__(self, name: str, known: Sequence[str]) -> None:
         self.name = name
-        self.known = known
+        self.known = list(known)
         super().__init__(
             f"unknown channel {name!r}; channels declared: {', '.join(known) or 'none'}"
         )
@@ -47,5 +62,51 @@ class PermanentError(ChannelkitError):
     """
 
 
-class EnqueueError(ChannelkitError):
-    """A job could not be stored in Redis."""
+class RedisUnavailable(ChannelkitError, ConnectionError):
+    """Redis could not be reached, or refused the command (out of memory, read-only
+    replica). The original redis-py error is the `__cause__`."""
+
+
+class EnqueueError(RedisUnavailable):
+    """A job could not be stored in Redis; nothing of it was written."""
+
+
+class JobOperationError(ChannelkitError):
+    """An operation on one stored job could not be done."""
+
+    def __init__(self, channel: str, job_id: str, message: str) -> None:
+        self.channel = channel
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class JobNotFound(JobOperationError, LookupError):
+    """No such job: never enqueued, or removed by retention."""
+
+    def __init__(self, channel: str, job_id: str) -> None:
+        super().__init__(
+            channel,
+            job_id,
+            f"no job {job_id} in channel {channel!r} (never enqueued, or removed by retention)",
+        )
+
+
+class JobStateConflict(JobOperationError):
+    """The job exists, but `action` needs it in one of `allowed` and it is in `state`."""
+
+    def __init__(
+        self, channel: str, job_id: str, *, action: str, state: str, allowed: Sequence[str]
+    ) -> None:
+        self.action = action
+        self.state = state
+        self.allowed = tuple(allowed)
+        super().__init__(
+            channel,
+            job_id,
+            f"job {job_id} in {channel!r} is {state}; only {_either(self.allowed)} jobs "
+            f"can be {action}",
+        )
+
+
+def _either(states: Sequence[str]) -> str:
+    return states[0] if len(states) == 1 else f"{', '.join(states[:-1])} or {states[-1]}"

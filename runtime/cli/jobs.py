@@ -30,8 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from runtime.engine.jobs import STATES, ChannelCounts, JobState
-from runtime.errors import ChannelkitError, ConfigError, UnknownChannelError
+from runtime.engine.jobs import STATES, ChannelCounts, JobError, JobState
+from runtime.errors import (
+    ChannelkitError,
+    ConfigError,
+    JobNotFound,
+    JobOperationError,
+    RedisUnavailable,
+    UnknownChannelError,
+)
 from runtime.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -234,7 +241,11 @@ async def _run(command: JobsCommand, known: Sequence[str]) -> int:
     client = Client.from_url(command.redis_url, prefix=command.key_prefix)
     try:
         return await _ACTIONS[command.action](client, command, known, sys.stdout)
-    except (RedisError, OSError) as error:
+    except JobOperationError as error:
+        # JobNotFound and JobStateConflict alike: the message names the job and its state.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except (RedisError, RedisUnavailable, OSError) as error:
         raise ConfigError(f"Redis at {_redacted(command.redis_url)}: {error}") from None
     finally:
         await client.close()
@@ -295,11 +306,9 @@ async def _show(client: Client, command: JobsCommand, _: Sequence[str], out: Tex
     if info.errors:
         print(f"errors ({len(info.errors)}, oldest first):", file=out)
         for error in info.errors:
-            at = error.get("at") if isinstance(error, Mapping) else None
-            when = _time(datetime.fromtimestamp(at / 1000, UTC)) if at else "-"
-            attempt = error.get("attempt", "?") if isinstance(error, Mapping) else "?"
-            print(f"  attempt {attempt}  {when}  {_error_line(error)}", file=out)
-    traceback = info.error.get("traceback") if isinstance(info.error, Mapping) else None
+            when = _time(datetime.fromtimestamp(error.at / 1000, UTC)) if error.at else "-"
+            print(f"  attempt {error.attempt}  {when}  {_error_line(error)}", file=out)
+    traceback = info.error.traceback if info.error is not None else None
     if traceback:
         print("traceback of the last error:", file=out)
         for line in str(traceback).rstrip().splitlines():
@@ -309,33 +318,16 @@ async def _show(client: Client, command: JobsCommand, _: Sequence[str], out: Tex
 
 async def _retry(client: Client, command: JobsCommand, _: Sequence[str], out: TextIO) -> int:
     channel, job_id = _required(command.channel), _required(command.job_id)
-    if await client.retry(channel, job_id):
-        print(f"job {job_id} in {channel!r} will run again (waiting)", file=out)
-        return EXIT_OK
-    info = await client.job(channel, job_id)
-    if info is None:
-        return _not_found(channel, job_id)
-    print(
-        f"error: job {job_id} in {channel!r} is {info.state}; only failed jobs can be retried",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_FOUND
+    await client.retry(channel, job_id)
+    print(f"job {job_id} in {channel!r} will run again (waiting)", file=out)
+    return EXIT_OK
 
 
 async def _discard(client: Client, command: JobsCommand, _: Sequence[str], out: TextIO) -> int:
     channel, job_id = _required(command.channel), _required(command.job_id)
-    if await client.discard(channel, job_id):
-        print(f"job {job_id} in {channel!r} discarded", file=out)
-        return EXIT_OK
-    info = await client.job(channel, job_id)
-    if info is None:
-        return _not_found(channel, job_id)
-    print(
-        f"error: job {job_id} in {channel!r} is {info.state}; only failed, completed or "
-        "delayed jobs can be discarded",
-        file=sys.stderr,
-    )
-    return EXIT_NOT_FOUND
+    await client.discard(channel, job_id)
+    print(f"job {job_id} in {channel!r} discarded", file=out)
+    return EXIT_OK
 
 
 async def _counts(client: Client, command: JobsCommand, known: Sequence[str], out: TextIO) -> int:
@@ -374,10 +366,7 @@ def _required(value: str | None) -> str:
 
 
 def _not_found(channel: str, job_id: str) -> int:
-    print(
-        f"error: no job {job_id} in channel {channel!r} (never enqueued, or removed by retention)",
-        file=sys.stderr,
-    )
+    print(f"error: {JobNotFound(channel, job_id)}", file=sys.stderr)
     return EXIT_NOT_FOUND
 
 
@@ -408,10 +397,10 @@ def _time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if value is not None else "-"
 
 
-def _error_line(error: Any) -> str:
-    if not isinstance(error, Mapping):
+def _error_line(error: JobError | None) -> str:
+    if error is None:
         return ""
-    kind, message = str(error.get("type") or "error"), str(error.get("message") or "")
+    kind, message = error.type or "error", error.message
     if message.startswith(f"{kind}: "):
         message = message[len(kind) + 2 :]  # poison messages name their kind twice
     return f"{kind}: {message}".replace("\n", " ") if message else kind

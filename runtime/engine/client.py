@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
@@ -19,9 +19,11 @@ from redis.asyncio import Redis
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.metrics import Metrics
-from runtime.engine.scripts import ChannelScripts
+from runtime.engine.redis_errors import redis_errors
+from runtime.engine.scripts import ChannelScripts, NewJob, ScriptSet
+from runtime.errors import EnqueueError, JobNotFound, JobStateConflict
 
-__all__ = ["DEFAULT_PREFIX", "Client", "encode_job"]
+__all__ = ["DEFAULT_PREFIX", "Client", "Enqueuer", "encode_job"]
 
 DEFAULT_PREFIX = "channelkit"
 
@@ -37,8 +39,28 @@ def encode_job(channel: str, payload: BaseModel, job_id: str) -> bytes:
     ).encode()
 
 
+@runtime_checkable
+class Enqueuer(Protocol):
+    """What every enqueue path (HTTP, gRPC, the generated producer) calls: a `Client`."""
+
+    async def enqueue(
+        self,
+        channel: str,
+        payload: BaseModel,
+        *,
+        job_id: str | None = None,
+        delay_ms: int | None = None,
+    ) -> str: ...
+
+    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]: ...
+
+
 class Client:
-    """A connection to the Redis that holds the channels, and the key prefix they use."""
+    """A connection to the Redis that holds the channels, and the key prefix they use.
+
+    Redis trouble reaches callers as `runtime.errors.RedisUnavailable` (`EnqueueError`
+    from the enqueue methods), with redis-py's error as the cause.
+    """
 
     def __init__(
         self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
@@ -46,6 +68,7 @@ class Client:
         self.redis = redis
         self.prefix = prefix
         self.metrics = metrics  # counts enqueued jobs when given
+        self._script_set = ScriptSet(redis)
         self._scripts: dict[str, ChannelScripts] = {}
         self._coalescer = _Coalescer(self.scripts)
 
@@ -69,7 +92,7 @@ class Client:
     def scripts(self, channel: str) -> ChannelScripts:
         found = self._scripts.get(channel)
         if found is None:
-            found = self._scripts[channel] = ChannelScripts(self.redis, self.keys(channel))
+            found = self._scripts[channel] = ChannelScripts(self._script_set, self.keys(channel))
         return found
 
     async def enqueue(
@@ -83,9 +106,9 @@ class Client:
         """Store one job; returns its id. An id that exists already is not enqueued again
         (idempotent enqueue, for as long as the job is kept): its id is returned."""
         job_id = job_id or uuid.uuid4().hex
-        created = await self._coalescer.enqueue(
-            channel, (job_id, encode_job(channel, payload, job_id), delay_ms or 0)
-        )
+        job = NewJob(job_id, encode_job(channel, payload, job_id), delay_ms or 0)
+        with redis_errors(EnqueueError, f"job {job_id} of {channel!r} was not enqueued"):
+            created = await self._coalescer.enqueue(channel, job)
         if self.metrics is not None and created:
             self.metrics.enqueued(channel, 1)
         return job_id
@@ -94,16 +117,18 @@ class Client:
         """Store several jobs in one round trip; returns their ids in order."""
         job_ids = [uuid.uuid4().hex for _ in payloads]
         jobs = [
-            (job_id, encode_job(channel, payload, job_id), 0)
+            NewJob(job_id, encode_job(channel, payload, job_id))
             for job_id, payload in zip(job_ids, payloads, strict=True)
         ]
-        await self.scripts(channel).enqueue(jobs, _now_ms())
+        with redis_errors(EnqueueError, f"{len(jobs)} job(s) of {channel!r} were not enqueued"):
+            await self.scripts(channel).enqueue(jobs, _now_ms())
         if self.metrics is not None:
             self.metrics.enqueued(channel, len(job_ids))
         return job_ids
 
     async def job(self, channel: str, job_id: str) -> JobInfo | None:
-        raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys(channel).job(job_id))  # type: ignore[assignment]
+        with redis_errors():
+            raw: dict[bytes, bytes] = await self.redis.hgetall(self.keys(channel).job(job_id))  # type: ignore[assignment]
         return JobInfo.from_hash(channel, job_id, raw) if raw else None
 
     async def counts(self, channel: str) -> ChannelCounts:
@@ -111,18 +136,19 @@ class Client:
 
     async def counts_many(self, channels: Sequence[str]) -> list[ChannelCounts]:
         """Jobs per state of each channel, in one pipeline (what /metrics reads)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel in channels:
-                keys = self.keys(channel)
-                pipe.xlen(keys.stream)
-                pipe.xpending(keys.stream, CONSUMER_GROUP)
-                pipe.zcard(keys.delayed)
-                pipe.zcard(keys.completed)
-                pipe.zcard(keys.failed)
-                pipe.get(keys.limiter_total())  # starts granted in the current window
-                pipe.pttl(keys.limiter())
-            # No consumer group yet (nothing ever consumed) makes XPENDING an error.
-            results = await pipe.execute(raise_on_error=False)
+        with redis_errors():
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    keys = self.keys(channel)
+                    pipe.xlen(keys.stream)
+                    pipe.xpending(keys.stream, CONSUMER_GROUP)
+                    pipe.zcard(keys.delayed)
+                    pipe.zcard(keys.completed)
+                    pipe.zcard(keys.failed)
+                    pipe.get(keys.limiter_total())  # starts granted in the current window
+                    pipe.pttl(keys.limiter())
+                # No consumer group yet (nothing ever consumed) makes XPENDING an error.
+                results = await pipe.execute(raise_on_error=False)
         counts = []
         for index, channel in enumerate(channels):
             in_stream, pending, delayed, completed, failed, granted, ttl = results[
@@ -149,6 +175,12 @@ class Client:
         self, channel: str, state: str, *, offset: int = 0, limit: int = 50
     ) -> list[JobInfo]:
         """Jobs in `state`, newest first (waiting and active: oldest first)."""
+        with redis_errors():
+            return await self._jobs(channel, state, offset=offset, limit=limit)
+
+    async def _jobs(
+        self, channel: str, state: str, *, offset: int = 0, limit: int = 50
+    ) -> list[JobInfo]:
         keys = self.keys(channel)
         if state in ("failed", "completed", "delayed"):
             index = {"failed": keys.failed, "completed": keys.completed, "delayed": keys.delayed}[
@@ -176,16 +208,34 @@ class Client:
             else found[offset : offset + limit]
         )
 
-    async def retry(self, channel: str, job_id: str) -> bool:
-        """Run a failed job again (its failures reset). False when it is not in the failed set."""
-        return await self.scripts(channel).retry_failed(job_id)
+    async def retry(self, channel: str, job_id: str) -> None:
+        """Run a failed job again (its failures reset).
 
-    async def discard(self, channel: str, job_id: str) -> bool:
-        """Remove a failed, completed or delayed job. False when there is no such job."""
-        return await self.scripts(channel).discard(job_id)
+        Raises JobNotFound, or JobStateConflict when the job is not failed.
+        """
+        with redis_errors():
+            done = await self.scripts(channel).retry_failed(job_id)
+        if not done.done:
+            raise _refused(channel, job_id, done.state, "retried", ("failed",))
+
+    async def discard(self, channel: str, job_id: str) -> None:
+        """Remove a failed, completed or delayed job.
+
+        Raises JobNotFound, or JobStateConflict when the job is waiting or running.
+        """
+        with redis_errors():
+            done = await self.scripts(channel).discard(job_id)
+        if not done.done:
+            allowed = ("failed", "completed", "delayed")
+            raise _refused(channel, job_id, done.state, "discarded", allowed)
 
 
-Job = tuple[str, bytes, int]  # (job id, message, delay ms or 0)
+def _refused(
+    channel: str, job_id: str, state: str, action: str, allowed: tuple[str, ...]
+) -> JobNotFound | JobStateConflict:
+    if not state:
+        return JobNotFound(channel, job_id)
+    return JobStateConflict(channel, job_id, action=action, state=state, allowed=allowed)
 
 
 class _Coalescer:
@@ -198,11 +248,11 @@ class _Coalescer:
 
     def __init__(self, scripts: Callable[[str], ChannelScripts]) -> None:
         self._scripts = scripts
-        self._pending: dict[str, list[tuple[Job, asyncio.Future[bool]]]] = {}
+        self._pending: dict[str, list[tuple[NewJob, asyncio.Future[bool]]]] = {}
         self._flushing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def enqueue(self, channel: str, job: Job) -> bool:
+    async def enqueue(self, channel: str, job: NewJob) -> bool:
         """True when the job was created, False when its id existed already."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(channel, []).append((job, future))

@@ -1,13 +1,23 @@
-"""What a job looks like from the outside: its state, attempts, result and errors."""
+"""What a job looks like from the outside: its state, attempts, result and errors.
+
+`JobError` is the one record of a failure: the worker writes it (`to_json`), the Lua
+scripts store it as it is in the job hash (`error`, and the list `errors`), and every
+reader (HTTP, gRPC, the CLI) gets it back through `JobInfo`.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-__all__ = ["STATES", "ChannelCounts", "JobInfo", "JobState"]
+__all__ = ["STATES", "ChannelCounts", "JobError", "JobInfo", "JobState"]
+
+MAX_TRACEBACK = 8000  # characters of a traceback kept (its end, where the error is)
 
 JobState = Literal["waiting", "delayed", "active", "completed", "failed"]
 STATES: tuple[JobState, ...] = ("waiting", "delayed", "active", "completed", "failed")
@@ -23,6 +33,69 @@ def _json(value: bytes | None) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class JobError:
+    """One failed run (or a job that could not run): what went wrong and when.
+
+    `type` is the exception's qualified name, or a reason of Channelkit's own:
+    `payload_invalid`, `message_invalid`, `stalled`. `attempt` is the run it ended (0:
+    the job never ran); `at` is milliseconds since the epoch (0: unknown).
+    """
+
+    type: str
+    message: str
+    traceback: str
+    attempt: int
+    at: int
+
+    @classmethod
+    def from_exception(
+        cls, error: BaseException, attempt: int, kind: str | None = None
+    ) -> JobError:
+        text = "".join(traceback.format_exception(error))
+        return cls(
+            type=kind or f"{type(error).__module__}.{type(error).__qualname__}",
+            message=str(error),
+            traceback=text[-MAX_TRACEBACK:],
+            attempt=attempt,
+            at=int(time.time() * 1000),
+        )
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> JobError:
+        """Read a stored record; fields missing from it read as empty."""
+        return cls(
+            type=str(raw.get("type") or ""),
+            message=str(raw.get("message") or ""),
+            traceback=str(raw.get("traceback") or ""),
+            attempt=max(0, int(raw.get("attempt") or 0)),
+            at=int(raw.get("at") or 0),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "type": self.type,
+                "message": self.message,
+                "traceback": self.traceback,
+                "attempt": self.attempt,
+                "at": self.at,
+            }
+        )
+
+
+def _error(value: bytes | None) -> JobError | None:
+    raw = _json(value)
+    return JobError.from_mapping(raw) if isinstance(raw, Mapping) else None
+
+
+def _errors(value: bytes | None) -> list[JobError]:
+    raw = _json(value)
+    if not isinstance(raw, list):
+        return []
+    return [JobError.from_mapping(item) for item in raw if isinstance(item, Mapping)]
+
+
+@dataclass(frozen=True, slots=True)
 class JobInfo:
     id: str
     channel: str
@@ -34,8 +107,8 @@ class JobInfo:
     finished_at: datetime | None
     due_at: datetime | None
     result: Any
-    error: dict[str, Any] | None
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    error: JobError | None
+    errors: list[JobError] = field(default_factory=list)
     payload: Any = None
 
     @classmethod
@@ -59,8 +132,8 @@ class JobInfo:
             finished_at=_time(raw, b"finished_at"),
             due_at=_time(raw, b"due_at"),
             result=_json(raw.get(b"result")),
-            error=_json(raw.get(b"error")),
-            errors=_json(raw.get(b"errors")) or [],
+            error=_error(raw.get(b"error")),
+            errors=_errors(raw.get(b"errors")),
             payload=payload,
         )
 

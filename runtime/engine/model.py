@@ -5,16 +5,16 @@ where the two would otherwise differ:
 
 - An optional property that the schema does not allow to be null may be left out but not
   sent as `null`. Pydantic models such a field as `X | None = None`, which would accept an
-  explicit null; the generator marks those fields with `NOT_NULL_MARKER` in
-  `json_schema_extra`, and this class turns an explicit null into a validation error on
-  that very field, with its path.
+  explicit null; the generator marks those fields with `NotNull`
+  (`Annotated[X | None, NotNull, Field(...)] = None`), and this class turns an explicit
+  null into a validation error on that very field, with its path.
 - The same fields are published in OpenAPI without the null branch, so the document says
   what the API does.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final, final
 
 from pydantic import (
     BaseModel,
@@ -27,9 +27,20 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-__all__ = ["NOT_NULL_MARKER", "Payload"]
+__all__ = ["NotNull", "Payload"]
 
-NOT_NULL_MARKER = "x-channelkit-not-null"
+
+@final
+class _NotNullMarker:
+    """The type of `NotNull`: metadata that pydantic keeps on the field and ignores."""
+
+    def __repr__(self) -> str:
+        return "NotNull"
+
+
+NotNull: Final = _NotNullMarker()
+"""Field metadata: "optional, but not null". The field may be left out (it then reads as
+None), but an explicit null is rejected like any other invalid value."""
 
 
 class _NullSent:
@@ -54,15 +65,10 @@ class Payload(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         keys: set[str] = set(cls._not_null_keys)  # inherited ones too
         for name, field in cls.model_fields.items():
-            extra = field.json_schema_extra
-            if isinstance(extra, dict) and extra.pop(NOT_NULL_MARKER, False):
-                # Taken out once read: OpenAPI generators (Litestar's) copy every extra
-                # key into the schema and refuse unknown ones.
+            if any(item is NotNull for item in field.metadata):
                 keys.add(name)
                 if field.alias:
                     keys.add(field.alias)
-                if not extra:
-                    field.json_schema_extra = None
         cls._not_null_keys = frozenset(keys)
 
     @model_validator(mode="before")
@@ -95,7 +101,6 @@ class Payload(BaseModel):
         json_schema = handler(schema)
         resolved = handler.resolve_ref_schema(json_schema)
         for key, prop in resolved.get("properties", {}).items():
-            prop.pop(NOT_NULL_MARKER, None)
             if key in cls._not_null_keys:
                 _drop_null_branch(prop)
         return json_schema

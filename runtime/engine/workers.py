@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-
 from runtime.engine.channel import Channel
+from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
 from runtime.engine.metrics import Metrics
 
@@ -26,8 +26,6 @@ logger = logging.getLogger("channelkit.workers")
 
 def consumer_name() -> str:
     """Unique per process and readable in XINFO CONSUMERS: host, pid and a random tail."""
-    import os
-
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
@@ -35,9 +33,8 @@ class Workers:
     def __init__(
         self,
         channels: Sequence[Channel[Any, Any]],
-        redis: Redis,
+        client: Client,
         *,
-        prefix: str,
         shutdown_timeout: float,
         metrics: Metrics,
         consumer: str | None = None,
@@ -47,8 +44,7 @@ class Workers:
         self.consumers = [
             ChannelConsumer(
                 channel,
-                redis,
-                prefix=prefix,
+                client,
                 consumer=self.consumer,
                 metrics=metrics.channel(channel.name),
             )
@@ -58,7 +54,7 @@ class Workers:
     @property
     def running(self) -> int:
         """Jobs running in this process now, across channels."""
-        return sum(len(consumer.running) for consumer in self.consumers)
+        return sum(consumer.running for consumer in self.consumers)
 
     async def start(self) -> None:
         for consumer in self.consumers:

@@ -30,9 +30,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime.engine.jobs import ChannelCounts, JobInfo, JobState
+from runtime.engine.client import Enqueuer
+from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
 from runtime.errors import UnknownChannelError
-from runtime.http.enqueue import Enqueuer
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -151,7 +151,7 @@ def job_message(info: JobInfo, message_class: type[MessageT]) -> MessageT:
         "state": STATE_NUMBERS[info.state],
         "attempts": info.attempts,
         "failures": info.failures,
-        "errors": [_error(error) for error in info.errors if isinstance(error, Mapping)],
+        "errors": [_error(error) for error in info.errors],
     }
     times = {
         "enqueued_at": info.enqueued_at,
@@ -164,7 +164,7 @@ def job_message(info: JobInfo, message_class: type[MessageT]) -> MessageT:
         data["result_json"] = _json_text(info.result)
     if info.payload is not None:
         data["payload_json"] = _json_text(info.payload)
-    if isinstance(info.error, Mapping):
+    if info.error is not None:
         data["error"] = _error(info.error)
     return json_format.ParseDict(data, message_class())
 
@@ -187,14 +187,13 @@ def counts_message(counts: ChannelCounts, message_class: type[MessageT]) -> Mess
     return json_format.ParseDict(data, message_class())
 
 
-def _error(error: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored error (runtime.engine.consumer writes type, message, traceback, attempt, at)."""
+def _error(error: JobError) -> dict[str, Any]:
     return {
-        "type": str(error.get("type") or ""),
-        "message": str(error.get("message") or ""),
-        "traceback": str(error.get("traceback") or ""),
-        "attempt": max(0, int(error.get("attempt") or 0)),
-        "at_ms": int(error.get("at") or 0),
+        "type": error.type,
+        "message": error.message,
+        "traceback": error.traceback,
+        "attempt": error.attempt,
+        "at_ms": error.at,
     }
 
 

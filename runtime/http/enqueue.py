@@ -1,10 +1,12 @@
-"""What every enqueue path (HTTP, gRPC, the Python producer) calls."""
+"""The HTTP side of enqueueing: batch bodies validated all or nothing, and their OpenAPI.
+
+`Enqueuer` (what every enqueue path calls) is the engine's; it is re-exported here for
+the generated routes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from litestar.exceptions import ValidationException
 from litestar.openapi.spec import (
@@ -17,23 +19,11 @@ from litestar.openapi.spec import (
 )
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from runtime.engine.client import Enqueuer
+
 __all__ = ["Enqueuer", "batch_operation", "check_batch_size", "validate_batch"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-@runtime_checkable
-class Enqueuer(Protocol):
-    async def enqueue(
-        self,
-        channel: str,
-        payload: BaseModel,
-        *,
-        job_id: str | None = None,
-        delay_ms: int | None = None,
-    ) -> str: ...
-
-    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]: ...
 
 
 def check_batch_size(size: int, limit: int) -> None:

@@ -12,18 +12,20 @@ routes beside these:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
-from litestar.status_codes import HTTP_409_CONFLICT
+from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
 
 from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
+from runtime.errors import JobNotFound, JobOperationError, JobStateConflict
 from runtime.http.types import ErrorBody
 
 __all__ = ["JobRoutes"]
@@ -83,7 +85,7 @@ class JobRoutes(Controller):
         channel = self.channel_name
         info = await client.job(channel, job_id)
         if info is None:
-            raise _no_such_job(channel, job_id)
+            raise http_error(JobNotFound(channel, job_id))
         return asdict(info)
 
     @post(
@@ -97,13 +99,10 @@ class JobRoutes(Controller):
         job_id: FromPath[str],
         client: NamedDependency[Client],
     ) -> dict[str, str]:
-        channel = self.channel_name
-        if not await client.retry(channel, job_id):
-            if await client.job(channel, job_id) is None:
-                raise _no_such_job(channel, job_id)
-            raise ClientException(
-                status_code=HTTP_409_CONFLICT, detail=f"job {job_id!r} is not in the failed set"
-            )
+        try:
+            await client.retry(self.channel_name, job_id)
+        except JobOperationError as error:
+            raise http_error(error) from None
         return {"id": job_id, "state": "waiting"}
 
     @delete(
@@ -117,18 +116,20 @@ class JobRoutes(Controller):
         job_id: FromPath[str],
         client: NamedDependency[Client],
     ) -> None:
-        channel = self.channel_name
-        if not await client.discard(channel, job_id):
-            if await client.job(channel, job_id) is None:
-                raise _no_such_job(channel, job_id)
-            raise ClientException(
-                status_code=HTTP_409_CONFLICT,
-                detail=f"job {job_id!r} is waiting or running: only failed, completed or "
-                "delayed jobs can be removed",
-            )
+        try:
+            await client.discard(self.channel_name, job_id)
+        except JobOperationError as error:
+            raise http_error(error) from None
 
 
-def _no_such_job(channel: str, job_id: str) -> NotFoundException:
-    return NotFoundException(
-        detail=f"no job {job_id!r} in channel {channel!r} (never enqueued, or removed by retention)"
-    )
+# How a failed job operation answers over HTTP: the error's message is the detail.
+_STATUS_OF_JOB_ERROR: Mapping[type[JobOperationError], int] = {
+    JobNotFound: HTTP_404_NOT_FOUND,
+    JobStateConflict: HTTP_409_CONFLICT,
+}
+
+
+def http_error(error: JobOperationError) -> HTTPException:
+    """`error` as the HTTP answer of the table above."""
+    status = next(code for kind, code in _STATUS_OF_JOB_ERROR.items() if isinstance(error, kind))
+    return HTTPException(status_code=status, detail=str(error))

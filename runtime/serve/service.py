@@ -155,8 +155,7 @@ class Service:
         if workers_for:
             self.workers = Workers(
                 workers_for,
-                self.client.redis,
-                prefix=settings.key_prefix,
+                self.client,
                 shutdown_timeout=settings.shutdown_timeout,
                 metrics=self.metrics,
             )

@@ -48,7 +48,7 @@ from redis.exceptions import RedisError
 
 from runtime.engine.client import encode_job
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.engine.scripts import ChannelScripts
+from runtime.engine.scripts import ChannelScripts, NewJob, ScriptSet
 from runtime.serve.embedded_redis import EmbeddedRedis
 from tests.runtime.conftest import (
     Server,
@@ -176,8 +176,10 @@ def _job_id(channel: str, n: int) -> str:
 async def _enqueue_paced(admin: Redis, jobs: int, seconds: float) -> dict[str, list[str]]:
     """Enqueue `jobs` jobs round robin over the channels, evenly over `seconds`. A batch
     that fails (Redis is down) is sent again: enqueue is idempotent by job id."""
+    script_set = ScriptSet(admin)
     scripts = {
-        channel: ChannelScripts(admin, ChannelKeys(KEY_PREFIX, channel)) for channel in CHANNELS
+        channel: ChannelScripts(script_set, ChannelKeys(KEY_PREFIX, channel))
+        for channel in CHANNELS
     }
     ids: dict[str, list[str]] = {channel: [] for channel in CHANNELS}
     per_tick = max(1, math.ceil(jobs / max(1.0, seconds / TICK)))
@@ -185,11 +187,11 @@ async def _enqueue_paced(admin: Redis, jobs: int, seconds: float) -> dict[str, l
     n = 0
     tick = 0
     while n < jobs:
-        batch: dict[str, list[tuple[str, bytes, int]]] = {channel: [] for channel in CHANNELS}
+        batch: dict[str, list[NewJob]] = {channel: [] for channel in CHANNELS}
         for _ in range(min(per_tick, jobs - n)):
             channel = CHANNELS[n % len(CHANNELS)]
             job_id = _job_id(channel, n)
-            batch[channel].append((job_id, encode_job(channel, _Job(id=job_id, n=n), job_id), 0))
+            batch[channel].append(NewJob(job_id, encode_job(channel, _Job(id=job_id, n=n), job_id)))
             ids[channel].append(job_id)
             n += 1
         for channel, entries in batch.items():

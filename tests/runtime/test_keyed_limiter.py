@@ -47,9 +47,7 @@ async def test_each_key_has_its_own_window(redis_url: str, key_prefix: str) -> N
     )
     redis = Redis.from_url(redis_url)
     client = Client(redis, prefix=key_prefix)
-    consumer = ChannelConsumer(
-        channel, redis, prefix=key_prefix, consumer="test", metrics=Metrics().channel("keyed")
-    )
+    consumer = ChannelConsumer(channel, client, consumer="test", metrics=Metrics().channel("keyed"))
     await consumer.start()
     try:
         began = time.monotonic()

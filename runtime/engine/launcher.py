@@ -1,0 +1,167 @@
+"""From stream entries to running jobs: decode, apply the rate limit, mark started.
+
+    entries ── decode (a message that cannot become a job goes to the failed set)
+            ├── keyed limiter: jobs over their group's window are deferred
+            ├── start.lua: the global window grants starts; granted jobs become active
+            └── the runner runs them; the rest are held here until a start is due
+
+Entries come from the reader (new jobs) and from the reclaimer (jobs taken over).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from runtime.engine.channel import Channel
+from runtime.engine.clock import now_ms
+from runtime.engine.envelope import (
+    describe,
+    envelope_model,
+    is_payload_error,
+    job_id_of,
+    payload_of,
+)
+from runtime.engine.jobs import JobError
+from runtime.engine.limiter import RateLimiter
+from runtime.engine.metrics import ChannelMetrics
+from runtime.engine.outcomes import Deferred, Failed
+from runtime.engine.recorder import OutcomeRecorder
+from runtime.engine.runner import ClaimedJob, JobRunner
+from runtime.engine.scripts import ChannelScripts, StreamEntry
+from runtime.errors import PermanentError
+
+__all__ = ["Launcher"]
+
+logger = logging.getLogger("channelkit.worker")
+
+
+class Launcher:
+    """Starts claimed entries as jobs, within the channel's rate limit."""
+
+    def __init__(
+        self,
+        channel: Channel[Any, Any],
+        scripts: ChannelScripts,
+        *,
+        limiter: RateLimiter,
+        runner: JobRunner,
+        recorder: OutcomeRecorder,
+        metrics: ChannelMetrics,
+    ) -> None:
+        self.channel = channel
+        self._scripts = scripts
+        self._limiter = limiter
+        self._runner = runner
+        self._recorder = recorder
+        self._metrics = metrics
+        self._envelope = envelope_model(channel)
+        self.held: list[ClaimedJob] = []  # claimed, waiting for the rate limiter
+        self.limited_ms = 0  # how long the held jobs wait before the next try
+
+    def owned(self) -> list[str]:
+        """Stream ids this process holds a claim on: running and held jobs."""
+        return [*self._runner.running, *(job.stream_id for job in self.held)]
+
+    async def launch(self, entries: Sequence[StreamEntry]) -> None:
+        """Decode, limit and start entries just claimed from the stream."""
+        jobs = self._decode(entries)
+        if self._limiter.keyed:
+            jobs = await self._defer_over_limit(jobs)
+        if jobs:
+            await self._start(jobs)
+
+    async def launch_held(self) -> None:
+        """Try the held jobs again (their rate-limit wait is over)."""
+        held, self.held = self.held, []
+        await self._start(held)
+
+    async def release_held(self) -> None:
+        """Give held jobs back to the stream, for any process to take at once."""
+        if self.held:
+            await self._scripts.requeue(
+                [StreamEntry(job.stream_id, job.message) for job in self.held]
+            )
+            self.held.clear()
+
+    def _decode(self, entries: Sequence[StreamEntry]) -> list[ClaimedJob]:
+        jobs: list[ClaimedJob] = []
+        for entry in entries:
+            try:
+                envelope = self._envelope.model_validate_json(entry.message)
+            except ValidationError as error:
+                self._poison(entry, error)
+                continue
+            payload = payload_of(envelope)
+            if payload is None:
+                self._poison(entry, "message_invalid: the message carries no payload")
+                continue
+            due_ms = int(entry.stream_id.split("-", 1)[0])
+            jobs.append(
+                ClaimedJob(entry.stream_id, entry.message, envelope.task_id, payload, due_ms)
+            )
+        return jobs
+
+    async def _defer_over_limit(self, jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+        """Jobs over their group's window go to the delayed set until a slot is due,
+        freeing their slot here."""
+        answers = await self._limiter.grant_by_key([job.payload for job in jobs])
+        now = now_ms()
+        allowed: list[ClaimedJob] = []
+        for job, (granted, wait_ms) in zip(jobs, answers, strict=True):
+            if granted:
+                allowed.append(job)
+            else:
+                self._recorder.record(
+                    Deferred(job.stream_id, job.job_id, now + wait_ms, job.message)
+                )
+        return allowed
+
+    async def _start(self, jobs: list[ClaimedJob]) -> None:
+        """Mark jobs active and run them; the global rate limit may hold some back."""
+        request = self._limiter.global_request()
+        now = now_ms()
+        started = await self._scripts.start([job.job_id for job in jobs], now, request)
+        granted = started.granted
+        if granted < len(jobs):
+            self.held = jobs[granted:] + self.held
+            self.limited_ms = started.wait_ms
+        wait_seconds = self._metrics.wait_seconds
+        for job, numbers in zip(jobs[:granted], started.runs, strict=True):
+            wait_seconds.observe(max(0, now - job.due_ms) / 1000)
+            self._runner.run(job, numbers)
+        self._metrics.started.inc(granted)
+        self._metrics.running.set(len(self._runner.running))
+        if granted and logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s: claimed and started %d job(s)",
+                self.channel.name,
+                granted,
+                extra={
+                    "channel": self.channel.name,
+                    "job_ids": [job.job_id for job in jobs[:granted]],
+                },
+            )
+        if request is not None:
+            await self._limiter.restamp(request, granted, started.used)
+
+    def _poison(self, entry: StreamEntry, error: ValidationError | str) -> None:
+        """A message that cannot become a job goes to the failed set, with the reason."""
+        job_id = job_id_of(entry.message) or f"poison-{entry.stream_id}"
+        if isinstance(error, str):
+            kind, problems = "message_invalid", error
+        else:
+            problems = describe(error)
+            kind = "payload_invalid" if is_payload_error(error) else "message_invalid"
+        logger.error(
+            "%s: job %s cannot be decoded, moved to the failed set: %s",
+            self.channel.name,
+            job_id,
+            problems,
+            extra={"channel": self.channel.name, "job_id": job_id},
+        )
+        record = JobError.from_exception(PermanentError(f"{kind}: {problems}"), 0, kind)
+        self._recorder.record(Failed(entry.stream_id, job_id, record, entry.message))

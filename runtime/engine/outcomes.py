@@ -1,0 +1,105 @@
+"""How a job ended, as typed records: what the worker hands to the finish script.
+
+    Completed   the handler returned (its result as JSON, '' for none)
+    Retrying    it raised and has attempts left: back to the delayed set until `due_ms`
+    Failed      it raised for good, or its message could not become a job: the failed set
+    Deferred    a keyed rate limit held it back before it ran: delayed, not a failure
+
+`encode_outcomes` is the one place that lays them out as the finish script's ARGV
+(runtime/engine/lua/finish.lua documents the layout: six values per record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from runtime.engine.jobs import JobError
+
+__all__ = ["Completed", "Deferred", "Failed", "Outcome", "Retrying", "encode_outcomes"]
+
+ARGV_PER_OUTCOME = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    kind: ClassVar[str] = "done"
+    stream_id: str
+    job_id: str
+    result_json: str  # '' when the handler returned nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    kind: ClassVar[str] = "retry"
+    stream_id: str
+    job_id: str
+    error: JobError
+    due_ms: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    kind: ClassVar[str] = "fail"
+    stream_id: str
+    job_id: str
+    error: JobError
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    kind: ClassVar[str] = "defer"
+    stream_id: str
+    job_id: str
+    due_ms: int
+    message: bytes
+
+
+Outcome = Completed | Retrying | Failed | Deferred
+
+
+def encode_outcomes(outcomes: Iterable[Outcome]) -> list[str | bytes | int]:
+    """The records as finish.lua reads them: kind, stream id, job id, a, b, c each."""
+    args: list[str | bytes | int] = []
+    for outcome in outcomes:
+        match outcome:
+            case Completed():
+                args += (
+                    outcome.kind,
+                    outcome.stream_id,
+                    outcome.job_id,
+                    outcome.result_json,
+                    "",
+                    "",
+                )
+            case Retrying():
+                args += (
+                    outcome.kind,
+                    outcome.stream_id,
+                    outcome.job_id,
+                    outcome.error.to_json(),
+                    outcome.due_ms,
+                    outcome.message,
+                )
+            case Failed():
+                args += (
+                    outcome.kind,
+                    outcome.stream_id,
+                    outcome.job_id,
+                    outcome.error.to_json(),
+                    outcome.message,
+                    "",
+                )
+            case Deferred():
+                args += (
+                    outcome.kind,
+                    outcome.stream_id,
+                    outcome.job_id,
+                    outcome.due_ms,
+                    outcome.message,
+                    "",
+                )
+    return args
