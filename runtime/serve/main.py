@@ -13,8 +13,8 @@ import os
 import signal
 import sys
 import time
-
-import uvloop
+from collections.abc import Coroutine
+from typing import Any
 
 from runtime.errors import ChannelkitError
 from runtime.serve.logs import configure_logging
@@ -64,6 +64,16 @@ async def _run(service: Service) -> None:
     logger.info("stopped")
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where installed: ~14% more jobs per second than the default loop (DESIGN.md)."""
+    try:
+        import uvloop
+    except ImportError:  # not a dependency on Windows, which uvloop does not build for
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def serve(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
@@ -73,8 +83,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        # uvloop: ~14% more jobs per second than the default loop (DESIGN.md).
-        uvloop.run(_run(service))
+        _run_loop(_run(service))
     except ChannelkitError as error:
         logger.error("%s", error)
         return 2
