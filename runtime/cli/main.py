@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 `generate --check` found stale files, or `jobs` found no s
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,36 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from generator import ConfigError, GeneratorError, StaleOutputError, generate
+# What `runtime generate` imports or runs (ruff, protoc-gen-mypy) beyond the base install.
+_GENERATE_EXTRA = (
+    "datamodel_code_generator",
+    "grpc_tools",
+    "jinja2",
+    "jsonschema",
+    "mypy_protobuf",
+    "ruff",
+    "yaml",
+)
+_GENERATE_HINT = "pip install 'channelkit[generate]'"
 
+
+def _missing_extra(what: str) -> int:
+    print(f"error: runtime generate needs {what}: {_GENERATE_HINT}", file=sys.stderr)
+    return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    missing = [name for name in _GENERATE_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        return _missing_extra(f"the generate extra (missing: {', '.join(missing)})")
+    try:
+        from generator import ConfigError, GeneratorError, StaleOutputError, generate
+    except ImportError as error:
+        return _missing_extra(f"the generate extra ({error})")
     try:
         report = generate(Path(args.config), Path(args.out), check=args.check)
+    except ImportError as error:  # a tool imported only when there is work to do
+        return _missing_extra(f"the generate extra ({error})")
     except ConfigError as error:
         print(f"error: {len(error.problems)} problem(s) in the configuration:", file=sys.stderr)
         for problem in error.problems:
