@@ -5,7 +5,7 @@
 #   worker only:  docker run -e ENABLE_API=false -e ENABLE_GRPC=false -e WORKER_CHANNELS=email channelkit
 # Settings are runtime/serve/settings.py's environment variables; `docker run channelkit serve --help` lists them.
 
-# ---- builder: the project and its dependencies (no dev extras) in /opt/venv ----
+# ---- builder: the framework's wheel and the reference app's dependencies in /opt/venv ----
 FROM python:3.11-slim AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -18,17 +18,18 @@ ENV PATH="/opt/venv/bin:$PATH"
 WORKDIR /src
 
 # Dependencies first, in their own layer: they change when pyproject.toml does, not with every
-# edit to the code. Every dependency ships a wheel for CPython 3.11 on linux x86_64, so the slim
-# image needs no compiler.
+# edit to the code. The base dependencies run a generated app; the `notifications` extra adds
+# what the reference handlers use. No `generate` extra: the image serves what was generated.
+# Every dependency ships a wheel for CPython 3.11 on linux x86_64, so the slim image needs no
+# compiler.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['notifications']))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
-# Then the project itself: every package that [tool.setuptools.packages.find] includes.
+# Then the framework itself: every package that [tool.setuptools.packages.find] includes. The
+# reference app (generated/, notifications/) is not in the wheel; the runtime stage copies it.
 COPY generator/ generator/
 COPY runtime/ runtime/
-COPY generated/ generated/
-COPY notifications/ notifications/
 RUN pip install --no-cache-dir --no-deps . \
     && pip check
 
@@ -53,8 +54,9 @@ ENV PATH="/opt/venv/bin:$PATH" \
     PYTHONUNBUFFERED=1
 
 # The project folder: `runtime serve` imports the generated package and the handlers from the
-# current directory first (they are in the venv too, but these win), so an image built FROM this
-# one can replace them. channels.yaml and schema/ let `runtime generate --check` run in here.
+# current directory (the wheel in the venv is the framework only), so an image built FROM this
+# one can replace them. channels.yaml and schema/ are what generated/ was generated from: with
+# `pip install 'channelkit[generate]'` an image built FROM this one can regenerate or check it.
 WORKDIR /app
 COPY channels.yaml ./
 COPY schema/ schema/
