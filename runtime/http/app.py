@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -20,6 +22,7 @@ from pydantic import BaseModel
 from runtime.auth import ApiKeys
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
+from runtime.errors import EnqueueError, RedisUnavailable
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import PayloadSchemaPlugin, use_exact_payload_schemas
 
@@ -27,8 +30,15 @@ __all__ = ["build_http_app", "validation_error_body"]
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
+logger = logging.getLogger("channelkit.http")
+
 # Status codes of requests refused as the client's fault: answered, not errors to log.
 _CLIENT_ERRORS = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429)
+# Answered 503 with a reason (Redis unavailable) and logged by the handler, at most once
+# every LOG_OUTAGE_EVERY_S: no line with a traceback per request. Exact classes: Litestar
+# matches the raised type itself.
+_UNAVAILABLE: tuple[type[Exception], ...] = (RedisUnavailable, EnqueueError)
+LOG_OUTAGE_EVERY_S = 30.0
 
 
 def _field_path(key: Any) -> str:
@@ -49,6 +59,43 @@ def validation_error_body(exception: ValidationException) -> dict[str, Any]:
         else exception.detail,
         "errors": errors,
     }
+
+
+# Redis down, frozen, out of memory or read-only: the request may succeed in a moment.
+_RETRY_AFTER_S = 1
+
+
+class _OutageLog:
+    """One warning per outage (or per LOG_OUTAGE_EVERY_S while it lasts), not per request."""
+
+    def __init__(self) -> None:
+        self._last = -LOG_OUTAGE_EVERY_S
+
+    def __call__(self, error: RedisUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._last >= LOG_OUTAGE_EVERY_S:
+            self._last = now
+            logger.warning("answering 503 while Redis is unavailable: %s", error)
+
+
+def _redis_unavailable_handler(
+    log: _OutageLog,
+) -> Callable[[Request[Any, Any, State], RedisUnavailable], Response[Any]]:
+    def handle(_: Request[Any, Any, State], error: RedisUnavailable) -> Response[Any]:
+        """503 with the reason and Retry-After: a dependency outage, not a server bug."""
+        log(error)
+        return _unavailable_response(error)
+
+    return handle
+
+
+def _unavailable_response(error: RedisUnavailable) -> Response[Any]:
+    return Response(
+        {"status_code": HTTP_503_SERVICE_UNAVAILABLE, "detail": str(error)},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        media_type=MediaType.JSON,
+        headers={"Retry-After": str(_RETRY_AFTER_S)},
+    )
 
 
 def _on_validation_error(
@@ -115,7 +162,12 @@ def build_metrics_app(
     """/metrics and /health only, for a separate --metrics-port (worker-only processes)."""
     return Litestar(
         route_handlers=[_metrics_route(metrics, client, channels), _health_controller(readiness)],
-        logging_config=LoggingConfig(configure_root_logger=False, log_exceptions="always"),
+        exception_handlers={RedisUnavailable: _redis_unavailable_handler(_OutageLog())},
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            log_exceptions="always",
+            disable_stack_trace=set(_UNAVAILABLE),
+        ),
         openapi_config=None,
     )
 
@@ -155,7 +207,10 @@ def build_http_app(
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
             "client": Provide(provide_client, use_cache=True, sync_to_thread=False),
         },
-        exception_handlers={ValidationException: _on_validation_error},
+        exception_handlers={
+            ValidationException: _on_validation_error,
+            RedisUnavailable: _redis_unavailable_handler(_OutageLog()),
+        },
         request_max_body_size=max_body_size,
         openapi_config=OpenAPIConfig(title=title, version="1.0.0"),
         plugins=[PayloadSchemaPlugin()],
@@ -166,7 +221,7 @@ def build_http_app(
         logging_config=LoggingConfig(
             configure_root_logger=False,
             log_exceptions="always",
-            disable_stack_trace=set(_CLIENT_ERRORS),
+            disable_stack_trace={*_CLIENT_ERRORS, *_UNAVAILABLE},
             loggers={"litestar": {"level": "NOTSET", "handlers": [], "propagate": True}},
         ),
     )

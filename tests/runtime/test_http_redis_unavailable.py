@@ -1,0 +1,76 @@
+"""With Redis unreachable, the HTTP API answers 503 with the reason and Retry-After, and
+logs no traceback per request (a dependency outage, not a server bug).
+
+The reference app's routes served by uvicorn on a real socket, with a Client whose Redis
+port has nobody listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from redis.asyncio import Redis
+
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.http.app import build_http_app
+from tests.runtime.conftest import free_port
+
+
+@pytest.fixture
+async def http_without_redis() -> AsyncIterator[httpx.AsyncClient]:
+    from generated import routes
+
+    async def ready() -> None:
+        return None
+
+    dead = free_port()  # bound, then closed: nothing listens there
+    client = Client(Redis.from_url(f"redis://127.0.0.1:{dead}/0", socket_connect_timeout=1))
+    app = build_http_app(routes.CONTROLLERS, client, ready, metrics=Metrics(), channels=["sms"])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+        await client.close()
+
+
+async def test_enqueue_and_lookups_answer_503_with_the_reason(
+    http_without_redis: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    enqueue = await http_without_redis.post(
+        "/channels/sms/jobs", json={"to": "+14155550100", "body": "hello"}
+    )
+    assert enqueue.status_code == 503, enqueue.text
+    assert enqueue.headers["retry-after"] == "1"
+    detail = enqueue.json()["detail"]
+    assert "was not enqueued" in detail
+    assert "sms" in detail
+
+    batch = await http_without_redis.post(
+        "/channels/sms/jobs/batch", json=[{"to": "+14155550100", "body": "hello"}]
+    )
+    assert batch.status_code == 503, batch.text
+    assert "were not enqueued" in batch.json()["detail"]
+
+    status = await http_without_redis.get("/channels/sms/jobs/some-id")
+    assert status.status_code == 503, status.text
+    summary = await http_without_redis.get("/channels/sms")
+    assert summary.status_code == 503, summary.text
+
+    assert not [record for record in caplog.records if record.exc_info], "no traceback logged"
