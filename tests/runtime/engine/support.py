@@ -1,0 +1,167 @@
+"""Helpers shared by the engine's unit tests: a channel declared in code, its jobs'
+messages, and readers of the Redis state the scripts leave behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, cast
+
+from pydantic import Field
+from redis.asyncio import Redis
+
+from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.client import encode_job
+from runtime.engine.context import JobContext
+from runtime.engine.jobs import JobInfo
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.model import Payload
+from runtime.engine.scripts import ChannelScripts, NewJob, RunNumbers, StreamEntry
+
+CHANNEL = "jobs"
+
+
+class Message(Payload):
+    n: int
+    tenant: str = "a"
+
+
+class Mail(Payload):
+    """A payload whose limiter key is renamed: the JSON property `from` is `sender`."""
+
+    sender: str = Field(alias="from")
+
+
+Handler = Callable[[Message, JobContext], Awaitable[Any]]
+
+
+async def _nothing(payload: Message, context: JobContext) -> None:
+    return None
+
+
+def make_channel(process: Handler = _nothing, **changes: Any) -> Channel[Message, Any]:
+    """A channel named CHANNEL with quick settings; `changes` replace any of them."""
+    channel: Channel[Message, Any] = Channel(
+        name=CHANNEL,
+        description="",
+        payload_model=Message,
+        result_model=None,
+        process=process,
+        concurrency=4,
+        limiter=None,
+        stalled=Stalled(interval_ms=30_000, max_count=1),
+        retry=Retry(attempts=1, backoff=Backoff(type="fixed", delay_ms=50)),
+        keep=Keep(completed=Retention(None, None), failed=Retention(None, None)),
+        batch_max=100,
+    )
+    return replace(channel, **changes)
+
+
+def keyed(key: str, max_starts: int = 2) -> Limiter:
+    return Limiter(max=max_starts, duration_ms=10_000, key=key)
+
+
+def message(job_id: str, n: int = 0) -> bytes:
+    """The bytes Client.enqueue stores for Message(n=n) under `job_id`."""
+    return encode_job(CHANNEL, Message(n=n), job_id)
+
+
+def job_id_in(data: bytes) -> str:
+    task_id = json.loads(data)["task_id"]
+    assert isinstance(task_id, str)
+    return task_id
+
+
+async def create_group(redis: Redis, keys: ChannelKeys) -> None:
+    await redis.xgroup_create(keys.stream, CONSUMER_GROUP, id="0", mkstream=True)
+
+
+async def read(
+    redis: Redis, keys: ChannelKeys, consumer: str, count: int = 100
+) -> list[StreamEntry]:
+    """XREADGROUP new entries as `consumer` (they become pending for it)."""
+    response: Any = await redis.xreadgroup(
+        CONSUMER_GROUP, consumer, {keys.stream: ">"}, count=count
+    )
+    if not response:
+        return []
+    return [StreamEntry(sid.decode(), bytes(fields[b"data"])) for sid, fields in response[0][1]]
+
+
+async def claim(
+    redis: Redis, scripts: ChannelScripts, job_ids: list[str], consumer: str = "worker"
+) -> dict[str, tuple[StreamEntry, RunNumbers]]:
+    """Enqueue the jobs, read them as `consumer` and start them, as a worker does:
+    job id -> (its stream entry, its run numbers). The consumer group must exist."""
+    await scripts.enqueue(
+        [NewJob(job_id, message(job_id, n)) for n, job_id in enumerate(job_ids)], now_ms()
+    )
+    entries = await read(redis, scripts.keys, consumer)
+    by_id = {job_id_in(entry.message): entry for entry in entries}
+    assert sorted(by_id) == sorted(job_ids)
+    started = await scripts.start(job_ids, now_ms())
+    assert started.granted == len(job_ids)
+    return {
+        job_id: (by_id[job_id], numbers)
+        for job_id, numbers in zip(job_ids, started.runs, strict=True)
+    }
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def job_hash(redis: Redis, keys: ChannelKeys, job_id: str) -> dict[str, str]:
+    raw = cast("dict[bytes, bytes]", await redis.hgetall(keys.job(job_id)))
+    return {name.decode(): value.decode() for name, value in raw.items()}
+
+
+async def raw_hash(redis: Redis, keys: ChannelKeys, job_id: str) -> dict[bytes, bytes]:
+    """HGETALL of a job, as JobInfo.from_hash reads it."""
+    return cast("dict[bytes, bytes]", await redis.hgetall(keys.job(job_id)))
+
+
+async def job_info(redis: Redis, keys: ChannelKeys, job_id: str) -> JobInfo:
+    raw = await raw_hash(redis, keys, job_id)
+    assert raw, f"no hash for job {job_id}"
+    return JobInfo.from_hash(keys.channel, job_id, raw)
+
+
+async def members(redis: Redis, key: str) -> list[str]:
+    """A sorted set's members, lowest score first."""
+    raw = cast("list[bytes]", await redis.zrange(key, 0, -1))
+    return [member.decode() for member in raw]
+
+
+async def pending(redis: Redis, keys: ChannelKeys) -> list[dict[str, Any]]:
+    """XPENDING's detail rows: message_id, consumer, time_since_delivered, times_delivered."""
+    rows: list[dict[str, Any]] = await redis.xpending_range(
+        keys.stream, CONSUMER_GROUP, min="-", max="+", count=100
+    )
+    return rows
+
+
+async def add(redis: Redis, keys: ChannelKeys, data: bytes) -> str:
+    """XADD a message by hand (as a foreign producer would); returns its stream id."""
+    sid = cast("bytes", await redis.xadd(keys.stream, {"data": data}))
+    return sid.decode()
+
+
+async def stream(redis: Redis, keys: ChannelKeys) -> list[StreamEntry]:
+    raw: Any = await redis.xrange(keys.stream)
+    return [StreamEntry(sid.decode(), bytes(fields[b"data"])) for sid, fields in raw]
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = ""
+) -> None:
+    """Poll `condition` until it holds; fail after `within` seconds (a generous bound:
+    the tests assert what happens, not how fast)."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {within} s: {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,832 @@
+"""The consumer's collaborators, each started and stopped on its own against a real
+Redis: OutcomeRecorder, JobRunner, DelayedMover, Heartbeat, Reclaimer, RateLimiter,
+StreamReader with Launcher, and ChannelConsumer composing them all.
+
+Waits have generous deadlines; the assertions are about order and state, not speed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from runtime.engine.channel import Channel, Limiter, Retry, Stalled
+from runtime.engine.client import Client
+from runtime.engine.consumer import ChannelConsumer
+from runtime.engine.context import JobContext
+from runtime.engine.delayed import DelayedMover
+from runtime.engine.heartbeat import Heartbeat
+from runtime.engine.jobs import JobError
+from runtime.engine.keys import ChannelKeys
+from runtime.engine.launcher import Launcher
+from runtime.engine.limiter import RateLimiter
+from runtime.engine.metrics import Metrics
+from runtime.engine.outcomes import Completed, Failed, Retrying
+from runtime.engine.reader import StreamReader
+from runtime.engine.reclaimer import Reclaimer
+from runtime.engine.recorder import OutcomeRecorder
+from runtime.engine.runner import ClaimedJob, JobRunner
+from runtime.engine.scripts import ChannelScripts, NewJob, Retention, RunNumbers, StreamEntry
+from runtime.errors import PermanentError
+from tests.runtime.engine.support import (
+    CHANNEL,
+    Mail,
+    Message,
+    add,
+    claim,
+    eventually,
+    job_hash,
+    job_id_in,
+    job_info,
+    keyed,
+    make_channel,
+    members,
+    message,
+    now_ms,
+    pending,
+    read,
+    stream,
+)
+
+KEEP_ALL = Retention(-1, 0, -1, 0)
+
+
+def counted(metrics: Metrics, name: str) -> float:
+    """A channel counter's value (`channelkit_jobs_completed_total` and the like)."""
+    value = metrics.registry.get_sample_value(name, {"channel": CHANNEL})
+    return 0.0 if value is None else value
+
+
+@dataclass
+class Parts:
+    """A channel's recorder, runner, limiter and launcher, wired as the consumer wires
+    them; only the recorder runs a task (started here, stopped by `stop`)."""
+
+    metrics: Metrics
+    recorder: OutcomeRecorder
+    runner: JobRunner
+    limiter: RateLimiter
+    launcher: Launcher
+
+    async def stop(self) -> None:
+        await self.runner.wait(5)
+        await self.recorder.stop()
+
+
+PartsFor = Callable[[Channel[Any, Any]], Parts]
+
+
+@pytest.fixture
+async def parts_for(scripts: ChannelScripts) -> AsyncIterator[PartsFor]:
+    """Builds the parts for a channel; stops them all at the end of the test."""
+    built: list[Parts] = []
+
+    def build(channel: Channel[Any, Any]) -> Parts:
+        metrics = Metrics()
+        channel_metrics = metrics.channel(channel.name)
+        runner: JobRunner
+        recorder = OutcomeRecorder(
+            scripts,
+            channel=channel.name,
+            keep=KEEP_ALL,
+            metrics=channel_metrics,
+            running=lambda: len(runner.running),
+        )
+        runner = JobRunner(channel, recorder, channel_metrics)
+        limiter = RateLimiter(channel, scripts)
+        launcher = Launcher(
+            channel,
+            scripts,
+            limiter=limiter,
+            runner=runner,
+            recorder=recorder,
+            metrics=channel_metrics,
+        )
+        recorder.start()
+        parts = Parts(metrics, recorder, runner, limiter, launcher)
+        built.append(parts)
+        return parts
+
+    yield build
+    for parts in built:
+        await parts.stop()
+
+
+def claimed(entry: StreamEntry, n: int = 0) -> ClaimedJob:
+    return ClaimedJob(
+        entry.stream_id,
+        entry.message,
+        job_id_in(entry.message),
+        Message(n=n),
+        int(entry.stream_id.split("-")[0]),
+    )
+
+
+async def state_of(redis: Redis, keys: ChannelKeys, job_id: str) -> str:
+    return (await job_hash(redis, keys, job_id)).get("state", "")
+
+
+# OutcomeRecorder
+
+
+def a_recorder(scripts: ChannelScripts, metrics: Metrics, running: int = 0) -> OutcomeRecorder:
+    return OutcomeRecorder(
+        scripts,
+        channel=CHANNEL,
+        keep=KEEP_ALL,
+        metrics=metrics.channel(CHANNEL),
+        running=lambda: running,
+    )
+
+
+@pytest.mark.usefixtures("group")
+async def test_recorder_writes_outcomes_and_counts_them(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["a", "b", "c"])
+    (a, _), (b, numbers), (c, _) = jobs["a"], jobs["b"], jobs["c"]
+    metrics = Metrics()
+    recorder = a_recorder(scripts, metrics, running=2)
+    recorder.start()
+    try:
+        error = RuntimeError("provider timed out")
+        recorder.record(Completed(a.stream_id, "a", '"ok"'))
+        recorder.record(
+            Retrying(
+                b.stream_id,
+                "b",
+                JobError.from_exception(error, numbers.attempt),
+                now_ms() + 60_000,
+                b.message,
+            )
+        )
+        recorder.record(Failed(c.stream_id, "c", JobError.from_exception(error, 1), c.message))
+
+        async def all_counted() -> bool:
+            kinds = ("completed", "retried", "failed")
+            return all(counted(metrics, f"channelkit_jobs_{kind}_total") == 1 for kind in kinds)
+
+        await eventually(all_counted, what="three outcomes counted")
+    finally:
+        await recorder.stop()
+
+    assert recorder.pending == 0
+    assert [await state_of(redis, keys, job_id) for job_id in "abc"] == [
+        "completed",
+        "delayed",
+        "failed",
+    ]
+    assert (await job_info(redis, keys, "a")).result == "ok"
+    assert await pending(redis, keys) == []
+    assert metrics.registry.get_sample_value("channelkit_jobs_running", {"channel": CHANNEL}) == 2
+
+
+@pytest.mark.usefixtures("group")
+async def test_recorder_stop_writes_what_is_left(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["a", "b"])
+    metrics = Metrics()
+    recorder = a_recorder(scripts, metrics)
+    recorder.start()
+    for job_id, (entry, _) in jobs.items():
+        recorder.record(Completed(entry.stream_id, job_id, ""))
+    assert recorder.pending == 2  # nothing written yet: the task has not run
+
+    await recorder.stop()
+
+    assert recorder.pending == 0
+    assert await members(redis, keys.completed) == sorted(jobs)
+    assert await pending(redis, keys) == []
+    assert counted(metrics, "channelkit_jobs_completed_total") == 2
+
+
+@pytest.mark.usefixtures("group")
+async def test_recorder_abandon_drops_what_is_not_written(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["a"])
+    entry, _ = jobs["a"]
+    metrics = Metrics()
+    recorder = a_recorder(scripts, metrics)
+    recorder.start()
+    recorder.record(Completed(entry.stream_id, "a", ""))
+
+    recorder.abandon()
+    await recorder.stop()
+
+    assert recorder.pending == 0
+    assert await state_of(redis, keys, "a") == "active"
+    assert [row["message_id"].decode() for row in await pending(redis, keys)] == [entry.stream_id]
+    assert await redis.zcard(keys.completed) == 0
+    assert counted(metrics, "channelkit_jobs_completed_total") == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_recorder_trim_applies_retention_by_age_with_nothing_to_record(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["old"])
+    await scripts.finish(
+        [Completed(jobs["old"][0].stream_id, "old", "")], now_ms() - 10_000, KEEP_ALL
+    )
+    recorder = OutcomeRecorder(
+        scripts,
+        channel=CHANNEL,
+        keep=Retention(-1, 5000, -1, 0),
+        metrics=Metrics().channel(CHANNEL),
+        running=lambda: 0,
+    )
+
+    await recorder.trim()
+
+    assert await redis.zcard(keys.completed) == 0
+    assert await redis.exists(keys.job("old")) == 0
+
+
+# JobRunner
+
+
+@pytest.mark.usefixtures("group")
+async def test_runner_records_completed_when_the_handler_returns(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    contexts: list[JobContext] = []
+
+    async def double(payload: Message, context: JobContext) -> dict[str, int]:
+        contexts.append(context)
+        return {"n": payload.n * 2}
+
+    parts = parts_for(make_channel(double))
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, numbers = jobs["j1"]
+
+    parts.runner.run(claimed(entry, n=3), numbers)
+    assert await parts.runner.wait(10) is True
+    await parts.recorder.stop()
+
+    info = await job_info(redis, keys, "j1")
+    assert (info.state, info.result, info.attempts) == ("completed", {"n": 6}, 1)
+    assert [(c.job_id, c.channel, c.attempt) for c in contexts] == [("j1", CHANNEL, 1)]
+    assert parts.runner.running == {}
+    assert await pending(redis, keys) == []
+    assert counted(parts.metrics, "channelkit_jobs_completed_total") == 1
+    assert counted(parts.metrics, "channelkit_job_run_seconds_count") == 1
+
+
+@pytest.mark.usefixtures("group")
+async def test_runner_retries_while_attempts_are_left_then_fails(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    async def broken(payload: Message, context: JobContext) -> None:
+        raise RuntimeError(f"attempt {context.attempt} broke")
+
+    channel = make_channel(broken)
+    channel = replace(channel, retry=Retry(attempts=2, backoff=channel.retry.backoff))
+    parts = parts_for(channel)
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, numbers = jobs["j1"]
+
+    parts.runner.run(claimed(entry), numbers)
+    await parts.runner.wait(10)
+    await eventually(lambda: _is(redis, keys, "j1", "delayed"), what="the retry recorded")
+    first = await job_info(redis, keys, "j1")
+    assert first.failures == 1
+    assert first.error is not None
+    assert (first.error.type, first.error.message, first.error.attempt) == (
+        "builtins.RuntimeError",
+        "attempt 1 broke",
+        1,
+    )
+    assert await redis.zscore(keys.delayed, "j1") is not None
+    assert await pending(redis, keys) == []
+
+    # the retry comes due: moved to the stream, read and started again, and fails for good
+    assert (await scripts.move_due(now_ms() + 60_000, 10))[0] == 1
+    [again] = await read(redis, keys, "worker")
+    started = await scripts.start(["j1"], now_ms())
+    assert started.runs == [RunNumbers(2, 1)]
+    parts.runner.run(claimed(again), started.runs[0])
+    await parts.runner.wait(10)
+    await parts.recorder.stop()
+
+    final = await job_info(redis, keys, "j1")
+    assert (final.state, final.attempts, final.failures) == ("failed", 2, 2)
+    assert [error.attempt for error in final.errors] == [1, 2]
+    assert await members(redis, keys.failed) == ["j1"]
+    assert counted(parts.metrics, "channelkit_jobs_retried_total") == 1
+    assert counted(parts.metrics, "channelkit_jobs_failed_total") == 1
+
+
+async def _is(redis: Redis, keys: ChannelKeys, job_id: str, state: str) -> bool:
+    return await state_of(redis, keys, job_id) == state
+
+
+@pytest.mark.usefixtures("group")
+async def test_runner_fails_a_permanent_error_at_once(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    async def refuse(payload: Message, context: JobContext) -> None:
+        raise PermanentError("the provider rejected the address")
+
+    channel = make_channel(refuse)
+    parts = parts_for(replace(channel, retry=Retry(attempts=5, backoff=channel.retry.backoff)))
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, numbers = jobs["j1"]
+
+    parts.runner.run(claimed(entry), numbers)
+    await parts.runner.wait(10)
+    await parts.recorder.stop()
+
+    info = await job_info(redis, keys, "j1")
+    assert (info.state, info.failures) == ("failed", 1)
+    assert info.error is not None
+    assert info.error.type == "runtime.errors.PermanentError"
+    assert info.error.message == "the provider rejected the address"
+    assert await redis.zcard(keys.delayed) == 0
+    assert counted(parts.metrics, "channelkit_jobs_retried_total") == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_runner_wait_gives_up_on_a_hanging_handler_and_records_nothing_for_it(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    cancelled: list[int] = []
+
+    async def handler(payload: Message, context: JobContext) -> None:
+        if payload.n == 1:
+            try:
+                await asyncio.Event().wait()  # never set
+            except asyncio.CancelledError:
+                cancelled.append(payload.n)
+                raise
+
+    parts = parts_for(make_channel(handler))
+    jobs = await claim(redis, scripts, ["quick", "hangs"])
+    parts.runner.run(claimed(jobs["quick"][0], n=0), jobs["quick"][1])
+    parts.runner.run(claimed(jobs["hangs"][0], n=1), jobs["hangs"][1])
+
+    async def only_the_hanging_one_runs() -> bool:
+        return list(parts.runner.running) == [jobs["hangs"][0].stream_id]
+
+    await eventually(only_the_hanging_one_runs, what="the quick job finished")
+    assert await parts.runner.wait(0.1) is False
+    await parts.recorder.stop()
+
+    assert cancelled == [1]
+    assert parts.runner.running == {}
+    assert await state_of(redis, keys, "quick") == "completed"
+    assert await state_of(redis, keys, "hangs") == "active"
+    rows = await pending(redis, keys)
+    assert [(row["message_id"].decode(), row["consumer"]) for row in rows] == [
+        (jobs["hangs"][0].stream_id, b"worker")
+    ]
+    assert counted(parts.metrics, "channelkit_jobs_failed_total") == 0
+
+
+# DelayedMover
+
+
+async def test_delayed_mover_puts_a_job_on_the_stream_once_it_is_due(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    await scripts.enqueue([NewJob("j1", message("j1"), delay_ms=200)], now)
+    mover = DelayedMover(scripts, channel=CHANNEL)
+    mover.start()
+    try:
+
+        async def on_the_stream() -> bool:
+            return await redis.xlen(keys.stream) == 1
+
+        await eventually(on_the_stream, within=5, what="the delayed job moved")
+    finally:
+        async with asyncio.timeout(2):
+            await mover.stop()
+
+    [entry] = await stream(redis, keys)
+    assert entry.message == message("j1")
+    assert int(entry.stream_id.split("-")[0]) >= now + 200  # not before it was due
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "waiting"
+    assert "due_at" not in stored
+    assert "data" not in stored
+    assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_delayed_mover_stops_while_a_job_is_far_from_due(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("j1", message("j1"), delay_ms=3_600_000)], now_ms())
+    mover = DelayedMover(scripts, channel=CHANNEL)
+    mover.start()
+    await asyncio.sleep(0.1)
+
+    async with asyncio.timeout(2):
+        await mover.stop()
+
+    assert mover.stopping
+    assert await members(redis, keys.delayed) == ["j1"]
+    assert await redis.xlen(keys.stream) == 0
+
+
+# Heartbeat
+
+
+@pytest.mark.usefixtures("group")
+async def test_heartbeat_keeps_owned_entries_fresh(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b")], now_ms())
+    owned, other = await read(redis, keys, "w")
+    heartbeat = Heartbeat(
+        scripts, channel=CHANNEL, consumer="w", interval_s=0.02, owned=lambda: [owned.stream_id]
+    )
+    heartbeat.start()
+    try:
+
+        async def other_idle_long() -> bool:
+            rows = await pending(redis, keys)
+            return any(
+                row["message_id"].decode() == other.stream_id and row["time_since_delivered"] > 400
+                for row in rows
+            )
+
+        await eventually(other_idle_long, what="the entry without heartbeat idle 400 ms")
+        rows = {row["message_id"].decode(): row for row in await pending(redis, keys)}
+    finally:
+        await heartbeat.stop()
+
+    assert (
+        rows[owned.stream_id]["time_since_delivered"]
+        < rows[other.stream_id]["time_since_delivered"]
+    )
+    assert rows[owned.stream_id]["consumer"] == b"w"
+    assert rows[owned.stream_id]["times_delivered"] == 1
+
+
+@pytest.mark.usefixtures("group")
+async def test_heartbeat_logs_entries_another_consumer_took_over(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="channelkit.worker")
+    await scripts.enqueue([NewJob("a", message("a"))], now_ms())
+    [entry] = await read(redis, keys, "w")
+    await redis.xclaim(keys.stream, "channelkit", "other", 0, [entry.stream_id])
+    heartbeat = Heartbeat(
+        scripts, channel=CHANNEL, consumer="w", interval_s=0.02, owned=lambda: [entry.stream_id]
+    )
+    heartbeat.start()
+    try:
+
+        async def warned() -> bool:
+            return any("taken over by another process" in r.getMessage() for r in caplog.records)
+
+        await eventually(warned, what="the take-over logged")
+    finally:
+        await heartbeat.stop()
+
+    [row] = await pending(redis, keys)
+    assert row["consumer"] == b"other"  # the heartbeat did not take it back
+
+
+# Reclaimer
+
+
+@pytest.mark.usefixtures("group")
+async def test_reclaimer_takes_over_a_dead_consumers_job_and_runs_it(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    runs: list[tuple[str, int]] = []
+
+    async def handler(payload: Message, context: JobContext) -> str:
+        runs.append((context.job_id, context.attempt))
+        return "done"
+
+    channel = make_channel(handler, stalled=Stalled(interval_ms=200, max_count=1))
+    await claim(redis, scripts, ["j1"], consumer="dead")  # started, then its process died
+    parts = parts_for(channel)
+    reclaimer = Reclaimer(
+        channel,
+        scripts,
+        consumer="alive",
+        launcher=parts.launcher,
+        runner=parts.runner,
+        recorder=parts.recorder,
+        metrics=parts.metrics.channel(CHANNEL),
+    )
+    reclaimer.start()
+    try:
+        await eventually(lambda: _is(redis, keys, "j1", "completed"), what="j1 reclaimed")
+    finally:
+        await reclaimer.stop()
+
+    assert runs == [("j1", 2)]
+    info = await job_info(redis, keys, "j1")
+    assert (info.attempts, info.failures, info.result) == (2, 0, "done")
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+    assert counted(parts.metrics, "channelkit_jobs_stalled_total") == 1
+
+
+# RateLimiter
+
+
+async def test_global_requests_carry_unique_tokens(scripts: ChannelScripts) -> None:
+    limited = RateLimiter(make_channel(limiter=Limiter(max=5, duration_ms=1000)), scripts)
+    requests = [limited.global_request() for _ in range(3)]
+
+    assert not limited.keyed
+    assert all(request is not None for request in requests)
+    tokens = {request.token for request in requests if request is not None}
+    assert len(tokens) == 3
+    for request in requests:
+        assert request is not None
+        assert (request.group, request.max) == (None, 5)
+        assert request.window_ms >= 1000
+
+    assert RateLimiter(make_channel(), scripts).global_request() is None
+    by_key = RateLimiter(make_channel(limiter=keyed("tenant")), scripts)
+    assert by_key.keyed
+    assert by_key.global_request() is None
+
+
+async def test_grant_by_key_splits_by_the_payload_field(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    limiter = RateLimiter(make_channel(limiter=keyed("tenant", max_starts=2)), scripts)
+    tenants = ["a", "a", "b", "a", "b", "b", "c"]
+
+    answers = await limiter.grant_by_key([Message(n=n, tenant=t) for n, t in enumerate(tenants)])
+
+    assert [granted for granted, _ in answers] == [True, True, True, False, True, False, True]
+    assert all(wait == 0 for granted, wait in answers if granted)
+    assert all(0 < wait <= limiter.window_ms for granted, wait in answers if not granted)
+    for tenant, used in (("a", b"2"), ("b", b"2"), ("c", b"1")):
+        assert await redis.get(keys.limiter_total(tenant)) == used
+    [(granted, wait)] = await limiter.grant_by_key([Message(n=9, tenant="a")])
+    assert not granted
+    assert 0 < wait <= limiter.window_ms
+
+
+async def test_grant_by_key_reads_a_renamed_field_by_its_alias(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    channel = make_channel(payload_model=Mail, limiter=keyed("from", max_starts=1))
+    limiter = RateLimiter(channel, scripts)
+    payloads = [
+        Mail.model_validate({"from": "ann@example.com"}),
+        Mail(sender="ann@example.com"),
+        Mail.model_validate({"from": "bob@example.com"}),
+    ]
+
+    answers = await limiter.grant_by_key(payloads)
+
+    assert [granted for granted, _ in answers] == [True, False, True]
+    assert await redis.get(keys.limiter_total("ann@example.com")) == b"1"
+    assert await redis.get(keys.limiter_total("bob@example.com")) == b"1"
+
+
+# Launcher
+
+
+@pytest.mark.usefixtures("group")
+async def test_launcher_holds_what_the_global_limit_refuses_and_can_give_it_back(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    release = asyncio.Event()
+
+    async def blocked(payload: Message, context: JobContext) -> None:
+        await release.wait()
+
+    parts = parts_for(make_channel(blocked, limiter=Limiter(max=2, duration_ms=10_000)))
+    await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}", n)) for n in range(4)], now_ms())
+    entries = await read(redis, keys, "worker")
+    sids = [entry.stream_id for entry in entries]
+
+    await parts.launcher.launch(entries)
+
+    assert [job.job_id for job in parts.launcher.held] == ["j2", "j3"]
+    assert 0 < parts.launcher.limited_ms <= parts.limiter.window_ms
+    assert sorted(parts.launcher.owned()) == sorted(sids)  # running and held: heartbeated
+    states = [await state_of(redis, keys, f"j{n}") for n in range(4)]
+    assert states == ["active", "active", "waiting", "waiting"]
+
+    await parts.launcher.release_held()
+
+    assert parts.launcher.held == []
+    assert sorted(parts.launcher.owned()) == sorted(sids[:2])
+    assert [row["message_id"].decode() for row in await pending(redis, keys)] == sids[:2]
+    tail = (await stream(redis, keys))[-2:]
+    assert [job_id_in(entry.message) for entry in tail] == ["j2", "j3"]
+    assert not {entry.stream_id for entry in tail} & set(sids)
+    assert await read(redis, keys, "other") == tail  # anyone may take them at once
+    release.set()
+
+
+@pytest.mark.usefixtures("group")
+async def test_launcher_defers_jobs_over_their_keys_window(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    parts = parts_for(make_channel(limiter=keyed("tenant", max_starts=1)))
+    await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}", n)) for n in range(2)], now_ms())
+    entries = await read(redis, keys, "worker")
+
+    await parts.launcher.launch(entries)
+    await parts.stop()
+
+    assert await state_of(redis, keys, "j0") == "completed"
+    deferred = await job_hash(redis, keys, "j1")
+    assert (deferred["state"], deferred["failures"], deferred["attempts"]) == (
+        "delayed",
+        "0",
+        "0",
+    )
+    assert "error" not in deferred
+    assert await members(redis, keys.delayed) == ["j1"]
+    assert await pending(redis, keys) == []
+
+
+# StreamReader + Launcher
+
+
+@pytest.mark.usefixtures("group")
+async def test_reader_and_launcher_run_enqueued_jobs(
+    redis: Redis,
+    keys: ChannelKeys,
+    scripts: ChannelScripts,
+    client: Client,
+    parts_for: PartsFor,
+) -> None:
+    seen: list[int] = []
+    running = 0
+    most_running = 0
+
+    async def handler(payload: Message, context: JobContext) -> None:
+        nonlocal running, most_running
+        running += 1
+        most_running = max(most_running, running)
+        await asyncio.sleep(0.01)
+        seen.append(payload.n)
+        running -= 1
+
+    parts = parts_for(make_channel(handler, concurrency=3))
+    reader = StreamReader(
+        redis,
+        keys,
+        consumer="worker",
+        launcher=parts.launcher,
+        runner=parts.runner,
+        metrics=parts.metrics.channel(CHANNEL),
+    )
+    reader.start()
+    try:
+        job_ids = await client.enqueue_many(CHANNEL, [Message(n=n) for n in range(10)])
+
+        async def all_completed() -> bool:
+            return await redis.zcard(keys.completed) == 10
+
+        await eventually(all_completed, what="ten jobs completed")
+    finally:
+        await reader.stop()
+
+    assert sorted(seen) == list(range(10))
+    assert most_running <= 3
+    for job_id in job_ids:
+        info = await job_info(redis, keys, job_id)
+        assert (info.state, info.attempts) == ("completed", 1)
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+    assert counted(parts.metrics, "channelkit_jobs_started_total") == 10
+
+
+@pytest.mark.usefixtures("group")
+async def test_reader_and_launcher_fail_poison_messages(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    calls: list[int] = []
+
+    async def handler(payload: Message, context: JobContext) -> None:
+        calls.append(payload.n)
+
+    parts = parts_for(make_channel(handler))
+    bad_payload = b'{"task_id":"bad-payload","kwargs":{"payload":{"n":"many"}}}'
+    no_payload = b'{"task_id":"no-payload","args":[],"kwargs":{}}'
+    await add(redis, keys, bad_payload)
+    await add(redis, keys, no_payload)
+    not_json = await add(redis, keys, b"not json")
+    reader = StreamReader(
+        redis,
+        keys,
+        consumer="worker",
+        launcher=parts.launcher,
+        runner=parts.runner,
+        metrics=parts.metrics.channel(CHANNEL),
+    )
+    reader.start()
+    try:
+
+        async def three_failed() -> bool:
+            return await redis.zcard(keys.failed) == 3
+
+        await eventually(three_failed, what="three poison messages failed")
+    finally:
+        await reader.stop()
+
+    assert calls == []
+    expected = {
+        "bad-payload": ("payload_invalid", bad_payload),
+        "no-payload": ("message_invalid", no_payload),
+        f"poison-{not_json}": ("message_invalid", b"not json"),
+    }
+    for job_id, (kind, data) in expected.items():
+        info = await job_info(redis, keys, job_id)
+        assert info.state == "failed"
+        assert info.error is not None
+        assert (info.error.type, info.error.attempt) == (kind, 0)
+        assert info.error.message.startswith(f"{kind}: ")
+        assert (await job_hash(redis, keys, job_id))["data"] == data.decode()
+    bad = await job_info(redis, keys, "bad-payload")
+    assert bad.error is not None
+    assert "n: " in bad.error.message
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+# ChannelConsumer
+
+
+async def test_consumer_stop_waits_for_a_running_job(
+    redis: Redis, keys: ChannelKeys, client: Client
+) -> None:
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(payload: Message, context: JobContext) -> dict[str, int]:
+        entered.set()
+        await release.wait()
+        return {"n": payload.n}
+
+    consumer = ChannelConsumer(
+        make_channel(handler), client, consumer="c1", metrics=Metrics().channel(CHANNEL)
+    )
+    await consumer.start()  # creates the consumer group itself
+    job_id = await client.enqueue(CHANNEL, Message(n=4))
+    async with asyncio.timeout(10):
+        await entered.wait()
+
+    stopping = asyncio.create_task(consumer.stop(10))
+    await asyncio.sleep(0.2)
+    assert not stopping.done()  # the job is still running
+    assert consumer.running == 1
+    release.set()
+    assert await stopping is True
+
+    info = await job_info(redis, keys, job_id)
+    assert (info.state, info.result) == ("completed", {"n": 4})
+    assert await pending(redis, keys) == []
+
+
+async def test_consumer_stop_with_a_short_timeout_leaves_the_job_to_another(
+    redis: Redis, keys: ChannelKeys, client: Client
+) -> None:
+    entered = asyncio.Event()
+
+    async def hang(payload: Message, context: JobContext) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    channel = make_channel(hang, stalled=Stalled(interval_ms=300, max_count=1))
+    first = ChannelConsumer(channel, client, consumer="c1", metrics=Metrics().channel(CHANNEL))
+    await first.start()
+    job_id = await client.enqueue(CHANNEL, Message(n=1))
+    async with asyncio.timeout(10):
+        await entered.wait()
+
+    assert await first.stop(0.1) is False
+
+    assert await state_of(redis, keys, job_id) == "active"
+    [row] = await pending(redis, keys)
+    assert (row["consumer"], row["times_delivered"]) == (b"c1", 1)
+
+    attempts: list[int] = []
+
+    async def finish(payload: Message, context: JobContext) -> None:
+        attempts.append(context.attempt)
+
+    second = ChannelConsumer(
+        replace(channel, process=finish), client, consumer="c2", metrics=Metrics().channel(CHANNEL)
+    )
+    await second.start()
+    try:
+        await eventually(lambda: _is(redis, keys, job_id, "completed"), what="taken over")
+    finally:
+        assert await second.stop(5) is True
+
+    assert attempts == [2]
+    assert await pending(redis, keys) == []

@@ -1,0 +1,719 @@
+"""Every Lua script driven through ChannelScripts on a real Redis, with the state it
+leaves read back: job hashes, the stream and its pending entries, the sorted sets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from runtime.engine.jobs import JobError, JobInfo
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.outcomes import Completed, Deferred, Failed, Retrying
+from runtime.engine.scripts import (
+    ChannelScripts,
+    NewJob,
+    RateLimit,
+    Retention,
+    RunNumbers,
+    Transition,
+)
+from tests.runtime.engine.support import (
+    add,
+    claim,
+    eventually,
+    job_hash,
+    job_id_in,
+    job_info,
+    members,
+    message,
+    now_ms,
+    pending,
+    raw_hash,
+    read,
+    stream,
+)
+
+KEEP_ALL = Retention(completed_count=-1, completed_age_ms=0, failed_count=-1, failed_age_ms=0)
+
+
+def an_error(attempt: int = 1, text: str = "boom") -> JobError:
+    return JobError(type="builtins.ValueError", message=text, traceback="", attempt=attempt, at=1)
+
+
+# enqueue.lua
+
+
+async def test_enqueue_stores_a_waiting_job_and_its_message(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    assert await scripts.enqueue([NewJob("j1", message("j1", 7))], now) == [True]
+
+    assert await job_hash(redis, keys, "j1") == {
+        "state": "waiting",
+        "enqueued_at": str(now),
+        "attempts": "0",
+        "failures": "0",
+    }
+    assert [entry.message for entry in await stream(redis, keys)] == [message("j1", 7)]
+    assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_enqueue_with_a_delay_stores_a_delayed_job(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    assert await scripts.enqueue([NewJob("j1", message("j1"), delay_ms=5000)], now) == [True]
+
+    assert await job_hash(redis, keys, "j1") == {
+        "state": "delayed",
+        "enqueued_at": str(now),
+        "due_at": str(now + 5000),
+        "attempts": "0",
+        "failures": "0",
+        "data": message("j1").decode(),
+    }
+    assert await redis.zscore(keys.delayed, "j1") == now + 5000
+    assert await redis.xlen(keys.stream) == 0
+
+
+async def test_enqueue_of_an_existing_id_changes_nothing(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    first = now_ms()
+    await scripts.enqueue([NewJob("j1", message("j1", 1))], first)
+    before = await job_hash(redis, keys, "j1")
+
+    created = await scripts.enqueue(
+        [NewJob("j1", message("j1", 2), delay_ms=1000), NewJob("j2", message("j2"))], first + 5
+    )
+
+    assert created == [False, True]
+    assert await job_hash(redis, keys, "j1") == before
+    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["j1", "j2"]
+    assert (await stream(redis, keys))[0].message == message("j1", 1)
+    assert await redis.zcard(keys.delayed) == 0
+
+
+# start.lua
+
+
+async def test_start_counts_attempts_and_marks_jobs_active(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("a", message("a")), NewJob("b", message("b"))], now_ms())
+    now = now_ms()
+
+    started = await scripts.start(["a", "b"], now)
+
+    assert started.granted == 2
+    assert started.wait_ms == 0
+    assert started.runs == [RunNumbers(1, 0), RunNumbers(1, 0)]
+    for job_id in ("a", "b"):
+        stored = await job_hash(redis, keys, job_id)
+        assert stored["state"] == "active"
+        assert stored["started_at"] == str(now)
+        assert stored["attempts"] == "1"
+
+    again = await scripts.start(["a"], now + 10)
+    assert again.runs == [RunNumbers(2, 0)]
+    assert (await job_hash(redis, keys, "a"))["started_at"] == str(now + 10)
+
+
+async def test_start_under_a_rate_limit_grants_what_the_window_allows(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    ids = [f"j{n}" for n in range(5)]
+    await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ids], now_ms())
+    limit = RateLimit(group=None, window_ms=10_000, max=2, token="t1")
+
+    started = await scripts.start(ids, now_ms(), limit)
+
+    assert started.granted == 2
+    assert 0 < started.wait_ms <= 10_000
+    assert started.used == 2
+    assert started.runs == [RunNumbers(1, 0), RunNumbers(1, 0)]
+    states = [(await job_hash(redis, keys, job_id))["state"] for job_id in ids]
+    assert states == ["active", "active", "waiting", "waiting", "waiting"]
+    assert await members(redis, keys.limiter()) == ["t1:2"]
+    assert await redis.get(keys.limiter_total()) == b"2"
+
+    # the window is full: nothing more starts, and the wait says until when
+    later = await scripts.start(ids[2:], now_ms(), RateLimit(None, 10_000, 2, "t2"))
+    assert (later.granted, later.runs, later.used) == (0, [], 2)
+    assert 0 < later.wait_ms <= 10_000
+    assert (await job_hash(redis, keys, "j2"))["state"] == "waiting"
+
+
+# finish.lua
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_completed_with_a_result(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, _ = jobs["j1"]
+    now = now_ms()
+
+    await scripts.finish([Completed(entry.stream_id, "j1", '{"sent": 3}')], now, KEEP_ALL)
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "completed"
+    assert stored["finished_at"] == str(now)
+    assert json.loads(stored["result"]) == {"sent": 3}
+    assert await redis.zscore(keys.completed, "j1") == now
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_completed_without_a_result(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    await scripts.finish([Completed(jobs["j1"][0].stream_id, "j1", "")], now_ms(), KEEP_ALL)
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "completed"
+    assert "result" not in stored
+    assert (await job_info(redis, keys, "j1")).result is None
+    assert await pending(redis, keys) == []
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_retrying_keeps_the_message_for_the_next_run(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, _ = jobs["j1"]
+    now = now_ms()
+    error = an_error()
+
+    await scripts.finish(
+        [Retrying(entry.stream_id, "j1", error, now + 1000, entry.message)], now, KEEP_ALL
+    )
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "delayed"
+    assert stored["failures"] == "1"
+    assert stored["attempts"] == "1"
+    assert stored["due_at"] == str(now + 1000)
+    assert stored["data"] == entry.message.decode()
+    assert "finished_at" not in stored
+    info = await job_info(redis, keys, "j1")
+    assert info.error == error
+    assert info.errors == [error]
+    assert await redis.zscore(keys.delayed, "j1") == now + 1000
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_failed_goes_to_the_failed_set(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, _ = jobs["j1"]
+    now = now_ms()
+    error = an_error()
+
+    await scripts.finish([Failed(entry.stream_id, "j1", error, entry.message)], now, KEEP_ALL)
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "failed"
+    assert stored["finished_at"] == str(now)
+    assert stored["failures"] == "1"
+    assert stored["data"] == entry.message.decode()
+    assert (await job_info(redis, keys, "j1")).error == error
+    assert await redis.zscore(keys.failed, "j1") == now
+    assert await redis.zscore(keys.delayed, "j1") is None
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_deferred_is_delayed_without_a_failure(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, _ = jobs["j1"]
+    now = now_ms()
+
+    await scripts.finish([Deferred(entry.stream_id, "j1", now + 700, entry.message)], now, KEEP_ALL)
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "delayed"
+    assert stored["due_at"] == str(now + 700)
+    assert stored["data"] == entry.message.decode()
+    assert stored["failures"] == "0"
+    assert "error" not in stored
+    assert "errors" not in stored
+    assert await redis.zscore(keys.delayed, "j1") == now + 700
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_records_a_batch_of_mixed_outcomes_and_acks_only_those(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["a", "b", "c"])
+    now = now_ms()
+    a, b = jobs["a"][0], jobs["b"][0]
+
+    await scripts.finish(
+        [Completed(a.stream_id, "a", ""), Failed(b.stream_id, "b", an_error(), b.message)],
+        now,
+        KEEP_ALL,
+    )
+
+    assert [row["message_id"].decode() for row in await pending(redis, keys)] == [
+        jobs["c"][0].stream_id
+    ]
+    assert [entry.stream_id for entry in await stream(redis, keys)] == [jobs["c"][0].stream_id]
+    assert (await job_hash(redis, keys, "c"))["state"] == "active"
+
+
+async def test_finish_keeps_the_last_ten_errors(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("j1", message("j1"))], now_ms())
+    now = now_ms()
+    for attempt in range(1, 13):
+        retry = Retrying("", "j1", an_error(attempt, f"run {attempt}"), now + 1000, message("j1"))
+        await scripts.finish([retry], now, KEEP_ALL)
+
+    info = await job_info(redis, keys, "j1")
+    assert [error.attempt for error in info.errors] == list(range(3, 13))
+    assert info.error == an_error(12, "run 12")
+    assert info.failures == 12
+
+
+# retention (include/trim.lua, applied by finish.lua)
+
+
+@pytest.mark.usefixtures("group")
+async def test_retention_by_count_keeps_the_newest_completed_jobs(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    ids = [f"j{n}" for n in range(5)]
+    jobs = await claim(redis, scripts, ids)
+    keep = Retention(completed_count=2, completed_age_ms=0, failed_count=-1, failed_age_ms=0)
+    now = now_ms()
+    for offset, job_id in enumerate(ids):
+        await scripts.finish([Completed(jobs[job_id][0].stream_id, job_id, "")], now + offset, keep)
+
+    assert await members(redis, keys.completed) == ["j3", "j4"]
+    for job_id in ids:
+        assert await redis.exists(keys.job(job_id)) == (1 if job_id in ("j3", "j4") else 0)
+
+
+@pytest.mark.usefixtures("group")
+async def test_retention_by_age_drops_completed_jobs_older_than_it(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["old", "new"])
+    keep = Retention(completed_count=-1, completed_age_ms=1000, failed_count=-1, failed_age_ms=0)
+    now = now_ms()
+
+    await scripts.finish([Completed(jobs["old"][0].stream_id, "old", "")], now - 5000, keep)
+    assert await members(redis, keys.completed) == ["old"]  # 0 s old when recorded
+    await scripts.finish([Completed(jobs["new"][0].stream_id, "new", "")], now, keep)
+
+    assert await members(redis, keys.completed) == ["new"]
+    assert await redis.exists(keys.job("old")) == 0
+    assert (await job_hash(redis, keys, "new"))["state"] == "completed"
+
+
+@pytest.mark.usefixtures("group")
+async def test_retention_of_failed_jobs_by_count_and_age(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    ids = ["f0", "f1", "f2", "f3"]
+    jobs = await claim(redis, scripts, ids)
+    now = now_ms()
+    by_count = Retention(completed_count=-1, completed_age_ms=0, failed_count=2, failed_age_ms=0)
+    for offset, job_id in enumerate(ids[:3]):
+        entry = jobs[job_id][0]
+        failed = Failed(entry.stream_id, job_id, an_error(), entry.message)
+        await scripts.finish([failed], now - 10_000 + offset, by_count)
+    assert await members(redis, keys.failed) == ["f1", "f2"]
+    assert await redis.exists(keys.job("f0")) == 0
+
+    by_age = Retention(completed_count=-1, completed_age_ms=0, failed_count=-1, failed_age_ms=5000)
+    entry = jobs["f3"][0]
+    await scripts.finish([Failed(entry.stream_id, "f3", an_error(), entry.message)], now, by_age)
+    assert await members(redis, keys.failed) == ["f3"]
+    assert await redis.exists(keys.job("f1"), keys.job("f2")) == 0
+
+
+# reclaim.lua
+
+
+async def _stall(redis: Redis, keys: ChannelKeys, idle_ms: int) -> None:
+    """Wait until every pending entry has been idle longer than `idle_ms`."""
+
+    async def idle() -> bool:
+        return all(row["time_since_delivered"] > idle_ms for row in await pending(redis, keys))
+
+    await eventually(idle, what=f"pending entries idle for {idle_ms} ms")
+
+
+STALLED = JobError(type="stalled", message="stalled too often", traceback="", attempt=0, at=0)
+
+
+@pytest.mark.usefixtures("group")
+async def test_reclaim_takes_over_a_job_idle_too_long(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("j1", message("j1")), NewJob("j2", message("j2"))], now_ms())
+    [dead_entry] = await read(redis, keys, "dead", count=1)
+    await _stall(redis, keys, 50)
+    [fresh] = await read(redis, keys, "busy", count=1)  # just delivered: not idle enough
+
+    reclaimed = await scripts.reclaim(
+        "alive", min_idle_ms=50, count=10, max_stalled=1, now_ms=now_ms(), error=STALLED
+    )
+
+    assert reclaimed.entries == [dead_entry]
+    assert reclaimed.deliveries == [2]
+    assert reclaimed.failed == 0
+    owners = {row["message_id"].decode(): row for row in await pending(redis, keys)}
+    assert owners[dead_entry.stream_id]["consumer"] == b"alive"
+    assert owners[dead_entry.stream_id]["times_delivered"] == 2
+    assert owners[fresh.stream_id]["consumer"] == b"busy"
+    assert (await job_hash(redis, keys, "j1"))["state"] == "waiting"
+
+
+@pytest.mark.usefixtures("group")
+async def test_reclaim_fails_a_job_that_stalled_more_than_allowed(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"], consumer="dead")
+    entry, _ = jobs["j1"]
+    await _stall(redis, keys, 50)
+    first = await scripts.reclaim(
+        "alive", min_idle_ms=50, count=10, max_stalled=1, now_ms=now_ms(), error=STALLED
+    )
+    assert (first.entries, first.deliveries, first.failed) == ([entry], [2], 0)
+
+    # "alive" stalls as well: one take-over was allowed, this second stall fails the job
+    await _stall(redis, keys, 50)
+    now = now_ms()
+    second = await scripts.reclaim(
+        "third", min_idle_ms=50, count=10, max_stalled=1, now_ms=now, error=STALLED
+    )
+
+    assert (second.entries, second.deliveries, second.failed) == ([], [], 1)
+    info = await job_info(redis, keys, "j1")
+    assert info.state == "failed"
+    assert info.error == STALLED
+    assert info.errors == [STALLED]
+    assert info.failures == 1
+    assert info.attempts == 1
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["finished_at"] == str(now)
+    assert stored["data"] == entry.message.decode()
+    assert await redis.zscore(keys.failed, "j1") == now
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_reclaim_with_max_stalled_zero_fails_at_the_first_stall(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await claim(redis, scripts, ["j1"], consumer="dead")
+    await _stall(redis, keys, 50)
+
+    reclaimed = await scripts.reclaim(
+        "alive", min_idle_ms=50, count=10, max_stalled=0, now_ms=now_ms(), error=STALLED
+    )
+
+    assert (reclaimed.entries, reclaimed.failed) == ([], 1)
+    info = await job_info(redis, keys, "j1")
+    assert (info.state, info.error) == ("failed", STALLED)
+    assert await members(redis, keys.failed) == ["j1"]
+
+
+@pytest.mark.usefixtures("group")
+async def test_reclaim_fails_a_stalled_message_without_a_job_id_under_a_poison_id(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    sid = await add(redis, keys, b"not json")
+    await read(redis, keys, "dead")
+    await _stall(redis, keys, 50)
+
+    reclaimed = await scripts.reclaim(
+        "alive", min_idle_ms=50, count=10, max_stalled=0, now_ms=now_ms(), error=STALLED
+    )
+
+    assert reclaimed.failed == 1
+    assert await members(redis, keys.failed) == [f"poison-{sid}"]
+    info = await job_info(redis, keys, f"poison-{sid}")
+    assert (info.state, info.error, info.payload) == ("failed", STALLED, "not json")
+
+
+# heartbeat.lua
+
+
+@pytest.mark.usefixtures("group")
+async def test_heartbeat_resets_the_idle_time_of_owned_entries(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("j1", message("j1"))], now_ms())
+    [entry] = await read(redis, keys, "w")
+    await _stall(redis, keys, 150)
+    [before] = await pending(redis, keys)
+
+    assert await scripts.heartbeat("w", [entry.stream_id]) == []
+
+    [after] = await pending(redis, keys)
+    assert after["time_since_delivered"] < before["time_since_delivered"]
+    assert after["consumer"] == b"w"
+    assert after["times_delivered"] == 1  # a heartbeat is not a delivery
+
+
+@pytest.mark.usefixtures("group")
+async def test_heartbeat_returns_the_entries_another_consumer_took(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b", "c")], now_ms())
+    a, b, c = await read(redis, keys, "w")
+    await redis.xclaim(keys.stream, CONSUMER_GROUP, "other", 0, [b.stream_id])
+    await redis.xack(keys.stream, CONSUMER_GROUP, c.stream_id)  # finished meanwhile
+
+    lost = await scripts.heartbeat("w", [a.stream_id, b.stream_id, c.stream_id])
+
+    assert lost == [b.stream_id, c.stream_id]
+    owners = {row["message_id"].decode(): row["consumer"] for row in await pending(redis, keys)}
+    assert owners == {a.stream_id: b"w", b.stream_id: b"other"}
+
+
+# move_due.lua
+
+
+async def test_move_due_puts_due_jobs_on_the_stream(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    await scripts.enqueue(
+        [NewJob("soon", message("soon"), 1000), NewJob("later", message("later"), 60_000)], now
+    )
+
+    assert await scripts.move_due(now + 999, 100) == (0, now + 1000)
+    assert await scripts.move_due(now + 1000, 100) == (1, now + 60_000)
+
+    assert await job_hash(redis, keys, "soon") == {
+        "state": "waiting",
+        "enqueued_at": str(now),
+        "attempts": "0",
+        "failures": "0",
+    }
+    assert [entry.message for entry in await stream(redis, keys)] == [message("soon")]
+    assert await members(redis, keys.delayed) == ["later"]
+
+    assert await scripts.move_due(now + 60_000, 100) == (1, None)
+    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["soon", "later"]
+    assert await redis.zcard(keys.delayed) == 0
+
+
+async def test_move_due_moves_at_most_the_given_number(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}"), 10 + n) for n in range(3)], now)
+
+    assert await scripts.move_due(now + 100, 2) == (2, now + 12)
+    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["j0", "j1"]
+    assert await members(redis, keys.delayed) == ["j2"]
+
+
+# requeue.lua
+
+
+@pytest.mark.usefixtures("group")
+async def test_requeue_puts_entries_back_at_the_end_of_the_stream(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b")], now_ms())
+    a, b = await read(redis, keys, "w")
+
+    await scripts.requeue([a])
+
+    entries = await stream(redis, keys)
+    assert entries[0].stream_id == b.stream_id
+    assert entries[1].message == a.message
+    assert entries[1].stream_id not in (a.stream_id, b.stream_id)
+    assert [row["message_id"].decode() for row in await pending(redis, keys)] == [b.stream_id]
+    # unread again: the next reader gets it
+    assert await read(redis, keys, "other") == [entries[1]]
+
+
+# limit.lua and restamp.lua
+
+
+async def test_limit_grants_over_two_windows(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    window = 300
+
+    granted, wait = await scripts.limit(RateLimit("k", window, 3, "t1"), 5)
+    assert granted == 3
+    assert 0 < wait <= window
+    assert await members(redis, keys.limiter("k")) == ["t1:3"]
+    assert await redis.get(keys.limiter_total("k")) == b"3"
+    refused, refused_wait = await scripts.limit(RateLimit("k", window, 3, "t2"), 1)
+    assert refused == 0
+    assert 0 < refused_wait <= window
+    # another group has a window of its own
+    assert await scripts.limit(RateLimit("other", window, 3, "t3"), 1) == (1, 0)
+
+    await asyncio.sleep(refused_wait / 1000 + 0.05)
+    assert await scripts.limit(RateLimit("k", window, 3, "t4"), 2) == (2, 0)
+    assert await members(redis, keys.limiter("k")) == ["t4:2"]
+    assert await redis.get(keys.limiter_total("k")) == b"2"
+
+
+async def test_restamp_dates_a_grant_to_now(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    limit = RateLimit(None, 10_000, 5, "t1")
+    assert await scripts.limit(limit, 3) == (3, 0)
+    granted_at = await redis.zscore(keys.limiter(), "t1:3")
+    assert granted_at is not None
+    await asyncio.sleep(0.02)
+
+    before = await _redis_ms(redis)
+    await scripts.restamp(limit, 3)
+    after = await _redis_ms(redis)
+
+    restamped = await redis.zscore(keys.limiter(), "t1:3")
+    assert restamped is not None
+    assert granted_at < before <= restamped <= after
+    # a grant that is not in the window is not brought back
+    await scripts.restamp(RateLimit(None, 10_000, 5, "gone"), 2)
+    assert await members(redis, keys.limiter()) == ["t1:3"]
+    assert await redis.get(keys.limiter_total()) == b"3"
+
+
+async def _redis_ms(redis: Redis) -> int:
+    seconds, micros = await redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+# retry_failed.lua
+
+
+@pytest.mark.usefixtures("group")
+async def test_retry_failed_puts_a_failed_job_back_on_the_stream(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, _ = jobs["j1"]
+    await scripts.finish(
+        [Failed(entry.stream_id, "j1", an_error(), entry.message)], now_ms(), KEEP_ALL
+    )
+
+    assert await scripts.retry_failed("j1") == Transition(True, "failed")
+
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "waiting"
+    assert stored["failures"] == "0"
+    assert "data" not in stored
+    assert "finished_at" not in stored
+    assert await redis.zscore(keys.failed, "j1") is None
+    assert [e.message for e in await stream(redis, keys)] == [entry.message]
+    assert [e.message for e in await read(redis, keys, "w")] == [entry.message]
+
+
+@pytest.mark.usefixtures("group")
+async def test_retry_failed_refuses_other_states_and_missing_jobs(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["done"])
+    await scripts.finish([Completed(jobs["done"][0].stream_id, "done", "")], now_ms(), KEEP_ALL)
+    before = await job_hash(redis, keys, "done")
+
+    assert await scripts.retry_failed("done") == Transition(False, "completed")
+    assert await scripts.retry_failed("missing") == Transition(False, "")
+
+    assert await job_hash(redis, keys, "done") == before
+    assert await redis.xlen(keys.stream) == 0
+    assert await redis.exists(keys.job("missing")) == 0
+
+
+# discard.lua
+
+
+@pytest.mark.usefixtures("group")
+async def test_discard_removes_finished_and_delayed_jobs(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["failed", "completed"])
+    failed, completed = jobs["failed"][0], jobs["completed"][0]
+    await scripts.finish(
+        [
+            Failed(failed.stream_id, "failed", an_error(), failed.message),
+            Completed(completed.stream_id, "completed", ""),
+        ],
+        now_ms(),
+        KEEP_ALL,
+    )
+    await scripts.enqueue([NewJob("delayed", message("delayed"), 60_000)], now_ms())
+
+    for job_id in ("failed", "completed", "delayed"):
+        assert await scripts.discard(job_id) == Transition(True, job_id)
+        assert await redis.exists(keys.job(job_id)) == 0
+    for index in (keys.failed, keys.completed, keys.delayed):
+        assert await redis.zcard(index) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_discard_refuses_waiting_and_active_jobs(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await claim(redis, scripts, ["active"])
+    await scripts.enqueue([NewJob("waiting", message("waiting"))], now_ms())
+
+    assert await scripts.discard("waiting") == Transition(False, "waiting")
+    assert await scripts.discard("active") == Transition(False, "active")
+    assert await scripts.discard("missing") == Transition(False, "")
+
+    assert (await job_hash(redis, keys, "waiting"))["state"] == "waiting"
+    assert (await job_hash(redis, keys, "active"))["state"] == "active"
+    assert await redis.xlen(keys.stream) == 2
+
+
+# JobError: the one record, from the worker through Lua to every reader
+
+
+@pytest.mark.usefixtures("group")
+async def test_job_error_round_trip(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    entry, numbers = jobs["j1"]
+    try:
+        raise ValueError("the provider said no: ünïcode")
+    except ValueError as error:
+        record = JobError.from_exception(error, numbers.attempt)
+    assert json.loads(record.to_json()) == {
+        "type": "builtins.ValueError",
+        "message": "the provider said no: ünïcode",
+        "traceback": record.traceback,
+        "attempt": 1,
+        "at": record.at,
+    }
+    assert "ValueError: the provider said no" in record.traceback
+
+    await scripts.finish([Failed(entry.stream_id, "j1", record, entry.message)], now_ms(), KEEP_ALL)
+
+    info = JobInfo.from_hash(keys.channel, "j1", await raw_hash(redis, keys, "j1"))
+    assert info.error == record
+    assert info.errors == [record]
+    assert info.payload == {"n": 0}  # the message is kept with the failure
