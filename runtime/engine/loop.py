@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 
 __all__ = ["BackgroundLoop"]
+
+logger = logging.getLogger("channelkit.worker")
+
+AFTER_BUG_S = 1.0
 
 
 class BackgroundLoop(ABC):
@@ -41,7 +46,14 @@ class BackgroundLoop(ABC):
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
-            await self.sleep(await self.step())
+            try:
+                wait = await self.step()
+            except Exception:
+                # A bug, not Redis trouble (steps handle that): say so, and keep the
+                # loop alive rather than let the worker go on without it.
+                logger.exception("%s failed; trying again in %.0f s", self.name, AFTER_BUG_S)
+                wait = AFTER_BUG_S
+            await self.sleep(wait)
 
     @abstractmethod
     async def step(self) -> float:

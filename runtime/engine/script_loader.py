@@ -16,12 +16,14 @@ import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
+from runtime.errors import ChannelkitError
+
 __all__ = ["ScriptNotFound", "load_script"]
 
 _INCLUDE = re.compile(r'^--- @include "(?P<path>[^"]+)"\s*$', re.MULTILINE)
 
 
-class ScriptNotFound(LookupError):
+class ScriptNotFound(ChannelkitError, LookupError):
     """A script or an include names a file that is not in `runtime/engine/lua/`."""
 
 
@@ -44,8 +46,7 @@ def _read(path: str, chain: tuple[str, ...]) -> str:
 
 
 def _resolve(path: str, seen: set[str], chain: tuple[str, ...]) -> str:
-    if path in chain:
-        raise ScriptNotFound(f"Lua include cycle: {' -> '.join((*chain, path))}")
+    # `seen` also ends include cycles: a file already inlined is never read again.
     seen.add(path)
     text = _read(path, chain)
 
