@@ -83,7 +83,7 @@ PROTO_KEYWORDS = frozenset(
         "group",
     ]
 )
-RESERVED_NAMES = frozenset({"registry", "routes", "proto", "models", "channels", "batch"})
+RESERVED_NAMES = frozenset({"registry", "routes", "proto", "models", "channels", "batch", "shared"})
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")

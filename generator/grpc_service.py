@@ -1,10 +1,11 @@
-"""Render `<package>/grpc_service.py`: the servicers of `service Channels` and `service Jobs`.
+"""Render `<package>/grpc_service.py`: the `service Channels` servicer and its table.
 
-The table (`runtime.grpc.payload.Table`) is derived from the same mapping that rendered
-`channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree; the
-servicer turns each request into the payload model with `runtime.grpc.payload` and calls
-the enqueuer. `JobsServicer` is glue over runtime.grpc.jobs, which does the work for every
-package. Output is deterministic and parses (`ast.parse`) before it is returned.
+The table (`runtime.grpc.payload.MessageTable`) is derived from the same mapping that
+rendered `channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree;
+the servicer hands each request to `runtime.grpc.payload.MessageEnqueuer`, which turns it
+into the payload model and enqueues it. `service Jobs` is the same in every package: the
+runtime's `JobsServicer`, given this package's messages, serves it. Output is
+deterministic, formatted as ruff formats it, and parses (`ast.parse`) before it is returned.
 """
 
 from __future__ import annotations
@@ -35,12 +36,45 @@ class _Arg:
     value: str
 
 
+_LINE_LENGTH = 100
+
+
 @dataclass(frozen=True, slots=True)
 class _ChannelView:
     name: str
     prefix: str
     payload: str  # the payload message's name in the table
     batch_max: int
+
+    @property
+    def constant(self) -> str:
+        """The module constant holding the channel's ChannelSpec (`EMAIL_CHANNEL`)."""
+        return f"{self.name.upper()}_CHANNEL"
+
+    @property
+    def enqueue_call(self) -> str:
+        return _statement(
+            "job_id = await self._enqueuer.enqueue", ["context", self.constant, "request"]
+        )
+
+    @property
+    def batch_call(self) -> str:
+        return _statement(
+            "job_ids = await self._enqueuer.enqueue_batch",
+            ["context", self.constant, "request.payloads"],
+        )
+
+
+def _statement(call: str, arguments: list[str], indent: int = 8) -> str:
+    """`call(arguments)` at `indent`, wrapped as ruff format wraps it when too long."""
+    joined = ", ".join(arguments)
+    if indent + len(call) + len(joined) + 2 <= _LINE_LENGTH:
+        return f"{call}({joined})"
+    pad = " " * indent
+    if indent + 4 + len(joined) <= _LINE_LENGTH:
+        return f"{call}(\n{pad}    {joined}\n{pad})"
+    lines = "".join(f"{pad}    {argument},\n" for argument in arguments)
+    return f"{call}(\n{lines}{pad})"
 
 
 def render_grpc_service(

@@ -22,9 +22,10 @@ from generator.config import ChannelsConfig
 from generator.errors import ConfigError, Problem
 from generator.yaml_source import KeyPath, LocatedDocument
 
-__all__ = ["NOT_NULL_MARKER", "ChannelSchemas", "load_schemas"]
+__all__ = ["NOT_NULL_MARKER", "ChannelSchemas", "SchemaSource", "load_schemas"]
 
-# The JSON-Schema-extension key runtime.engine.model.Payload reads: "optional, but not null".
+# "Optional, but not null", as a key datamodel-code-generator passes through. Internal to
+# the generator: generator.models renders it as the runtime's `NotNull` field marker.
 NOT_NULL_MARKER = "x-channelkit-not-null"
 
 # Keywords that pydantic, proto and JSON Schema cannot be made to agree on.
@@ -51,6 +52,15 @@ UNSUPPORTED_KEYWORDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaSource:
+    """Where one bundled schema came from: `file` when the channel's schema is a `$ref` to
+    a whole file (several channels may share it), and every file read to bundle it."""
+
+    file: Path | None
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSchemas:
     """`payload` and `result` are bundled and plain: what OpenAPI, proto and docs show.
     `payload_for_models` and `result_for_models` carry the not-null markers as well."""
@@ -59,7 +69,16 @@ class ChannelSchemas:
     result: dict[str, Any] | None
     payload_for_models: dict[str, Any]
     result_for_models: dict[str, Any] | None
-    source_files: tuple[Path, ...]
+    payload_source: SchemaSource
+    result_source: SchemaSource | None
+
+    @property
+    def source_files(self) -> tuple[Path, ...]:
+        """Every schema file the channel uses, sorted."""
+        files = set(self.payload_source.files)
+        if self.result_source is not None:
+            files.update(self.result_source.files)
+        return tuple(sorted(files))
 
 
 class _SchemaProblem(Exception):
@@ -222,7 +241,8 @@ def _allows_null(schema: Any, defs: dict[str, Any]) -> bool:
 
 
 def _mark_not_null(node: Any, defs: dict[str, Any]) -> Any:
-    """Mark optional properties that JSON Schema forbids to be null (see runtime.engine.model)."""
+    """Mark optional properties that JSON Schema forbids to be null (see runtime.engine.model
+    and generator.models)."""
     if isinstance(node, list):
         return [_mark_not_null(item, defs) for item in node]
     if not isinstance(node, dict):
@@ -286,7 +306,7 @@ def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, 
     document: LocatedDocument = config.document
     for channel in config.channels:
         schemas: dict[str, dict[str, Any] | None] = {"payload": None, "result": None}
-        files: set[Path] = set()
+        sources: dict[str, SchemaSource] = {}
         for field in ("payload", "result"):
             raw = channel.payload if field == "payload" else channel.result
             if raw is None:
@@ -298,7 +318,11 @@ def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, 
             except _SchemaProblem as problem:
                 problems.append(document.problem(path, problem.message))
                 continue
-            files.update(bundler.files)
+            whole_file = isinstance(raw, dict) and set(raw) == {"$ref"} and "#" not in raw["$ref"]
+            sources[field] = SchemaSource(
+                file=bundler.root_file if whole_file else None,
+                files=tuple(sorted(bundler.files)),
+            )
         payload = schemas["payload"]
         if payload is None:
             continue
@@ -317,7 +341,8 @@ def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, 
             result=result,
             payload_for_models=_mark_not_null(payload, payload.get("$defs", {})),
             result_for_models=_mark_not_null(result, result.get("$defs", {})) if result else None,
-            source_files=tuple(sorted(files)),
+            payload_source=sources["payload"],
+            result_source=sources.get("result"),
         )
     if problems:
         raise ConfigError(problems)

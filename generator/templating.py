@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jinja2
 
-__all__ = ["template_environment"]
+__all__ = ["article", "template_environment"]
 
 
 def template_environment() -> jinja2.Environment:
@@ -19,4 +19,10 @@ def template_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["pyrepr"] = repr
+    environment.filters["article"] = article
     return environment
+
+
+def article(word: str) -> str:
+    """`a` or `an` before `word`, by its first letter: "an email job", "a push job"."""
+    return "an" if word and word[0].lower() in "aeiou" else "a"

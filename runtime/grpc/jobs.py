@@ -1,16 +1,27 @@
-"""The generic half of `service Jobs`: lookups that end a call with the right status, and
-`JobInfo` / `ChannelCounts` turned into the generated messages.
+"""`service Jobs`, the same in every generated package: inspect jobs and channels, retry or
+discard failed jobs.
 
-The generated `<package>/grpc_service.py` holds `JobsServicer`, which only knows its own
-package's message classes and hands everything else to this module:
+    JobsServicer(store, channels, messages)   the servicer; `add_to_server(server)` serves it
+                                              with the generated package's messages
+    JobsAdmin(store, channels)                the five operations, raising ChannelkitErrors
+    STATUS_CODES                              which error ends a call with which status
+    await_or_abort(context, call)             `call`'s value, or the call ended with it
+                                              (the Channels service's enqueues use it too)
+    job_message(info, Job)                    a JobInfo as the package's `Job` message
+    counts_message(counts, ChannelCounts)     a ChannelCounts as its `ChannelCounts` message
 
-    JobsAdmin(store, channels)            the five operations; a call ends with
-        NOT_FOUND              an unknown channel, or no such job
-        FAILED_PRECONDITION    retry of a job that is not failed; discard of a waiting
-                               or active job (one in the stream cannot be removed)
-        INVALID_ARGUMENT       an empty job id, an unknown state, a limit over 500
-    job_message(info, Job)                a JobInfo as the package's `Job` message
-    counts_message(counts, ChannelCounts) a ChannelCounts as its `ChannelCounts` message
+A generated package holds no Jobs code: its `grpc_service.add_to_server` builds a
+`JobsServicer` with its own `channels_pb2` module, whose message classes this module fills
+and parses. Errors become statuses in ONE place, `STATUS_CODES`, with the exception's
+message as the details:
+
+    UnknownChannelError   NOT_FOUND             a channel not declared in channels.yaml
+    JobNotFound           NOT_FOUND             never enqueued, or removed by retention
+    JobStateConflict      FAILED_PRECONDITION   retry of a job that is not failed; discard
+                                                of a waiting or active job
+    InvalidJobRequest     INVALID_ARGUMENT      an empty job id, an unknown state, a limit
+                                                over 500
+    RedisUnavailable      UNAVAILABLE           Redis could not be reached or refused
 
 Messages are filled through their proto JSON form (`json_format.ParseDict`), so the same
 code serves every generated package. Job times become `google.protobuf.Timestamp`s; an
@@ -21,31 +32,45 @@ text (`result_json`, `payload_json`), which keeps integers integers.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from runtime.engine.client import Enqueuer
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
-from runtime.errors import UnknownChannelError
+from runtime.errors import (
+    ChannelkitError,
+    JobNotFound,
+    JobStateConflict,
+    RedisUnavailable,
+    UnknownChannelError,
+)
 
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "STATE_NUMBERS",
+    "STATUS_CODES",
     "ChannelBackend",
+    "InvalidJobRequest",
     "JobStore",
     "JobsAdmin",
+    "JobsMessages",
+    "JobsServicer",
+    "await_or_abort",
     "counts_message",
     "job_message",
+    "status_code",
 ]
 
 MessageT = TypeVar("MessageT", bound=ProtoMessage)
+T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_LIMIT = 50  # ListJobs with limit 0
@@ -62,6 +87,31 @@ STATE_NUMBERS: Mapping[JobState, int] = {
 _STATES_BY_NUMBER: Mapping[int, JobState] = {n: s for s, n in STATE_NUMBERS.items()}
 
 
+class InvalidJobRequest(ChannelkitError, ValueError):
+    """A request field that no job or channel could match: an empty job id, an unknown
+    state number, a limit over MAX_LIMIT."""
+
+
+# The one table of errors → statuses. The most specific class listed wins (EnqueueError is
+# a RedisUnavailable); an error not listed is a bug and reaches the client as UNKNOWN.
+STATUS_CODES: Mapping[type[ChannelkitError], grpc.StatusCode] = {
+    UnknownChannelError: grpc.StatusCode.NOT_FOUND,
+    JobNotFound: grpc.StatusCode.NOT_FOUND,
+    JobStateConflict: grpc.StatusCode.FAILED_PRECONDITION,
+    InvalidJobRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    RedisUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_code(error: ChannelkitError) -> grpc.StatusCode | None:
+    """The status `error` ends a call with, from STATUS_CODES; None when it has none."""
+    for cls in type(error).__mro__:
+        code = STATUS_CODES.get(cls)
+        if code is not None:
+            return code
+    return None
+
+
 class JobStore(Protocol):
     """Where jobs are looked up, retried and discarded; `runtime.engine.client.Client` is one."""
 
@@ -73,9 +123,11 @@ class JobStore(Protocol):
 
     async def counts(self, channel: str) -> ChannelCounts: ...
 
-    async def retry(self, channel: str, job_id: str) -> bool: ...
+    async def retry(self, channel: str, job_id: str) -> None:
+        """Raises JobNotFound, or JobStateConflict when the job is not failed."""
 
-    async def discard(self, channel: str, job_id: str) -> bool: ...
+    async def discard(self, channel: str, job_id: str) -> None:
+        """Raises JobNotFound, or JobStateConflict when the job is waiting or active."""
 
 
 class ChannelBackend(Enqueuer, JobStore, Protocol):
@@ -83,68 +135,198 @@ class ChannelBackend(Enqueuer, JobStore, Protocol):
 
 
 class JobsAdmin:
-    """The operations of `service Jobs`, for the channels of one generated package."""
+    """The operations of `service Jobs`, for the channels of one generated package.
+
+    Each raises a ChannelkitError that STATUS_CODES maps: UnknownChannelError,
+    InvalidJobRequest, JobNotFound, JobStateConflict, RedisUnavailable.
+    """
 
     def __init__(self, store: JobStore, channels: Iterable[str]) -> None:
         self._store = store
         self._channels = tuple(sorted(channels))
 
-    async def job(self, context: Context, channel: str, job_id: str) -> JobInfo:
-        await self._check(context, channel, job_id)
+    async def job(self, channel: str, job_id: str) -> JobInfo:
+        self._check(channel, job_id)
         info = await self._store.job(channel, job_id)
         if info is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, _no_job(channel, job_id))
+            raise JobNotFound(channel, job_id)
         return info
 
-    async def jobs(
-        self, context: Context, channel: str, state: int, *, offset: int, limit: int
-    ) -> list[JobInfo]:
+    async def jobs(self, channel: str, state: int, *, offset: int, limit: int) -> list[JobInfo]:
         """`state` 0 (unspecified) lists failed jobs; `limit` 0 means DEFAULT_LIMIT."""
-        await self._check(context, channel)
+        self._check(channel)
         name = _STATES_BY_NUMBER.get(state or STATE_NUMBERS["failed"])
         if name is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown job state {state}")
+            raise InvalidJobRequest(f"unknown job state {state}")
         if limit > MAX_LIMIT:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"limit is at most {MAX_LIMIT}; got {limit}"
-            )
+            raise InvalidJobRequest(f"limit is at most {MAX_LIMIT}; got {limit}")
         return await self._store.jobs(channel, name, offset=offset, limit=limit or DEFAULT_LIMIT)
 
-    async def retry(self, context: Context, channel: str, job_id: str) -> JobInfo:
+    async def retry(self, channel: str, job_id: str) -> JobInfo:
         """Run a failed job again; returns the job as it is right after."""
-        await self._check(context, channel, job_id)
-        if not await self._store.retry(channel, job_id):
-            info = await self.job(context, channel, job_id)  # NOT_FOUND when there is none
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"job {job_id!r} in {channel!r} is {info.state}; only failed jobs can be retried",
-            )
-        return await self.job(context, channel, job_id)
+        self._check(channel, job_id)
+        await self._store.retry(channel, job_id)
+        return await self.job(channel, job_id)
 
-    async def discard(self, context: Context, channel: str, job_id: str) -> None:
-        await self._check(context, channel, job_id)
-        if not await self._store.discard(channel, job_id):
-            info = await self.job(context, channel, job_id)  # NOT_FOUND when there is none
-            await context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"job {job_id!r} in {channel!r} is {info.state}; only failed, completed "
-                "or delayed jobs can be discarded",
-            )
+    async def discard(self, channel: str, job_id: str) -> None:
+        self._check(channel, job_id)
+        await self._store.discard(channel, job_id)
 
-    async def counts(self, context: Context, channel: str) -> ChannelCounts:
-        await self._check(context, channel)
+    async def counts(self, channel: str) -> ChannelCounts:
+        self._check(channel)
         return await self._store.counts(channel)
 
-    async def _check(self, context: Context, channel: str, job_id: str | None = None) -> None:
+    def _check(self, channel: str, job_id: str | None = None) -> None:
         if channel not in self._channels:
-            error = UnknownChannelError(channel, list(self._channels))
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            raise UnknownChannelError(channel, self._channels)
         if job_id is not None and not job_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "job_id is required")
+            raise InvalidJobRequest("job_id is required")
+
+
+class JobsMessages(Protocol):
+    """A generated `channels_pb2` module: the messages of its `service Jobs`."""
+
+    @property
+    def DESCRIPTOR(self) -> FileDescriptor: ...
+
+    @property
+    def GetJobRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def ListJobsRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def JobRef(self) -> type[ProtoMessage]: ...
+
+    @property
+    def GetChannelRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def Job(self) -> type[ProtoMessage]: ...
+
+    @property
+    def ListJobsReply(self) -> type[ProtoMessage]: ...
+
+    @property
+    def DiscardJobReply(self) -> type[ProtoMessage]: ...
+
+    @property
+    def ChannelCounts(self) -> type[ProtoMessage]: ...
+
+
+class _JobRequest(Protocol):
+    """GetJobRequest and JobRef."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def job_id(self) -> str: ...
+
+
+class _ListJobsRequest(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def state(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def limit(self) -> int: ...
+
+
+class _ChannelRequest(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+
+class JobsServicer:
+    """`service Jobs` of one generated package: `messages` is its `channels_pb2` module.
+
+    Served with `add_to_server`, which registers the five methods under the service's full
+    name (`channels.v1.Jobs`) exactly as protoc's `add_JobsServicer_to_server` would.
+    """
+
+    def __init__(self, store: JobStore, channels: Iterable[str], messages: JobsMessages) -> None:
+        self._admin = JobsAdmin(store, channels)
+        self._messages = messages
+        self.service_name = messages.DESCRIPTOR.services_by_name["Jobs"].full_name
+
+    async def GetJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
+        info = await await_or_abort(context, self._admin.job(request.channel, request.job_id))
+        return job_message(info, self._messages.Job)
+
+    async def ListJobs(self, request: _ListJobsRequest, context: Context) -> ProtoMessage:
+        jobs = await await_or_abort(
+            context,
+            self._admin.jobs(
+                request.channel, request.state, offset=request.offset, limit=request.limit
+            ),
+        )
+        return json_format.ParseDict(
+            {"jobs": [_job_data(job) for job in jobs]}, self._messages.ListJobsReply()
+        )
+
+    async def RetryJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
+        info = await await_or_abort(context, self._admin.retry(request.channel, request.job_id))
+        return job_message(info, self._messages.Job)
+
+    async def DiscardJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
+        await await_or_abort(context, self._admin.discard(request.channel, request.job_id))
+        return json_format.ParseDict({"discarded": True}, self._messages.DiscardJobReply())
+
+    async def GetChannel(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
+        counts = await await_or_abort(context, self._admin.counts(request.channel))
+        return counts_message(counts, self._messages.ChannelCounts)
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Serve the five methods on `server`."""
+        m = self._messages
+        methods: dict[
+            str,
+            tuple[Callable[..., Awaitable[ProtoMessage]], type[ProtoMessage], type[ProtoMessage]],
+        ] = {
+            "GetJob": (self.GetJob, m.GetJobRequest, m.Job),
+            "ListJobs": (self.ListJobs, m.ListJobsRequest, m.ListJobsReply),
+            "RetryJob": (self.RetryJob, m.JobRef, m.Job),
+            "DiscardJob": (self.DiscardJob, m.JobRef, m.DiscardJobReply),
+            "GetChannel": (self.GetChannel, m.GetChannelRequest, m.ChannelCounts),
+        }
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=request.FromString,
+                response_serializer=reply.SerializeToString,
+            )
+            for name, (behaviour, request, reply) in methods.items()
+        }
+        generic = grpc.method_handlers_generic_handler(self.service_name, handlers)
+        server.add_generic_rpc_handlers((generic,))
+        server.add_registered_method_handlers(self.service_name, handlers)
+
+
+async def await_or_abort(context: Context, call: Awaitable[T]) -> T:
+    """`call`'s value; a ChannelkitError listed in STATUS_CODES ends the gRPC call instead,
+    with the error's message as the details."""
+    try:
+        return await call
+    except ChannelkitError as error:
+        code = status_code(error)
+        if code is None:
+            raise
+        await context.abort(code, str(error))
 
 
 def job_message(info: JobInfo, message_class: type[MessageT]) -> MessageT:
     """`info` as a `channels.v1.Job` of the package that `message_class` belongs to."""
+    return json_format.ParseDict(_job_data(info), message_class())
+
+
+def _job_data(info: JobInfo) -> dict[str, Any]:
+    """`info` in the proto JSON form of `channels.v1.Job`."""
     data: dict[str, Any] = {
         "id": info.id,
         "channel": info.channel,
@@ -166,7 +348,7 @@ def job_message(info: JobInfo, message_class: type[MessageT]) -> MessageT:
         data["payload_json"] = _json_text(info.payload)
     if info.error is not None:
         data["error"] = _error(info.error)
-    return json_format.ParseDict(data, message_class())
+    return data
 
 
 def counts_message(counts: ChannelCounts, message_class: type[MessageT]) -> MessageT:
@@ -205,7 +387,3 @@ def _timestamp(value: datetime) -> str:
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _no_job(channel: str, job_id: str) -> str:
-    return f"no job {job_id!r} in channel {channel!r} (never enqueued, or removed by retention)"

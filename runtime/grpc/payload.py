@@ -2,7 +2,7 @@
 
 HTTP, gRPC and the Python producer must accept and reject exactly the same payloads, so a
 gRPC request is turned into the very dict a JSON client would have sent and validated by the
-same pydantic model. The generator emits a `Table` describing every payload message
+same pydantic model. The generator emits a `MessageTable` describing every payload message
 (`<package>/grpc_service.py`); `to_json` walks a message with it:
 
 - a field without a value is left out (pydantic then says "Field required" if it must be
@@ -18,6 +18,10 @@ same pydantic model. The generator emits a `Table` describing every payload mess
 A `pydantic.ValidationError` becomes `PayloadInvalid`, whose problems name each bad field by
 its path in the request, with proto field names (`payload.recipients[0].email: ...`);
 `abort_invalid` ends the call with INVALID_ARGUMENT and those problems as details.
+
+The generated `Channels` servicer names each channel once (`ChannelSpec`: name, model,
+table entry, batch limit) and hands every request to a `MessageEnqueuer`, which does the
+above and then enqueues; its methods are one line per RPC.
 """
 
 from __future__ import annotations
@@ -25,21 +29,26 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 
 import grpc
 from google.protobuf.message import Message as ProtoMessage
 from pydantic import BaseModel, ValidationError
 
+from runtime.engine.client import Enqueuer
 from runtime.errors import ChannelkitError
+from runtime.grpc.jobs import await_or_abort
 
 __all__ = [
     "MAX_PROBLEMS",
-    "Const",
-    "Field",
-    "Message",
+    "ChannelSpec",
+    "ConstSpec",
+    "EnqueueRequest",
+    "FieldSpec",
+    "MessageEnqueuer",
+    "MessageSpec",
+    "MessageTable",
     "PayloadInvalid",
-    "Table",
     "abort_invalid",
     "to_json",
     "validate",
@@ -47,6 +56,7 @@ __all__ = [
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+Context = grpc.aio.ServicerContext[Any, Any]
 JsonScalar = str | int | float | bool
 
 MAX_PROBLEMS = 20  # problems listed in one status message; gRPC trailers are small (8 KiB)
@@ -54,7 +64,7 @@ _MAX_DETAILS = 4000
 
 
 @dataclass(frozen=True, slots=True)
-class Field:
+class FieldSpec:
     """A message field, or one branch of a union message's `oneof`."""
 
     proto: str  # the proto field name
@@ -75,7 +85,7 @@ class Field:
 
 
 @dataclass(frozen=True, slots=True)
-class Const:
+class ConstSpec:
     """A required property with a single allowed value: not in proto, filled in here."""
 
     json: str
@@ -83,19 +93,19 @@ class Const:
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class MessageSpec:
     """A proto message: an object's fields, or with `oneof`, a union of `fields`."""
 
-    fields: tuple[Field, ...] = ()
-    consts: tuple[Const, ...] = ()
+    fields: tuple[FieldSpec, ...] = ()
+    consts: tuple[ConstSpec, ...] = ()
     oneof: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Table:
+class MessageTable:
     """Every payload message and enum, by name relative to the proto package."""
 
-    messages: Mapping[str, Message]
+    messages: Mapping[str, MessageSpec]
     enums: Mapping[str, Mapping[int, JsonScalar]]
 
 
@@ -118,7 +128,7 @@ class _Absent:
 _ABSENT = _Absent()
 
 
-def to_json(message: ProtoMessage, table: Table, name: str) -> Any:
+def to_json(message: ProtoMessage, table: MessageTable, name: str) -> Any:
     """The JSON value (usually a dict) that `message`, of table entry `name`, stands for."""
     value = _message(message, table, table.messages[name])
     return None if value is _ABSENT else value
@@ -127,7 +137,7 @@ def to_json(message: ProtoMessage, table: Table, name: str) -> Any:
 def validate(
     message: ProtoMessage,
     model: type[ModelT],
-    table: Table,
+    table: MessageTable,
     name: str,
     *,
     prefix: str = "payload",
@@ -143,7 +153,7 @@ def validate(
 def validate_batch(
     messages: Sequence[ProtoMessage],
     model: type[ModelT],
-    table: Table,
+    table: MessageTable,
     name: str,
     *,
     prefix: str = "payloads",
@@ -168,14 +178,82 @@ def validate_batch(
     return models
 
 
-async def abort_invalid(
-    context: grpc.aio.ServicerContext[Any, Any], error: PayloadInvalid
-) -> NoReturn:
+async def abort_invalid(context: Context, error: PayloadInvalid) -> NoReturn:
     """End the call with INVALID_ARGUMENT; the details list the problems, `; `-separated."""
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
 
 
-def _message(message: ProtoMessage, table: Table, spec: Message) -> Any:
+@dataclass(frozen=True, slots=True)
+class ChannelSpec(Generic[ModelT]):
+    """One channel as its `Enqueue<Channel>` RPCs see it."""
+
+    name: str  # the channel
+    model: type[ModelT]  # its payload model
+    message: str  # its payload message's name in the table
+    batch_max: int = 0  # the most payloads in one batch; 0: no limit
+
+
+class EnqueueRequest(Protocol):
+    """`Enqueue<Channel>Request`, whichever the channel."""
+
+    @property
+    def payload(self) -> ProtoMessage: ...
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def delay_ms(self) -> int: ...
+
+    def HasField(self, field_name: Literal["job_id", "delay_ms"]) -> bool: ...
+
+
+class MessageEnqueuer:
+    """Validates payload messages like the HTTP API does, then hands them to `enqueuer`.
+
+    An invalid payload ends the call with INVALID_ARGUMENT naming each bad field, and
+    nothing is enqueued; a batch is all or nothing. Redis trouble (EnqueueError) ends it
+    with UNAVAILABLE, by runtime.grpc.jobs.STATUS_CODES.
+    """
+
+    def __init__(self, enqueuer: Enqueuer, table: MessageTable) -> None:
+        self._enqueuer = enqueuer
+        self._table = table
+
+    async def enqueue(
+        self, context: Context, channel: ChannelSpec[Any], request: EnqueueRequest
+    ) -> str:
+        """The job id of `request`'s payload, enqueued on `channel`."""
+        try:
+            payload = validate(request.payload, channel.model, self._table, channel.message)
+        except PayloadInvalid as error:
+            await abort_invalid(context, error)
+        enqueued = self._enqueuer.enqueue(
+            channel.name,
+            payload,
+            job_id=request.job_id if request.HasField("job_id") else None,
+            delay_ms=request.delay_ms if request.HasField("delay_ms") else None,
+        )
+        return await await_or_abort(context, enqueued)
+
+    async def enqueue_batch(
+        self, context: Context, channel: ChannelSpec[Any], payloads: Sequence[ProtoMessage]
+    ) -> list[str]:
+        """The job ids of `payloads`, in order; every one valid, or none enqueued."""
+        try:
+            models = validate_batch(
+                payloads,
+                channel.model,
+                self._table,
+                channel.message,
+                max_size=channel.batch_max,
+            )
+        except PayloadInvalid as error:
+            await abort_invalid(context, error)
+        return await await_or_abort(context, self._enqueuer.enqueue_many(channel.name, models))
+
+
+def _message(message: ProtoMessage, table: MessageTable, spec: MessageSpec) -> Any:
     if spec.oneof:
         chosen = message.WhichOneof(spec.oneof)
         for branch in spec.fields:
@@ -201,13 +279,13 @@ def _message(message: ProtoMessage, table: Table, spec: Message) -> Any:
     return out
 
 
-def _single(value: Any, field: Field, table: Table) -> Any:
+def _single(value: Any, field: FieldSpec, table: MessageTable) -> Any:
     if field.kind == "enum" and value == 0:
         return _ABSENT  # <NAME>_UNSPECIFIED: not set
     return _item(value, field, table)
 
 
-def _item(value: Any, field: Field, table: Table) -> Any:
+def _item(value: Any, field: FieldSpec, table: MessageTable) -> Any:
     if field.kind == "scalar":
         return value
     if field.kind == "enum":
@@ -217,7 +295,7 @@ def _item(value: Any, field: Field, table: Table) -> Any:
 
 
 def _problems(
-    error: ValidationError, message: ProtoMessage, table: Table, name: str, prefix: str
+    error: ValidationError, message: ProtoMessage, table: MessageTable, name: str, prefix: str
 ) -> list[str]:
     found: list[str] = []
     everything: list[str] = []
@@ -231,7 +309,7 @@ def _problems(
 
 
 def _path(
-    loc: tuple[int | str, ...], message: ProtoMessage, table: Table, name: str, prefix: str
+    loc: tuple[int | str, ...], message: ProtoMessage, table: MessageTable, name: str, prefix: str
 ) -> tuple[str, bool]:
     """The request path of a pydantic error location, with proto field names.
 
@@ -239,7 +317,7 @@ def _path(
     (pydantic reports every branch of a union that failed); those errors are left out.
     """
     path = prefix
-    spec: Message | None = table.messages[name]
+    spec: MessageSpec | None = table.messages[name]
     current: Any = message
     index = 0
     while spec is not None and index < len(loc):

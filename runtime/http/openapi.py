@@ -1,8 +1,9 @@
 """OpenAPI for payload models: what the API accepts, not what the Python type says.
 
 A payload field that JSON Schema makes optional but not nullable is `X | None = None` in
-Python (absent reads as None), and Litestar documents such a type as "X or null". The
-API rejects null there (runtime.engine.model.Payload), so this plugin documents just X.
+Python (absent reads as None), marked `NotNull`, and Litestar documents such a type as
+"X or null". The API rejects null there (runtime.engine.model.Payload, which lists those
+fields in `_not_null_keys`), so this plugin documents just X.
 """
 
 from __future__ import annotations

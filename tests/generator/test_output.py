@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -142,3 +143,73 @@ def test_golden(golden_project: Path, name: str) -> None:
             "If the change is intended, update with:\n"
             "  CHANNELKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/generator/test_output.py -k golden"
         )
+
+
+def changed_files(before: dict[str, bytes], after: dict[str, bytes]) -> set[str]:
+    return {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+
+
+AGGREGATES = {
+    ".channelkit-manifest.json",
+    "asyncapi.yaml",
+    "grpc_service.py",
+    "proto/channels.proto",
+    "proto/channels_pb2.py",
+    "proto/channels_pb2.pyi",
+    "proto/channels_pb2_grpc.py",
+    "proto/channels_pb2_grpc.pyi",
+    "registry.py",
+    "routes.py",
+}
+
+
+def test_changing_one_channel_rewrites_only_its_files_and_the_aggregates(
+    make_project: ProjectFactory,
+) -> None:
+    project = make_project()
+    assert run_generate(project).returncode == 0
+    before = snapshot(project / OUT)
+    schema_file = project / "schema" / "order.json"
+    schema = json.loads(schema_file.read_text())
+    schema["properties"]["coupon"] = {"type": "string", "maxLength": 20}
+    schema_file.write_text(json.dumps(schema, indent=2))
+    assert run_generate(project).returncode == 0
+    after = snapshot(project / OUT)
+    orders = {
+        "models/orders/__init__.py",
+        "models/orders/payload.py",
+        "models/orders/result.py",
+        "processors/orders.py",
+        "channels/orders.py",
+    }
+    assert changed_files(before, after) == orders | AGGREGATES
+    assert run_generate(project, "--check").returncode == 0
+
+    # An edit of channels.yaml that changes one channel's settings: that channel's files.
+    edited = CHANNELS_YAML.replace("        note: {type: string}\n", "")
+    assert edited != CHANNELS_YAML
+    (project / "channels.yaml").write_text(edited)
+    assert run_generate(project).returncode == 0
+    again = snapshot(project / OUT)
+    invoices = {
+        "models/invoices/__init__.py",
+        "models/invoices/payload.py",
+        "processors/invoices.py",
+        "channels/invoices.py",
+    }
+    assert changed_files(after, again) == invoices | AGGREGATES
+
+
+def test_each_file_hashes_only_its_own_inputs(make_project: ProjectFactory) -> None:
+    project = make_project()
+    assert run_generate(project).returncode == 0
+    files = snapshot(project / OUT)
+
+    def digest(path: str) -> str:
+        return files[path].decode().splitlines()[1].removeprefix("# source sha256: ")
+
+    assert digest("processors/orders.py") == digest("models/orders/payload.py")
+    assert digest("processors/orders.py") != digest("processors/invoices.py")
+    assert digest("registry.py") == digest("routes.py") == digest("grpc_service.py")
+    assert digest("registry.py") not in (digest("processors/orders.py"), digest("__init__.py"))
+    assert digest("__init__.py") == digest("models/__init__.py") == digest("proto/__init__.py")
