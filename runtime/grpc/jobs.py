@@ -243,6 +243,10 @@ class _ChannelRequest(Protocol):
     def channel(self) -> str: ...
 
 
+# An RPC: its implementation, request class and reply class.
+_Method = tuple[Callable[..., Awaitable[ProtoMessage]], type[ProtoMessage], type[ProtoMessage]]
+
+
 class JobsServicer:
     """`service Jobs` of one generated package: `messages` is its `channels_pb2` module.
 
@@ -285,10 +289,7 @@ class JobsServicer:
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Serve the five methods on `server`."""
         m = self._messages
-        methods: dict[
-            str,
-            tuple[Callable[..., Awaitable[ProtoMessage]], type[ProtoMessage], type[ProtoMessage]],
-        ] = {
+        methods: dict[str, _Method] = {
             "GetJob": (self.GetJob, m.GetJobRequest, m.Job),
             "ListJobs": (self.ListJobs, m.ListJobsRequest, m.ListJobsReply),
             "RetryJob": (self.RetryJob, m.JobRef, m.Job),

@@ -62,6 +62,12 @@ def test_every_exported_name_resolves() -> None:
     for name in support.__all__:
         assert getattr(support, name, None) is not None, name
     assert set(dir(support)) >= set(support.__all__)
+    public = {
+        name
+        for name, value in vars(support).items()
+        if not name.startswith("_") and getattr(value, "__module__", "").startswith("runtime.")
+    }
+    assert public <= set(support.__all__), sorted(public - set(support.__all__))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         _ = support.Nope
 
