@@ -40,6 +40,7 @@ async def http_without_redis() -> AsyncIterator[httpx.AsyncClient]:
     try:
         async with asyncio.timeout(10):
             while not server.started:
+                assert not task.done(), "uvicorn did not start"
                 await asyncio.sleep(0.01)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             yield http
