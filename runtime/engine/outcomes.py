@@ -5,7 +5,8 @@
     Failed      it raised for good, or its message could not become a job: the failed set
     Deferred    a keyed rate limit held it back before it ran: delayed, not a failure
 
-`encode_outcomes` is the one place that lays them out as the finish script's ARGV
+One record per job on the hot path: plain slotted dataclasses (a frozen one costs three
+times as much to create). `encode_outcomes` is the one place that lays them out as the finish script's ARGV
 (runtime/engine/lua/finish.lua documents the layout: six values per record).
 """
 
@@ -22,7 +23,7 @@ __all__ = ["Completed", "Deferred", "Failed", "Outcome", "Retrying", "encode_out
 ARGV_PER_OUTCOME = 6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Completed:
     kind: ClassVar[str] = "done"
     stream_id: str
@@ -30,7 +31,7 @@ class Completed:
     result_json: str  # '' when the handler returned nothing
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retrying:
     kind: ClassVar[str] = "retry"
     stream_id: str
@@ -40,7 +41,7 @@ class Retrying:
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     kind: ClassVar[str] = "fail"
     stream_id: str
@@ -49,7 +50,7 @@ class Failed:
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deferred:
     kind: ClassVar[str] = "defer"
     stream_id: str
