@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -84,7 +84,7 @@ class Channel(Generic[PayloadT, ResultT]):
     description: str
     payload_model: type[PayloadT]
     result_model: type[BaseModel] | None
-    process: Callable[[PayloadT, JobContext], Awaitable[ResultT]]
+    process: Callable[[PayloadT, JobContext[Any]], Awaitable[ResultT]]
     concurrency: int
     limiter: Limiter | None
     stalled: Stalled

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.delayed import DelayedMover
 from runtime.engine.heartbeat import Heartbeat
-from runtime.engine.keys import CONSUMER_GROUP
 from runtime.engine.launcher import Launcher
 from runtime.engine.limiter import RateLimiter
 from runtime.engine.metrics import ChannelMetrics
@@ -35,6 +35,8 @@ from runtime.engine.scripts import Retention
 
 __all__ = ["ChannelConsumer"]
 
+logger = logging.getLogger("channelkit.worker")
+
 
 class ChannelConsumer:
     def __init__(
@@ -44,6 +46,7 @@ class ChannelConsumer:
         *,
         consumer: str,
         metrics: ChannelMetrics,
+        resources: object = None,
     ) -> None:
         self.channel = channel
         self.consumer = consumer
@@ -53,11 +56,12 @@ class ChannelConsumer:
         self.recorder = OutcomeRecorder(
             scripts,
             channel=channel.name,
+            consumer=consumer,
             keep=_retention(channel),
             metrics=metrics,
             running=lambda: len(self.runner.running),
         )
-        self.runner = JobRunner(channel, self.recorder, metrics)
+        self.runner = JobRunner(channel, self.recorder, metrics, resources)
         self.launcher = Launcher(
             channel,
             scripts,
@@ -90,6 +94,7 @@ class ChannelConsumer:
             consumer=consumer,
             interval_s=channel.stalled.interval_ms / 3000,
             owned=self.launcher.owned,
+            on_lost=self.launcher.forget,
         )
 
     @property
@@ -97,12 +102,22 @@ class ChannelConsumer:
         """Jobs of this channel running in this process now."""
         return len(self.runner.running)
 
+    @property
+    def problem(self) -> str | None:
+        """Why this channel's worker cannot take jobs now (for readiness); None when it can."""
+        return self.reader.problem
+
     async def start(self) -> None:
+        """Start every collaborator. Redis trouble does not stop the start: the reader
+        creates the consumer group once Redis takes writes again (out of memory, down)."""
         try:
-            await self._redis.xgroup_create(self.keys.stream, CONSUMER_GROUP, id="0", mkstream=True)
-        except ResponseError as error:
-            if "BUSYGROUP" not in str(error):
-                raise
+            await self.reader.ensure_group()
+        except (RedisError, OSError) as error:
+            logger.warning(
+                "%s: cannot create the consumer group yet (%s); retrying every 1 s",
+                self.channel.name,
+                error,
+            )
         self.heartbeat.start()
         self.recorder.start()
         self.reader.start()

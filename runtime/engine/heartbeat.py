@@ -20,7 +20,9 @@ class Heartbeat(BackgroundLoop):
     """Every `interval_s`, refreshes the idle time of the stream entries `owned()` names.
 
     Entries another process took over meanwhile (this one missed its stalled interval:
-    paused, or its event loop blocked) are logged: they may run twice.
+    paused, or its event loop blocked) are logged once and handed to `on_lost`, which
+    stops counting them as owned: they may run twice, but only the new owner's run is
+    recorded (finish.lua checks the claim).
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class Heartbeat(BackgroundLoop):
         consumer: str,
         interval_s: float,
         owned: Callable[[], Collection[str]],
+        on_lost: Callable[[list[str]], None],
     ) -> None:
         super().__init__(f"heartbeat:{channel}")
         self._scripts = scripts
@@ -38,6 +41,7 @@ class Heartbeat(BackgroundLoop):
         self._consumer = consumer
         self._interval_s = interval_s
         self._owned = owned
+        self._on_lost = on_lost
 
     async def _run(self) -> None:
         # The first beat is one interval after the start, like every other.
@@ -54,10 +58,13 @@ class Heartbeat(BackgroundLoop):
             logger.warning("%s: heartbeat failed: %s", self._channel, failure)
             return self._interval_s
         if lost:
+            self._on_lost(lost)
             logger.warning(
-                "%s: %d running job(s) were taken over by another process "
-                "(this one missed its stalled interval); they may run twice",
+                "%s: %d job(s) of this process were taken over by another process "
+                "(this one missed its stalled interval: paused, or its event loop blocked); "
+                "they may run twice, and only the new owner's run is recorded",
                 self._channel,
                 len(lost),
+                extra={"channel": self._channel, "stream_ids": lost},
             )
         return self._interval_s

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from runtime.engine.channel import Channel
 from runtime.engine.clock import now_ms
@@ -37,6 +38,8 @@ from runtime.errors import PermanentError
 __all__ = ["Launcher"]
 
 logger = logging.getLogger("channelkit.worker")
+
+RETRY_START_MS = 1000  # jobs whose start Redis refused are tried again after this
 
 
 class Launcher:
@@ -63,8 +66,20 @@ class Launcher:
         self.limited_ms = 0  # how long the held jobs wait before the next try
 
     def owned(self) -> list[str]:
-        """Stream ids this process holds a claim on: running and held jobs."""
-        return [*self._runner.running, *(job.stream_id for job in self.held)]
+        """Stream ids this process holds a claim on: running (not lost) and held jobs."""
+        lost = self._runner.lost
+        return [
+            *(sid for sid in self._runner.running if sid not in lost),
+            *(job.stream_id for job in self.held),
+        ]
+
+    def forget(self, stream_ids: Sequence[str]) -> None:
+        """Claims another process took over: held jobs are dropped (the new owner runs
+        them), running ones run on but are no longer counted as owned."""
+        gone = set(stream_ids)
+        self._runner.lost.update(sid for sid in gone if sid in self._runner.running)
+        if self.held:
+            self.held = [job for job in self.held if job.stream_id not in gone]
 
     async def launch(self, entries: Sequence[StreamEntry]) -> None:
         """Decode, limit and start entries just claimed from the stream."""
@@ -101,7 +116,14 @@ class Launcher:
                 continue
             due_ms = int(entry.stream_id.split("-", 1)[0])
             jobs.append(
-                ClaimedJob(entry.stream_id, entry.message, envelope.task_id, payload, due_ms)
+                ClaimedJob(
+                    entry.stream_id,
+                    entry.deliveries,
+                    entry.message,
+                    envelope.task_id,
+                    payload,
+                    due_ms,
+                )
             )
         return jobs
 
@@ -116,7 +138,7 @@ class Launcher:
                 allowed.append(job)
             else:
                 self._recorder.record(
-                    Deferred(job.stream_id, job.job_id, now + wait_ms, job.message)
+                    Deferred(job.stream_id, job.delivery, job.job_id, now + wait_ms, job.message)
                 )
         return allowed
 
@@ -124,7 +146,15 @@ class Launcher:
         """Mark jobs active and run them; the global rate limit may hold some back."""
         request = self._limiter.global_request()
         now = now_ms()
-        started = await self._scripts.start([job.job_id for job in jobs], now, request)
+        try:
+            started = await self._scripts.start([job.job_id for job in jobs], now, request)
+        except (RedisError, OSError):
+            # Not started (Redis down, or refusing writes when out of memory): the jobs
+            # stay claimed here and heartbeated, and are tried again, never left pending
+            # unowned to be reclaimed as stalled although they never ran.
+            self.held = jobs + self.held
+            self.limited_ms = RETRY_START_MS
+            raise
         granted = started.granted
         if granted < len(jobs):
             self.held = jobs[granted:] + self.held
@@ -164,4 +194,6 @@ class Launcher:
             extra={"channel": self.channel.name, "job_id": job_id},
         )
         record = JobError.from_exception(PermanentError(f"{kind}: {problems}"), 0, kind)
-        self._recorder.record(Failed(entry.stream_id, job_id, record, entry.message))
+        self._recorder.record(
+            Failed(entry.stream_id, entry.deliveries, job_id, record, entry.message)
+        )

@@ -6,8 +6,11 @@
     Deferred    a keyed rate limit held it back before it ran: delayed, not a failure
 
 One record per job on the hot path: plain slotted dataclasses (a frozen one costs three
-times as much to create). `encode_outcomes` is the one place that lays them out as the finish script's ARGV
-(runtime/engine/lua/finish.lua documents the layout: six values per record).
+times as much to create). `encode_outcomes` is the one place that lays them out as the
+finish script's ARGV (runtime/engine/lua/finish.lua documents the layout: seven values
+per record). Each
+record carries the claim its run started under (`delivery`, the stream entry's delivery
+count): finish.lua records it only while this consumer still holds that claim.
 """
 
 from __future__ import annotations
@@ -20,13 +23,12 @@ from runtime.engine.jobs import JobError
 
 __all__ = ["Completed", "Deferred", "Failed", "Outcome", "Retrying", "encode_outcomes"]
 
-ARGV_PER_OUTCOME = 6
-
 
 @dataclass(slots=True)
 class Completed:
     kind: ClassVar[str] = "done"
     stream_id: str
+    delivery: int
     job_id: str
     result_json: str  # '' when the handler returned nothing
 
@@ -35,6 +37,7 @@ class Completed:
 class Retrying:
     kind: ClassVar[str] = "retry"
     stream_id: str
+    delivery: int
     job_id: str
     error: JobError
     due_ms: int
@@ -45,6 +48,7 @@ class Retrying:
 class Failed:
     kind: ClassVar[str] = "fail"
     stream_id: str
+    delivery: int
     job_id: str
     error: JobError
     message: bytes
@@ -54,6 +58,7 @@ class Failed:
 class Deferred:
     kind: ClassVar[str] = "defer"
     stream_id: str
+    delivery: int
     job_id: str
     due_ms: int
     message: bytes
@@ -63,44 +68,17 @@ Outcome = Completed | Retrying | Failed | Deferred
 
 
 def encode_outcomes(outcomes: Iterable[Outcome]) -> list[str | bytes | int]:
-    """The records as finish.lua reads them: kind, stream id, job id, a, b, c each."""
+    """The records as finish.lua reads them: kind, stream id, delivery, job id, a, b, c."""
     args: list[str | bytes | int] = []
     for outcome in outcomes:
+        args += (outcome.kind, outcome.stream_id, outcome.delivery, outcome.job_id)
         match outcome:
             case Completed():
-                args += (
-                    outcome.kind,
-                    outcome.stream_id,
-                    outcome.job_id,
-                    outcome.result_json,
-                    "",
-                    "",
-                )
+                args += (outcome.result_json, "", "")
             case Retrying():
-                args += (
-                    outcome.kind,
-                    outcome.stream_id,
-                    outcome.job_id,
-                    outcome.error.to_json(),
-                    outcome.due_ms,
-                    outcome.message,
-                )
+                args += (outcome.error.to_json(), outcome.due_ms, outcome.message)
             case Failed():
-                args += (
-                    outcome.kind,
-                    outcome.stream_id,
-                    outcome.job_id,
-                    outcome.error.to_json(),
-                    outcome.message,
-                    "",
-                )
+                args += (outcome.error.to_json(), outcome.message, "")
             case Deferred():
-                args += (
-                    outcome.kind,
-                    outcome.stream_id,
-                    outcome.job_id,
-                    outcome.due_ms,
-                    outcome.message,
-                    "",
-                )
+                args += (outcome.due_ms, outcome.message, "")
     return args

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
@@ -26,7 +26,12 @@ RETRY_AFTER_ERROR_S = 1.0
 
 class StreamReader(BackgroundLoop):
     """XREADGROUP for free slots, hand the entries to the launcher; while the rate
-    limit holds jobs back, wait here until a start is due (no polling)."""
+    limit holds jobs back, wait here until a start is due (no polling).
+
+    The consumer group is (re)created here: at start, and whenever Redis says it is gone
+    (NOGROUP: Redis restarted empty, a failover to an empty replica, the stream deleted).
+    What keeps the reader from working is `problem`, for readiness; None when it works.
+    """
 
     def __init__(
         self,
@@ -45,6 +50,19 @@ class StreamReader(BackgroundLoop):
         self._launcher = launcher
         self._runner = runner
         self._metrics = metrics
+        self.problem: str | None = "starting"
+        self._group_ready = False
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) unless it exists."""
+        try:
+            await self._redis.xgroup_create(
+                self._keys.stream, CONSUMER_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._group_ready = True
 
     async def stop(self) -> None:
         self._runner.slot_freed.set()  # wake a reader that waits for a free slot
@@ -52,6 +70,8 @@ class StreamReader(BackgroundLoop):
 
     async def step(self) -> float:
         try:
+            if not self._group_ready:
+                await self.ensure_group()
             if self._launcher.held:
                 await self._launcher.launch_held()
                 return self._limited_wait()
@@ -67,6 +87,7 @@ class StreamReader(BackgroundLoop):
                 count=free,
                 block=READ_BLOCK_MS,
             )
+            self.problem = None
             if not response:
                 return 0.0
             entries = [
@@ -75,11 +96,25 @@ class StreamReader(BackgroundLoop):
             ]
             await self._launcher.launch(entries)
             return self._limited_wait()
-        except (RedisError, OSError) as error:
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                return self._failed(f"Redis refused a command: {error}")
+            self._group_ready = False
             logger.warning(
-                "%s: Redis error while reading, retrying in 1 s: %s", self._keys.channel, error
+                "%s: the consumer group is gone (Redis restarted empty, or the stream was "
+                "deleted); recreating it",
+                self._keys.channel,
             )
-            return RETRY_AFTER_ERROR_S
+            self.problem = "consumer group missing; recreating it"
+            return 0.0
+        except (RedisError, OSError) as error:
+            return self._failed(f"Redis error: {error}")
+
+    def _failed(self, problem: str) -> float:
+        if problem != self.problem:  # once per kind of trouble, not every second
+            logger.warning("%s: %s; retrying every 1 s", self._keys.channel, problem)
+        self.problem = problem
+        return RETRY_AFTER_ERROR_S
 
     def _limited_wait(self) -> float:
         """Jobs the rate limit held back wait in this process (claimed and heartbeated)

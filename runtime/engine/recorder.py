@@ -33,12 +33,14 @@ class OutcomeRecorder:
         scripts: ChannelScripts,
         *,
         channel: str,
+        consumer: str,
         keep: Retention,
         metrics: ChannelMetrics,
         running: Callable[[], int],
     ) -> None:
         self._scripts = scripts
         self._channel = channel
+        self._consumer = consumer
         self.keep = keep
         self._metrics = metrics
         self._running = running
@@ -72,7 +74,7 @@ class OutcomeRecorder:
 
     async def trim(self) -> None:
         """Apply retention by age with no outcome to record (a quiet channel)."""
-        await self._scripts.finish([], now_ms(), self.keep)
+        await self._scripts.finish(self._consumer, [], now_ms(), self.keep)
 
     async def _run(self) -> None:
         failures = 0
@@ -82,7 +84,7 @@ class OutcomeRecorder:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 try:
-                    await self._scripts.finish(batch, now_ms(), self.keep)
+                    stale = await self._scripts.finish(self._consumer, batch, now_ms(), self.keep)
                 except (RedisError, OSError) as failure:
                     failures += 1
                     if self._stopping and failures >= STOP_ATTEMPTS:
@@ -105,13 +107,31 @@ class OutcomeRecorder:
                     continue
                 failures = 0
                 del self._pending[: len(batch)]
-                self._count(batch)
+                if stale:
+                    self._report_stale(stale)
+                self._count(batch, stale)
             if self._stopping:
                 return
 
-    def _count(self, batch: list[Outcome]) -> None:
-        """Outcome counters per written batch: one metric update per kind, not per job."""
-        kinds = Counter(outcome.kind for outcome in batch)
+    def _report_stale(self, job_ids: list[str]) -> None:
+        logger.warning(
+            "%s: %d outcome(s) not recorded: another process took job(s) %s over while this "
+            "one ran them (it missed its stalled interval: paused, or its event loop "
+            "blocked); their owner records them",
+            self._channel,
+            len(job_ids),
+            ", ".join(job_ids[:20]) + (" ..." if len(job_ids) > 20 else ""),
+            extra={"channel": self._channel, "job_ids": job_ids},
+        )
+
+    def _count(self, batch: list[Outcome], stale: list[str]) -> None:
+        """Outcome counters per written batch: one metric update per kind, not per job.
+        Dropped outcomes are left out: the job's owner counts it when it ends."""
+        if stale:
+            dropped = set(stale)
+            kinds = Counter(outcome.kind for outcome in batch if outcome.job_id not in dropped)
+        else:
+            kinds = Counter(outcome.kind for outcome in batch)
         metrics = self._metrics
         metrics.completed.inc(kinds[Completed.kind])
         metrics.retried.inc(kinds[Retrying.kind])

@@ -31,6 +31,7 @@ class ClaimedJob:
     """A stream entry decoded into a job, claimed by this process."""
 
     stream_id: str
+    delivery: int  # the entry's delivery count when claimed: the claim its outcome needs
     message: bytes
     job_id: str
     payload: BaseModel
@@ -45,9 +46,14 @@ class JobRunner:
         channel: Channel[Any, Any],
         recorder: OutcomeRecorder,
         metrics: ChannelMetrics,
+        resources: object = None,
     ) -> None:
         self.channel = channel
+        self._resources = resources  # what the app's resources factory yielded
         self.running: dict[str, asyncio.Task[None]] = {}
+        # Running jobs whose claim another process took (this one missed its stalled
+        # interval): they run on, but are no longer heartbeated and record nothing.
+        self.lost: set[str] = set()
         self.slot_freed = asyncio.Event()
         self._recorder = recorder
         self._metrics = metrics
@@ -87,12 +93,15 @@ class JobRunner:
             channel=channel.name,
             attempt=numbers.attempt,
             logger=self._job_logger,
+            resources=self._resources,
         )
         started = time.perf_counter()
         outcome: Outcome
         try:
             result = await channel.process(job.payload, context)
-            outcome = Completed(job.stream_id, job.job_id, self._encode_result(result))
+            outcome = Completed(
+                job.stream_id, job.delivery, job.job_id, self._encode_result(result)
+            )
         except asyncio.CancelledError:
             if self._abandoned:
                 return  # left unacknowledged for another process
@@ -102,6 +111,7 @@ class JobRunner:
             self._log_failure(job, numbers.attempt, outcome, error, time.perf_counter() - started)
         finally:
             self.running.pop(job.stream_id, None)
+            self.lost.discard(job.stream_id)
             self.slot_freed.set()
         elapsed = time.perf_counter() - started
         self._metrics.run_seconds.observe(elapsed)
@@ -118,8 +128,8 @@ class JobRunner:
         permanent = isinstance(error, PermanentError | ValidationError)
         if not permanent and numbers.failures + 1 < channel.retry.attempts:
             due = now_ms() + backoff_ms(channel.retry.backoff, numbers.failures + 1)
-            return Retrying(job.stream_id, job.job_id, record, due, job.message)
-        return Failed(job.stream_id, job.job_id, record, job.message)
+            return Retrying(job.stream_id, job.delivery, job.job_id, record, due, job.message)
+        return Failed(job.stream_id, job.delivery, job.job_id, record, job.message)
 
     def _encode_result(self, result: Any) -> str:
         model = self.channel.result_model

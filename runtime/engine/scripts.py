@@ -56,10 +56,12 @@ class NewJob:
 
 @dataclass(slots=True)  # one per job: not frozen, which costs 3x to create
 class StreamEntry:
-    """A message as read from a channel's stream."""
+    """A message as read from a channel's stream, and how often it was delivered: the
+    claim a run holds, which finish.lua checks before it records an outcome."""
 
     stream_id: str
     message: bytes
+    deliveries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +97,10 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Reclaimed:
-    """Jobs this consumer took over (with how often each was delivered), and how many
-    stalled too often and went to the failed set instead."""
+    """Jobs this consumer took over, and how many stalled too often and went to the
+    failed set instead."""
 
     entries: list[StreamEntry]
-    deliveries: list[int]
     failed: int
 
 
@@ -189,12 +190,17 @@ class ChannelScripts:
             used=int(used),
         )
 
-    async def finish(self, outcomes: Sequence[Outcome], now_ms: int, keep: Retention) -> None:
-        """Record the outcomes, ack their messages and apply retention (also with none)."""
-        args: list[Any] = [self.keys.job_prefix, CONSUMER_GROUP, now_ms, *keep.argv()]
+    async def finish(
+        self, consumer: str, outcomes: Sequence[Outcome], now_ms: int, keep: Retention
+    ) -> list[str]:
+        """Record the outcomes whose claim `consumer` still holds, ack their messages and
+        apply retention (also with no outcome). Returns the job ids of the outcomes
+        dropped because another process holds the claim now."""
+        args: list[Any] = [self.keys.job_prefix, CONSUMER_GROUP, now_ms, *keep.argv(), consumer]
         args += encode_outcomes(outcomes)
         keys = [self.keys.stream, self.keys.delayed, self.keys.completed, self.keys.failed]
-        await _call(self._scripts.finish, keys, args)
+        stale = await _call(self._scripts.finish, keys, args)
+        return [_text(job_id) for job_id in stale]
 
     async def reclaim(
         self,
@@ -221,8 +227,10 @@ class ChannelScripts:
             ],
         )
         return Reclaimed(
-            entries=[StreamEntry(_text(sid), bytes(data)) for sid, data, _ in rows],
-            deliveries=[int(delivered) for _, _, delivered in rows],
+            entries=[
+                StreamEntry(_text(sid), bytes(data), int(delivered))
+                for sid, data, delivered in rows
+            ],
             failed=int(failed),
         )
 

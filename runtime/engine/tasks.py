@@ -24,7 +24,7 @@ def register_channel_task(
     task_name: str,
     channel: str,
     payload_model: type[PayloadT],
-    process: Callable[[PayloadT, JobContext], Awaitable[ResultT]],
+    process: Callable[[PayloadT, JobContext[Any]], Awaitable[ResultT]],
 ) -> AsyncTaskiqDecoratedTask[[PayloadT], ResultT]:
     logger = logging.getLogger(f"channelkit.jobs.{channel}")
 

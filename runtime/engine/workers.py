@@ -38,7 +38,10 @@ class Workers:
         shutdown_timeout: float,
         metrics: Metrics,
         consumer: str | None = None,
+        resources: object = None,
     ) -> None:
+        """`resources` is what the app's resources factory yielded: every job's context
+        carries it."""
         self.consumer = consumer or consumer_name()
         self.shutdown_timeout = shutdown_timeout
         self.consumers = [
@@ -47,6 +50,7 @@ class Workers:
                 client,
                 consumer=self.consumer,
                 metrics=metrics.channel(channel.name),
+                resources=resources,
             )
             for channel in channels
         ]
@@ -55,6 +59,13 @@ class Workers:
     def running(self) -> int:
         """Jobs running in this process now, across channels."""
         return sum(consumer.running for consumer in self.consumers)
+
+    def problem(self) -> str | None:
+        """The first channel whose worker cannot take jobs now, and why; None when all can."""
+        for consumer in self.consumers:
+            if consumer.problem is not None:
+                return f"{consumer.channel.name}: {consumer.problem}"
+        return None
 
     async def start(self) -> None:
         for consumer in self.consumers:

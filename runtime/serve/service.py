@@ -19,9 +19,10 @@ from grpc_health.v1 import health_pb2
 
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
+from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
 from runtime.engine.workers import Workers
-from runtime.errors import ConfigError, UnknownChannelError
+from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
@@ -33,6 +34,8 @@ __all__ = ["GeneratedApp", "Service", "load_generated_app"]
 
 logger = logging.getLogger("channelkit.serve")
 
+REDIS_TIMEOUT_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class GeneratedApp:
@@ -42,6 +45,8 @@ class GeneratedApp:
     channels: tuple[Channel[Any, Any], ...]
     routes: ModuleType
     grpc_service: ModuleType
+    resources: ResourcesFactory[Any] | None = None
+    """channels.yaml's `resources:` factory (the registry's RESOURCES), if it names one."""
 
 
 def load_generated_app(package: str, project_dir: Path | None = None) -> GeneratedApp:
@@ -62,7 +67,20 @@ def load_generated_app(package: str, project_dir: Path | None = None) -> Generat
         channels=tuple(registry.CHANNELS),
         routes=importlib.import_module(f"{package}.routes"),
         grpc_service=importlib.import_module(f"{package}.grpc_service"),
+        resources=getattr(registry, "RESOURCES", None),
     )
+
+
+def _out_of_memory(memory: dict[str, Any]) -> str | None:
+    """Why Redis refuses writes for want of memory (maxmemory reached under noeviction)."""
+    limit = int(memory.get("maxmemory") or 0)
+    used = int(memory.get("used_memory") or 0)
+    if limit and used >= limit and memory.get("maxmemory_policy") == "noeviction":
+        return (
+            f"Redis is out of memory (used {used} of maxmemory {limit} bytes, policy "
+            "noeviction): it refuses writes, so jobs can be neither enqueued nor started"
+        )
+    return None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -119,6 +137,9 @@ class Service:
         self._http: _AsgiServer | None = None
         self._metrics_server: _AsgiServer | None = None
         self._grpc: grpc.aio.Server | None = None
+        self.resources: object = None
+        """What the app's resources factory yielded; None without one."""
+        self._resources_stack = contextlib.AsyncExitStack()
 
     def worker_channels(self) -> Sequence[Channel[Any, Any]]:
         wanted = self.settings.worker_channels
@@ -129,13 +150,19 @@ class Service:
         return [known[name] for name in wanted] if wanted else list(self.app.channels)
 
     async def readiness(self) -> str | None:
-        """None when ready; otherwise why not."""
+        """None when ready; otherwise why not: Redis unreachable or out of memory, or a
+        channel's worker unable to take jobs (its consumer group missing, say)."""
         if self.client is None:
             return "starting"
         try:
-            await self.client.redis.ping()
+            memory = await self.client.redis.info("memory")
         except Exception as error:
             return f"Redis unreachable: {error}"
+        full = _out_of_memory(memory)
+        if full:
+            return full
+        if self.workers is not None:
+            return self.workers.problem()
         return None
 
     async def start(self) -> None:
@@ -149,15 +176,24 @@ class Service:
                 "set REDIS_URL (or --redis-url) to use a real one",
                 settings.data_dir,
             )
-        self.client = Client.from_url(self.redis_url, prefix=settings.key_prefix)
+        # Bounded waits: a frozen or unreachable Redis is a 503 after at most this long,
+        # never a request that hangs (blocking reads wait READ_BLOCK_MS, well below it).
+        self.client = Client.from_url(
+            self.redis_url,
+            prefix=settings.key_prefix,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+        )
         self.client.metrics = self.metrics
         await self.client.redis.ping()
+        await self._enter_resources()
         if workers_for:
             self.workers = Workers(
                 workers_for,
                 self.client,
                 shutdown_timeout=settings.shutdown_timeout,
                 metrics=self.metrics,
+                resources=self.resources,
             )
             await self.workers.start()
         if settings.enable_grpc:
@@ -172,6 +208,28 @@ class Service:
             f"{settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "off",
             ",".join(c.name for c in workers_for) or "off",
         )
+
+    async def _enter_resources(self) -> None:
+        """Enter the app's resources factory once, before any job or request; it is exited
+        in stop(), after the last job. Raising or hanging is a ResourcesError."""
+        factory = self.app.resources
+        if factory is None:
+            return
+        name = f"{getattr(factory, '__module__', '?')}:{getattr(factory, '__qualname__', '?')}"
+        timeout = self.settings.resources_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                self.resources = await self._resources_stack.enter_async_context(factory())
+        except TimeoutError:
+            raise ResourcesError(
+                f"the resources factory {name} did not yield within {timeout:g} s "
+                "(RESOURCES_TIMEOUT); is it waiting on a service that is down?"
+            ) from None
+        except Exception as error:
+            raise ResourcesError(
+                f"the resources factory {name} failed: {type(error).__name__}: {error}"
+            ) from error
+        logger.info("resources ready: %s yielded %s", name, type(self.resources).__name__)
 
     async def _start_grpc(self) -> None:
         assert self.client is not None
@@ -232,6 +290,10 @@ class Service:
                 )
         if self._metrics_server is not None:
             await self._metrics_server.stop()
+        try:
+            await self._resources_stack.aclose()
+        except Exception:
+            logger.exception("the resources factory failed while closing")
         if self.client is not None:
             await self.client.close()
         if self.embedded is not None:

@@ -1,33 +1,47 @@
 --[[
   Record the outcomes of finished jobs (and ack them), then apply retention.
 
+  Fenced: an outcome counts only while this consumer still holds the job's claim, the
+  stream entry pending for it with the delivery count its run started under. A process
+  that was paused past its stalled interval has lost the claim (another took the job
+  over, and maybe finished it): its outcome is dropped, so a job never ends in two
+  states and a stale failure never schedules a retry beside the new owner's run.
+
   KEYS[1] stream, KEYS[2] delayed set, KEYS[3] completed set, KEYS[4] failed set
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] now (ms)
   ARGV[4], ARGV[5] keep completed: count (-1: no bound), age ms (0: no bound)
   ARGV[6], ARGV[7] keep failed: count, age ms
-  ARGV[8..] outcome records of 6 values each (runtime.engine.outcomes encodes them):
-    kind, stream id ('' when the job did not come from the stream), job id, a, b, c
+  ARGV[8] this consumer
+  ARGV[9..] outcome records of 7 values each (runtime.engine.outcomes encodes them):
+    kind, stream id, delivery count of the claim, job id, a, b, c
       done:  a = result JSON or ''
       retry: a = error JSON, b = due ms, c = message
       fail:  a = error JSON, b = message
       defer: a = due ms, b = message (held back by a keyed rate limit; not a failure)
 
-  Returns 1.
+  Returns the job ids whose outcome was dropped because the claim was lost.
 ]]
 --- @include "include/append_error.lua"
 --- @include "include/trim.lua"
-local prefix, group, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-for i = 8, #ARGV, 6 do
-  local kind, sid, id = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local a, b, c = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+local prefix, group, now, consumer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[8]
+local stale = {}
+for i = 9, #ARGV, 7 do
+  local kind, sid, delivery, id = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local a, b, c = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local key = prefix .. id
-  if sid ~= '' then
+  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
+  if not claim or claim[2] ~= consumer or claim[4] ~= delivery then
+    stale[#stale + 1] = id
+    kind = 'stale'
+  else
     redis.call('XACK', KEYS[1], group, sid)
     redis.call('XDEL', KEYS[1], sid)
   end
-  if kind == 'done' then
+  if kind == 'stale' then
+    -- the current owner of the job records its outcome
+  elseif kind == 'done' then
     redis.call('HSET', key, 'state', 'completed', 'finished_at', now)
     if a ~= '' then redis.call('HSET', key, 'result', a) end
     redis.call('ZADD', KEYS[3], now, id)
@@ -48,4 +62,4 @@ for i = 8, #ARGV, 6 do
 end
 trim(KEYS[3], prefix, tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 trim(KEYS[4], prefix, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
-return 1
+return stale
