@@ -24,7 +24,13 @@ from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, RedisUnavailable
 from runtime.http.enqueue import Enqueuer
-from runtime.http.openapi import PayloadSchemaPlugin, use_exact_payload_schemas
+from runtime.http.openapi import (
+    API_KEY_SECURITY,
+    PayloadSchemaPlugin,
+    api_key_components,
+    document_api_keys,
+    use_exact_payload_schemas,
+)
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -188,6 +194,7 @@ def build_http_app(
         path="/",
         route_handlers=list(controllers),
         guards=[_api_key_guard(api_keys)] if api_keys else [],
+        security=API_KEY_SECURITY if api_keys else None,
     )
 
     # Sync and cached: the same object for every request, resolved without a coroutine.
@@ -212,7 +219,11 @@ def build_http_app(
             RedisUnavailable: _redis_unavailable_handler(_OutageLog()),
         },
         request_max_body_size=max_body_size,
-        openapi_config=OpenAPIConfig(title=title, version="1.0.0"),
+        openapi_config=OpenAPIConfig(
+            title=title,
+            version="1.0.0",
+            components=[api_key_components()] if api_keys else [],
+        ),
         plugins=[PayloadSchemaPlugin()],
         # Given explicitly so Litestar does not install its own root queue handler:
         # the process's logging is configured once, by runtime serve. Its "litestar"
@@ -227,4 +238,6 @@ def build_http_app(
     )
     if payload_models:
         use_exact_payload_schemas(app, payload_models)
+    if api_keys:
+        document_api_keys(app)
     return app

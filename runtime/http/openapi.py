@@ -1,9 +1,12 @@
-"""OpenAPI for payload models: what the API accepts, not what the Python type says.
+"""The OpenAPI document: what the API accepts and answers, not what the Python type says.
 
 A payload field that JSON Schema makes optional but not nullable is `X | None = None` in
 Python (absent reads as None), marked `NotNull`, and Litestar documents such a type as
 "X or null". The API rejects null there (runtime.engine.model.Payload, which lists those
 fields in `_not_null_keys`), so this plugin documents just X.
+
+With API keys, the protected routes carry the `ApiKey` security requirement (an HTTP
+bearer scheme) and document their 401 answer (`document_api_keys`).
 """
 
 from __future__ import annotations
@@ -14,14 +17,25 @@ from typing import Any
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar._openapi.schema_generation import SchemaCreator
-from litestar.openapi.spec import OpenAPIType, Reference, Schema
+from litestar.openapi.spec import Components, OpenAPIType, Reference, Schema, SecurityScheme
 from litestar.plugins.pydantic import PydanticSchemaPlugin
 from litestar.typing import FieldDefinition
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from runtime.engine.model import Payload
+from runtime.http.types import ErrorBody
 
-__all__ = ["PayloadSchemaPlugin", "use_exact_payload_schemas"]
+__all__ = [
+    "API_KEY_SECURITY",
+    "PayloadSchemaPlugin",
+    "api_key_components",
+    "document_api_keys",
+    "use_exact_payload_schemas",
+]
+
+API_KEY_SCHEME = "ApiKey"
+API_KEY_SECURITY: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
+"""The security requirement of the routes behind API keys (a Router's `security`)."""
 
 
 class PayloadSchemaPlugin(PydanticSchemaPlugin):
@@ -87,17 +101,34 @@ def use_exact_payload_schemas(app: Litestar, payload_models: Sequence[type[BaseM
 
 
 def _rewrite_refs(node: Any, named: Callable[[str], str]) -> Any:
+    """pydantic's `#/$defs/X` references as the document's components: each `$ref`, and
+    the values of a discriminator's `mapping` (pydantic writes those as references too)."""
     if isinstance(node, list):
         return [_rewrite_refs(item, named) for item in node]
     if not isinstance(node, dict):
         return node
     out = {}
     for key, value in node.items():
-        if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
-            out[key] = "#/components/schemas/" + named(value.removeprefix("#/$defs/"))
+        if key == "$ref" and isinstance(value, str):
+            out[key] = _component_ref(value, named)
+        elif key == "discriminator" and isinstance(value, dict):
+            out[key] = {
+                **value,
+                **(
+                    {"mapping": {k: _component_ref(v, named) for k, v in value["mapping"].items()}}
+                    if isinstance(value.get("mapping"), dict)
+                    else {}
+                ),
+            }
         else:
             out[key] = _rewrite_refs(value, named)
     return out
+
+
+def _component_ref(ref: Any, named: Callable[[str], str]) -> Any:
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return "#/components/schemas/" + named(ref.removeprefix("#/$defs/"))
+    return ref
 
 
 def _refs(node: Any, found: set[str]) -> None:
@@ -122,3 +153,33 @@ def _prune_unreferenced(document: dict[str, Any], components: dict[str, Any]) ->
             return
         for name in unused:
             del components[name]
+
+
+def api_key_components() -> Components:
+    """The `ApiKey` security scheme: `Authorization: Bearer <one of API_KEYS>`."""
+    return Components(
+        security_schemes={
+            API_KEY_SCHEME: SecurityScheme(
+                type="http",
+                scheme="bearer",
+                description="One of the server's API_KEYS: `Authorization: Bearer <key>`.",
+            )
+        }
+    )
+
+
+def document_api_keys(app: Litestar) -> None:
+    """Add the 401 answer to every operation of `app` that requires the API key."""
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    if "ErrorBody" not in schemas:  # no other route answers an error: pydantic's schema
+        schemas["ErrorBody"] = TypeAdapter(ErrorBody).json_schema()
+    unauthorized = {
+        "description": "No API key, or a wrong one (`WWW-Authenticate: Bearer`)",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation.setdefault("responses", {})["401"] = unauthorized

@@ -13,8 +13,7 @@ routes beside these:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
@@ -26,7 +25,16 @@ from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
 from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
 from runtime.errors import JobNotFound, JobOperationError, JobStateConflict
-from runtime.http.types import ErrorBody
+from runtime.http.types import (
+    BAD_REQUEST,
+    INVALID,
+    UNAVAILABLE,
+    ChannelSummary,
+    ErrorBody,
+    JobList,
+    JobStatus,
+    RetryAccepted,
+)
 
 __all__ = ["JobRoutes"]
 
@@ -37,6 +45,9 @@ _NOT_FOUND = {
     )
 }
 _CONFLICT = {409: ResponseSpec(ErrorBody, description="The job is not in a state that allows this")}
+# What every route of a job answers besides success: its path may be malformed (400), the
+# job unknown (404), Redis unavailable (503).
+_JOB_ERRORS = {**BAD_REQUEST, **_NOT_FOUND, **UNAVAILABLE}
 MAX_OFFSET = 1_000_000
 
 
@@ -45,15 +56,23 @@ class JobRoutes(Controller):
 
     channel_name: str
 
-    @get("/", summary="Counts per state and the rate limiter's window")
+    @get(
+        "/",
+        summary="Counts per state and the rate limiter's window",
+        responses=UNAVAILABLE,
+    )
     async def summary(
         self,
         client: NamedDependency[Client],
-    ) -> dict[str, Any]:
+    ) -> ChannelSummary:
         channel = self.channel_name
-        return asdict(await client.counts(channel))
+        return ChannelSummary.of(await client.counts(channel))
 
-    @get("/jobs", summary="Jobs in one state, newest first")
+    @get(
+        "/jobs",
+        summary="Jobs in one state, newest first",
+        responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
+    )
     async def list_jobs(
         self,
         client: NamedDependency[Client],
@@ -65,51 +84,51 @@ class JobRoutes(Controller):
         ] = "failed",
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
+    ) -> JobList:
         channel = self.channel_name
         if job_state not in STATES:
             raise ClientException(detail=f"state must be one of {', '.join(STATES)}")
         jobs = await client.jobs(channel, job_state, offset=offset, limit=limit)
-        return {"channel": channel, "state": job_state, "jobs": [asdict(job) for job in jobs]}
+        return JobList(channel, job_state, [JobStatus.of(job) for job in jobs])
 
     @get(
         "/jobs/{job_id:str}",
         summary="One job: state, attempts, result, errors, timestamps",
-        responses=_NOT_FOUND,
+        responses=_JOB_ERRORS,
     )
     async def job(
         self,
         job_id: FromPath[str],
         client: NamedDependency[Client],
-    ) -> dict[str, Any]:
+    ) -> JobStatus:
         channel = self.channel_name
         info = await client.job(channel, job_id)
         if info is None:
             raise http_error(JobNotFound(channel, job_id))
-        return asdict(info)
+        return JobStatus.of(info)
 
     @post(
         "/jobs/{job_id:str}/retry",
         status_code=202,
         summary="Run a failed job again",
-        responses={**_NOT_FOUND, **_CONFLICT},
+        responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def retry(
         self,
         job_id: FromPath[str],
         client: NamedDependency[Client],
-    ) -> dict[str, str]:
+    ) -> RetryAccepted:
         try:
             await client.retry(self.channel_name, job_id)
         except JobOperationError as error:
             raise http_error(error) from None
-        return {"id": job_id, "state": "waiting"}
+        return RetryAccepted(id=job_id, state="waiting")
 
     @delete(
         "/jobs/{job_id:str}",
         status_code=204,
         summary="Remove a failed, completed or delayed job",
-        responses={**_NOT_FOUND, **_CONFLICT},
+        responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def discard(
         self,

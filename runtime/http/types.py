@@ -1,28 +1,52 @@
-"""Request options and response bodies shared by every channel's HTTP routes."""
+"""Request options and response bodies shared by every channel's HTTP routes.
+
+Every body the API answers with is a dataclass here, so that the OpenAPI document names
+its type (`JobStatus`, `ErrorBody`, ...) and client generators get typed responses. The
+job records are the engine's (`runtime.engine.jobs`), copied into these at the boundary:
+the HTTP contract changes only when this module does.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from litestar.openapi import ResponseSpec
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, KwargDefinition, QueryParameter
+
+from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
 
 __all__ = [
+    "BAD_REQUEST",
     "ENQUEUE_ERRORS",
+    "INVALID",
+    "UNAVAILABLE",
+    "ChannelSummary",
     "DelayMs",
     "EnqueuedBatch",
     "EnqueuedJob",
     "ErrorBody",
     "FieldError",
     "IdempotencyKey",
+    "JobErrorRecord",
+    "JobList",
+    "JobStatus",
+    "LimiterWindow",
+    "RetryAccepted",
     "ValidationErrorBody",
 ]
 
 
+def _doc(text: str) -> KwargDefinition:
+    """A field's description in the OpenAPI document."""
+    return KwargDefinition(description=text)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorBody:
-    """The body of a 4xx answer."""
+    """The body of a 4xx or 503 answer: `{"status_code": 404, "detail": "no job ..."}`."""
 
     status_code: int
     detail: str
@@ -42,9 +66,24 @@ class ValidationErrorBody:
     errors: list[FieldError]
 
 
+BAD_REQUEST = {
+    400: ResponseSpec(ErrorBody, description="The request is malformed (e.g. the body is not JSON)")
+}
+UNAVAILABLE = {
+    503: ResponseSpec(
+        ErrorBody, description="Redis is unavailable; try again after Retry-After seconds"
+    )
+}
+INVALID = {
+    422: ResponseSpec(
+        ValidationErrorBody, description="Invalid payload or parameter; each bad field is named"
+    )
+}
 ENQUEUE_ERRORS = {
+    **BAD_REQUEST,
     413: ResponseSpec(ErrorBody, description="The body is larger than MAX_BODY_SIZE"),
-    422: ResponseSpec(ValidationErrorBody, description="Invalid payload; each bad field is named"),
+    **INVALID,
+    **UNAVAILABLE,
 }
 """What the enqueue routes answer besides 202, for the OpenAPI document."""
 
@@ -59,6 +98,121 @@ class EnqueuedJob:
 class EnqueuedBatch:
     ids: list[str]
     channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAccepted:
+    """202 of a retry: the job is back on the stream."""
+
+    id: str
+    state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class JobErrorRecord:
+    """One failed run (or a job that could not run)."""
+
+    type: Annotated[
+        str,
+        _doc(
+            "The exception's qualified name, or Channelkit's own reason: "
+            "payload_invalid, message_invalid, stalled"
+        ),
+    ]
+    message: str
+    traceback: Annotated[str, _doc("The end of the formatted traceback (8,000 characters)")]
+    attempt: Annotated[int, _doc("The run it ended; 0: the job never ran")]
+    at: Annotated[int, _doc("Milliseconds since the epoch; 0: unknown")]
+
+    @classmethod
+    def of(cls, error: JobError) -> JobErrorRecord:
+        return cls(error.type, error.message, error.traceback, error.attempt, error.at)
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job: state, attempts, result, errors, timestamps."""
+
+    id: str
+    channel: str
+    state: JobState
+    attempts: Annotated[int, _doc("Runs started")]
+    failures: Annotated[int, _doc("Runs that failed since the job was enqueued or retried")]
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    due_at: Annotated[datetime | None, _doc("When a delayed job or retry is due")]
+    result: Annotated[Any, _doc("What the handler returned, as JSON; null until completed")]
+    error: JobErrorRecord | None
+    errors: Annotated[list[JobErrorRecord], _doc("The last 10 errors, oldest first")]
+    payload: Annotated[Any, _doc("The payload while the job is delayed or failed; otherwise null")]
+
+    @classmethod
+    def of(cls, info: JobInfo) -> JobStatus:
+        return cls(
+            id=info.id,
+            channel=info.channel,
+            state=info.state,
+            attempts=info.attempts,
+            failures=info.failures,
+            enqueued_at=info.enqueued_at,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            due_at=info.due_at,
+            result=info.result,
+            error=JobErrorRecord.of(info.error) if info.error is not None else None,
+            errors=[JobErrorRecord.of(error) for error in info.errors],
+            payload=info.payload,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobList:
+    """A page of one channel's jobs in one state."""
+
+    channel: str
+    state: JobState
+    jobs: list[JobStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterWindow:
+    """The channel's global rate-limit window (zeros without a limiter)."""
+
+    granted_in_window: Annotated[int, _doc("Starts granted in the current window")]
+    window_resets_in_ms: Annotated[int, _doc("Time until the window expires")]
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> LimiterWindow:
+        return cls(
+            granted_in_window=int(raw.get("granted_in_window", 0)),
+            window_resets_in_ms=int(raw.get("window_resets_in_ms", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSummary:
+    """Jobs per state of one channel, and its rate limiter's window."""
+
+    channel: str
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    limiter: LimiterWindow | None
+
+    @classmethod
+    def of(cls, counts: ChannelCounts) -> ChannelSummary:
+        return cls(
+            channel=counts.channel,
+            waiting=counts.waiting,
+            active=counts.active,
+            delayed=counts.delayed,
+            completed=counts.completed,
+            failed=counts.failed,
+            limiter=LimiterWindow.of(counts.limiter) if counts.limiter is not None else None,
+        )
 
 
 # Parameters of the enqueue routes: plain parameters, not a dependency, because Litestar
