@@ -60,12 +60,16 @@ class JobRunner:
         self._abandoned = False
         self._job_logger = logging.getLogger(f"channelkit.jobs.{channel.name}")
 
+    def running_job_ids(self) -> list[str]:
+        return [task.get_name() for task in self.running.values()]
+
     @property
     def free_slots(self) -> int:
         return self.channel.concurrency - len(self.running)
 
     def run(self, job: ClaimedJob, numbers: RunNumbers) -> None:
-        self.running[job.stream_id] = asyncio.create_task(self._run(job, numbers))
+        # Named by the job id, so that what runs can be told (LoopMonitor, debugging).
+        self.running[job.stream_id] = asyncio.create_task(self._run(job, numbers), name=job.job_id)
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Let running jobs finish for up to `timeout` seconds. True when all did;

@@ -17,6 +17,7 @@ from typing import Any
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
+from runtime.engine.loop_monitor import LoopMonitor
 from runtime.engine.metrics import Metrics
 
 __all__ = ["Workers", "consumer_name"]
@@ -54,6 +55,13 @@ class Workers:
             )
             for channel in channels
         ]
+        self.monitor = LoopMonitor(self.running_job_ids)
+
+    def running_job_ids(self) -> dict[str, list[str]]:
+        """The ids of the jobs running now, by channel."""
+        return {
+            consumer.channel.name: consumer.runner.running_job_ids() for consumer in self.consumers
+        }
 
     @property
     def running(self) -> int:
@@ -70,6 +78,7 @@ class Workers:
     async def start(self) -> None:
         for consumer in self.consumers:
             await consumer.start()
+        self.monitor.start()
         names = ", ".join(consumer.channel.name for consumer in self.consumers)
         logger.info("workers started for %s as consumer %s", names or "no channel", self.consumer)
 
@@ -84,4 +93,5 @@ class Workers:
         results = await asyncio.gather(
             *(consumer.stop(self.shutdown_timeout) for consumer in self.consumers)
         )
+        await self.monitor.stop()
         return all(results)
