@@ -5,9 +5,11 @@ ChannelkitError
 │                                        (the generator's subclass lists every problem)
 ├── UnknownChannelError (also KeyError)  a channel name that the registry does not have
 ├── PermanentError                       raised by a handler: fail the job now, never retry
+├── ResourcesError                       the app's resources factory raised or hung at startup
 ├── RedisUnavailable (also ConnectionError)  Redis could not be reached or refused the
 │   │                                    command; the message says which and why
 │   └── EnqueueError                     a job could not be stored in Redis
+├── InvalidJobRequest (also ValueError)  a job lookup asked for something out of bounds
 └── JobOperationError                    retry, discard (or cancel) a job could not do
     ├── JobNotFound (also LookupError)   no such job: never enqueued, or removed by retention
     └── JobStateConflict                 the job exists but its state does not allow it
@@ -24,11 +26,13 @@ __all__ = [
     "ChannelkitError",
     "ConfigError",
     "EnqueueError",
+    "InvalidJobRequest",
     "JobNotFound",
     "JobOperationError",
     "JobStateConflict",
     "PermanentError",
     "RedisUnavailable",
+    "ResourcesError",
     "UnknownChannelError",
 ]
 
@@ -71,6 +75,11 @@ class EnqueueError(RedisUnavailable):
     """A job could not be stored in Redis; nothing of it was written."""
 
 
+class InvalidJobRequest(ChannelkitError, ValueError):
+    """A request field that no job or channel could match: an empty job id, an unknown
+    state, a limit or an offset beyond its bound. The message names the field."""
+
+
 class JobOperationError(ChannelkitError):
     """An operation on one stored job could not be done."""
 
@@ -110,3 +119,8 @@ class JobStateConflict(JobOperationError):
 
 def _either(states: Sequence[str]) -> str:
     return states[0] if len(states) == 1 else f"{', '.join(states[:-1])} or {states[-1]}"
+
+
+class ResourcesError(ChannelkitError):
+    """The app's `resources:` factory raised, or did not yield in time, at startup: the
+    process stops before taking a job (`runtime serve` exits 1)."""

@@ -15,17 +15,21 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.metrics import Metrics
 from runtime.engine.redis_errors import redis_errors
 from runtime.engine.scripts import ChannelScripts, NewJob, ScriptSet
-from runtime.errors import EnqueueError, JobNotFound, JobStateConflict
+from runtime.errors import EnqueueError, InvalidJobRequest, JobNotFound, JobStateConflict
 
 __all__ = ["DEFAULT_PREFIX", "Client", "Enqueuer", "encode_job"]
 
 DEFAULT_PREFIX = "channelkit"
+# Waiting and active jobs are listed by reading the stream in order: a listing reads at
+# most this deep (offset + limit), so a deep page cannot cost a scan of the whole backlog.
+STREAM_LIST_DEPTH = 10_000
 
 
 def encode_job(channel: str, payload: BaseModel, job_id: str) -> bytes:
@@ -189,24 +193,54 @@ class Client:
             raw_ids: list[bytes] = await self.redis.zrevrange(index, offset, offset + limit - 1)  # type: ignore[assignment]
             ids = [_text(job_id) for job_id in raw_ids]
         else:
-            entries: Any = await self.redis.xrange(keys.stream, count=offset + limit + 1000)
-            ids = [
-                job_id for _, fields in entries if (job_id := _task_id(fields.get(b"data", b"")))
-            ]
+            if offset + limit > STREAM_LIST_DEPTH:
+                raise InvalidJobRequest(
+                    f"offset + limit is at most {STREAM_LIST_DEPTH} for {state} jobs "
+                    f"(read from the stream in order); got {offset} + {limit}"
+                )
+            ids = await self._stream_job_ids(keys, state, offset, limit)
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))
             hashes: list[dict[bytes, bytes]] = await pipe.execute()
-        found = [
+        return [
             info
             for job_id, raw in zip(ids, hashes, strict=True)
             if raw and (info := JobInfo.from_hash(channel, job_id, raw)).state == state
         ]
-        return (
-            found[:limit]
-            if state in ("failed", "completed", "delayed")
-            else found[offset : offset + limit]
-        )
+
+    async def _stream_job_ids(
+        self, keys: ChannelKeys, state: str, offset: int, limit: int
+    ) -> list[str]:
+        """Waiting jobs are the entries after the group's last delivered one, active jobs
+        its pending entries: only the page's entries are read in full."""
+        try:
+            groups: list[dict[str, Any]] = await self.redis.xinfo_groups(keys.stream)
+        except ResponseError:  # no stream yet
+            return []
+        group = next((g for g in groups if _text(g["name"]) == CONSUMER_GROUP), None)
+        if state == "waiting":
+            after = _text(group["last-delivered-id"]) if group is not None else "0-0"
+            entries: Any = await self.redis.xrange(
+                keys.stream, min=f"({after}", count=offset + limit
+            )
+        else:
+            if group is None:
+                return []
+            pending: Any = await self.redis.xpending_range(
+                keys.stream, CONSUMER_GROUP, min="-", max="+", count=offset + limit
+            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for item in pending[offset : offset + limit]:
+                    pipe.xrange(keys.stream, min=item["message_id"], max=item["message_id"])
+                ranges: list[Any] = await pipe.execute()
+            entries = [entry for found in ranges for entry in found]
+            offset = 0
+        return [
+            job_id
+            for _, fields in entries[offset : offset + limit]
+            if (job_id := _task_id(fields.get(b"data", b"")))
+        ]
 
     async def retry(self, channel: str, job_id: str) -> None:
         """Run a failed job again (its failures reset).
