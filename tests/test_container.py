@@ -156,11 +156,14 @@ def app_service(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def compose_env(service: dict[str, Any]) -> dict[str, str]:
-    """The service's environment, with `${VAR:-default}` taken at its default."""
+    """The service's environment, with `${VAR:-default}` taken at its default and a
+    variable without a value (passed from the shell only when set there) left out."""
     environment = service.get("environment", {})
     assert isinstance(environment, dict), "environment as a mapping, not a list"
     resolved: dict[str, str] = {}
     for key, value in environment.items():
+        if value is None:
+            continue
         text = str(value)
         if text.startswith("${") and text.endswith("}"):
             text = text[2:-1].partition(":-")[2]

@@ -28,6 +28,20 @@ def _list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _api_keys(text: str) -> tuple[str, ...]:
+    """A comma list of keys. A value that names no key ('', ',', ' , ') or an empty one
+    ('a,,b') is refused: it would run without authentication, or with fewer keys, silently."""
+    keys = tuple(item.strip() for item in text.split(","))
+    if not any(keys):
+        raise ValueError(
+            "names no key: unset API_KEYS to run without authentication, or list the keys "
+            "separated by commas"
+        )
+    if not all(keys):
+        raise ValueError("has an empty key between commas")
+    return keys
+
+
 def _setting(
     default: Any, env: str, flag: str, help: str, parse: Callable[[str], Any] = str
 ) -> Any:
@@ -89,12 +103,19 @@ class ServeSettings:
         "seconds running jobs get to finish on SIGTERM",
         float,
     )
+    resources_timeout: float = _setting(
+        30.0,
+        "RESOURCES_TIMEOUT",
+        "--resources-timeout",
+        "seconds the app's resources factory (channels.yaml `resources:`) gets to start",
+        float,
+    )
     api_keys: tuple[str, ...] = _setting(
         (),
         "API_KEYS",
         "--api-keys",
         "comma list; when set, enqueue routes and RPCs need 'Bearer <key>'",
-        _list,
+        _api_keys,
     )
     max_body_size: int = _setting(
         1024 * 1024,
@@ -143,6 +164,8 @@ def settings_from(
     settings = ServeSettings(**values)
     if settings.log_format not in ("console", "json"):
         raise ConfigError(f"LOG_FORMAT={settings.log_format!r}: expected console or json")
+    if not settings.resources_timeout > 0:
+        raise ConfigError("RESOURCES_TIMEOUT must be a positive number of seconds")
     if settings.shutdown_timeout < 0:
         raise ConfigError("SHUTDOWN_TIMEOUT must not be negative")
     return settings
