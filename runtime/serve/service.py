@@ -28,6 +28,7 @@ from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
 from runtime.serve.embedded_redis import EmbeddedRedis
+from runtime.serve.http_timeouts import HeadTimeoutProtocol
 from runtime.serve.settings import ServeSettings
 
 __all__ = ["GeneratedApp", "Service", "load_generated_app"]
@@ -103,7 +104,13 @@ class _AsgiServer:
     async def start(self, host: str, port: int) -> int:
         """Serve until stop(); returns the bound port (useful with port 0)."""
         config = uvicorn.Config(
-            self._app, host=host, port=port, log_config=None, lifespan="on", access_log=False
+            self._app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            http=HeadTimeoutProtocol,  # idle and slowloris connections are closed
         )
         server = self._server = _Uvicorn(config)
         task = self._task = asyncio.create_task(server.serve(), name=self._name)
