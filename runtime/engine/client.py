@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.limits import check_delay, check_job_id
 from runtime.engine.metrics import Metrics
 from runtime.engine.redis_errors import redis_errors
 from runtime.engine.scripts import ChannelScripts, NewJob, ScriptSet
@@ -108,8 +109,16 @@ class Client:
         delay_ms: int | None = None,
     ) -> str:
         """Store one job; returns its id. An id that exists already is not enqueued again
-        (idempotent enqueue, for as long as the job is kept): its id is returned."""
-        job_id = job_id or uuid.uuid4().hex
+        (idempotent enqueue, for as long as the job is kept): its id is returned.
+
+        Raises InvalidJobRequest for a job id or delay out of bounds (runtime.engine.limits),
+        EnqueueError when Redis does not take the job."""
+        if job_id is None:
+            job_id = uuid.uuid4().hex
+        else:
+            check_job_id(job_id)
+        if delay_ms:
+            check_delay(delay_ms)
         job = NewJob(job_id, encode_job(channel, payload, job_id), delay_ms or 0)
         with redis_errors(EnqueueError, f"job {job_id} of {channel!r} was not enqueued"):
             created = await self._coalescer.enqueue(channel, job)
@@ -195,7 +204,7 @@ class Client:
         else:
             if offset + limit > STREAM_LIST_DEPTH:
                 raise InvalidJobRequest(
-                    f"offset + limit is at most {STREAM_LIST_DEPTH} for {state} jobs "
+                    f"offset: offset + limit is at most {STREAM_LIST_DEPTH} for {state} jobs "
                     f"(read from the stream in order); got {offset} + {limit}"
                 )
             ids = await self._stream_job_ids(keys, state, offset, limit)

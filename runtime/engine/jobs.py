@@ -25,7 +25,12 @@ STATES: tuple[JobState, ...] = ("waiting", "delayed", "active", "completed", "fa
 
 def _time(raw: dict[bytes, bytes], name: bytes) -> datetime | None:
     value = raw.get(name)
-    return datetime.fromtimestamp(int(float(value)) / 1000, UTC) if value else None
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(int(float(value)) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None  # beyond what a date can show (written before delays were bounded)
 
 
 def _json(value: bytes | None) -> Any:

@@ -46,6 +46,7 @@ from runtime.engine.client import Enqueuer
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
 from runtime.errors import (
     ChannelkitError,
+    InvalidJobRequest,
     JobNotFound,
     JobStateConflict,
     RedisUnavailable,
@@ -85,11 +86,6 @@ STATE_NUMBERS: Mapping[JobState, int] = {
     "failed": 5,
 }
 _STATES_BY_NUMBER: Mapping[int, JobState] = {n: s for s, n in STATE_NUMBERS.items()}
-
-
-class InvalidJobRequest(ChannelkitError, ValueError):
-    """A request field that no job or channel could match: an empty job id, an unknown
-    state number, a limit over MAX_LIMIT."""
 
 
 # The one table of errors → statuses. The most specific class listed wins (EnqueueError is

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from runtime.auth import ApiKeys
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
-from runtime.errors import EnqueueError, RedisUnavailable
+from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import (
     API_KEY_SECURITY,
@@ -101,6 +101,20 @@ def _unavailable_response(error: RedisUnavailable) -> Response[Any]:
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
         media_type=MediaType.JSON,
         headers={"Retry-After": str(_RETRY_AFTER_S)},
+    )
+
+
+def _on_invalid_job_request(
+    request: Request[Any, Any, State], error: InvalidJobRequest
+) -> Response[Any]:
+    """A job id, delay or listing bound the engine refused: 422 naming the field, as any
+    other invalid input ("job_id: ..." names `job_id`)."""
+    field, _, message = str(error).partition(": ")
+    if not message:
+        field, message = "", str(error)
+    return _on_validation_error(
+        request,
+        ValidationException(detail=str(error), extra=[{"key": field, "message": message}]),
     )
 
 
@@ -216,6 +230,7 @@ def build_http_app(
         },
         exception_handlers={
             ValidationException: _on_validation_error,
+            InvalidJobRequest: _on_invalid_job_request,
             RedisUnavailable: _redis_unavailable_handler(_OutageLog()),
         },
         request_max_body_size=max_body_size,

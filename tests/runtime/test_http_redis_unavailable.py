@@ -75,3 +75,21 @@ async def test_enqueue_and_lookups_answer_503_with_the_reason(
     assert summary.status_code == 503, summary.text
 
     assert not [record for record in caplog.records if record.exc_info], "no traceback logged"
+
+
+async def test_bounds_are_checked_before_redis_is_needed(
+    http_without_redis: httpx.AsyncClient,
+) -> None:
+    """A delay or job id out of bounds is a 422 naming the field, even while Redis is
+    down: nothing is attempted."""
+    body = {"to": "+14155550100", "body": "hello"}
+    too_late = await http_without_redis.post(
+        "/channels/sms/jobs", json=body, params={"delay_ms": 10**15}
+    )
+    assert too_late.status_code == 422, too_late.text
+    assert too_late.json()["errors"][0]["field"] == "delay_ms"
+    too_deep = await http_without_redis.get(
+        "/channels/sms/jobs", params={"state": "waiting", "offset": 100_000, "limit": 500}
+    )
+    assert too_deep.status_code == 422, too_deep.text
+    assert too_deep.json()["errors"][0]["field"] == "offset"

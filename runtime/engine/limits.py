@@ -1,0 +1,33 @@
+"""Bounds on what a producer may ask for, checked where every enqueue path meets (the
+Client), so HTTP, gRPC and Python producers refuse the same input the same way.
+
+A job id is part of Redis key names and of log lines: 1 to MAX_JOB_ID_LENGTH characters,
+none of them a control character (a newline or a NUL would forge log lines and break
+tools). A delay beyond MAX_DELAY_MS is almost surely a unit mistake (microseconds for
+milliseconds); it would also put a due time past what dates can show.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runtime.errors import InvalidJobRequest
+
+__all__ = ["MAX_DELAY_MS", "MAX_JOB_ID_LENGTH", "check_delay", "check_job_id"]
+
+MAX_JOB_ID_LENGTH = 200
+MAX_DELAY_MS = 366 * 24 * 3600 * 1000  # a year (and a day)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_job_id(job_id: str) -> None:
+    if not 1 <= len(job_id) <= MAX_JOB_ID_LENGTH:
+        raise InvalidJobRequest(f"job_id: 1 to {MAX_JOB_ID_LENGTH} characters; got {len(job_id)}")
+    if _CONTROL.search(job_id):
+        raise InvalidJobRequest("job_id: control characters (newline, NUL, ...) are not allowed")
+
+
+def check_delay(delay_ms: int) -> None:
+    if not 0 <= delay_ms <= MAX_DELAY_MS:
+        raise InvalidJobRequest(f"delay_ms: 0 to {MAX_DELAY_MS} (a year); got {delay_ms}")
