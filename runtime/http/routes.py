@@ -13,18 +13,20 @@ routes beside these:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
+from litestar.types import Method, OperationIDCreator
 
 from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
-from runtime.errors import JobNotFound, JobOperationError, JobStateConflict
+from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, JobStateConflict
 from runtime.http.types import (
     BAD_REQUEST,
     INVALID,
@@ -51,6 +53,19 @@ _JOB_ERRORS = {**BAD_REQUEST, **_NOT_FOUND, **UNAVAILABLE}
 MAX_OFFSET = 1_000_000
 
 
+def _operation_id(template: str) -> OperationIDCreator:
+    """Operation ids with the channel in them (`get_sms_job`), as the generated enqueue
+    routes have (`enqueue_sms`): what client generators name their functions after."""
+
+    def create(_handler: HTTPRouteHandler, _method: Method, path: list[Any]) -> str:
+        # The path is /channels/{name}/... (the generated controllers' `path`); Litestar
+        # turns a controller into a router, so the handler no longer knows channel_name.
+        channel = path[1] if len(path) > 1 and path[0] == "channels" else "_".join(map(str, path))
+        return template.format(channel=channel)
+
+    return create
+
+
 class JobRoutes(Controller):
     """Base of a channel's controller: set `path` and `channel_name`."""
 
@@ -59,6 +74,7 @@ class JobRoutes(Controller):
     @get(
         "/",
         summary="Counts per state and the rate limiter's window",
+        operation_id=_operation_id("get_{channel}_counts"),
         responses=UNAVAILABLE,
     )
     async def summary(
@@ -71,6 +87,7 @@ class JobRoutes(Controller):
     @get(
         "/jobs",
         summary="Jobs in one state, newest first",
+        operation_id=_operation_id("list_{channel}_jobs"),
         responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
     )
     async def list_jobs(
@@ -88,12 +105,18 @@ class JobRoutes(Controller):
         channel = self.channel_name
         if job_state not in STATES:
             raise ClientException(detail=f"state must be one of {', '.join(STATES)}")
-        jobs = await client.jobs(channel, job_state, offset=offset, limit=limit)
+        try:
+            jobs = await client.jobs(channel, job_state, offset=offset, limit=limit)
+        except InvalidJobRequest as error:  # a page beyond what the state can list
+            raise ValidationException(
+                detail=str(error), extra=[{"key": "offset", "message": str(error)}]
+            ) from None
         return JobList(channel, job_state, [JobStatus.of(job) for job in jobs])
 
     @get(
         "/jobs/{job_id:str}",
         summary="One job: state, attempts, result, errors, timestamps",
+        operation_id=_operation_id("get_{channel}_job"),
         responses=_JOB_ERRORS,
     )
     async def job(
@@ -111,6 +134,7 @@ class JobRoutes(Controller):
         "/jobs/{job_id:str}/retry",
         status_code=202,
         summary="Run a failed job again",
+        operation_id=_operation_id("retry_{channel}_job"),
         responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def retry(
@@ -128,6 +152,7 @@ class JobRoutes(Controller):
         "/jobs/{job_id:str}",
         status_code=204,
         summary="Remove a failed, completed or delayed job",
+        operation_id=_operation_id("discard_{channel}_job"),
         responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def discard(

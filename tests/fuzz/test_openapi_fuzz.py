@@ -148,3 +148,16 @@ def test_huge_offset_is_a_client_error(reference_server: ReferenceServer) -> Non
             timeout=10,
         )
         assert response.status_code == 422, (state, response.status_code, response.text[:300])
+
+
+def test_page_beyond_the_stream_is_a_client_error(reference_server: ReferenceServer) -> None:
+    """Waiting and active jobs are listed from the stream, to a bounded depth: a page past
+    it is a 422 naming `offset` (it was a 500)."""
+    for state in ("waiting", "active"):
+        response = httpx.get(
+            f"{reference_server.http_url}/channels/sms/jobs",
+            params={"state": state, "offset": "20000"},
+            timeout=10,
+        )
+        assert response.status_code == 422, (state, response.status_code, response.text[:300])
+        assert [error["field"] for error in response.json()["errors"]] == ["offset"]
