@@ -10,6 +10,7 @@ Payload schemas are read and checked afterwards by `schemas`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import keyword
@@ -23,7 +24,12 @@ from typing import Any, Literal
 import jsonschema
 
 from generator.errors import ConfigError, Problem
-from generator.handlers import HandlerSignature, inspect_handler
+from generator.handlers import (
+    HandlerSignature,
+    ResourcesSignature,
+    inspect_handler,
+    inspect_resources,
+)
 from generator.yaml_source import KeyPath, LocatedDocument, load_yaml
 
 __all__ = [
@@ -147,6 +153,8 @@ class ChannelConfig:
     payload: dict[str, Any]
     result: dict[str, Any] | None
     key_path: KeyPath
+    resources: ResourcesSignature | None = None
+    """The app's resources factory: the processor types its JobContext with what it yields."""
 
     @property
     def class_prefix(self) -> str:
@@ -161,6 +169,7 @@ class ChannelsConfig:
     document: LocatedDocument
     channels: tuple[ChannelConfig, ...]
     proto_package: str = "channels.v1"
+    resources: ResourcesSignature | None = None
 
     @property
     def by_name(self) -> dict[str, ChannelConfig]:
@@ -188,14 +197,19 @@ def load_config(path: Path) -> ChannelsConfig:
     problems: list[Problem] = []
     channels = []
     data = document.data
+    resources = (
+        inspect_resources(path.parent, data["resources"], document, ("resources",), problems)
+        if "resources" in data
+        else None
+    )
     for name in sorted(data["channels"]):
         channel = _build_channel(document, name, data.get("defaults", {}), path.parent, problems)
         if channel is not None:
-            channels.append(channel)
+            channels.append(dataclasses.replace(channel, resources=resources))
     if problems:
         raise ConfigError(problems)
     proto_package = data.get("grpc", {}).get("package", "channels.v1")
-    return ChannelsConfig(path, text, document, tuple(channels), proto_package)
+    return ChannelsConfig(path, text, document, tuple(channels), proto_package, resources)
 
 
 def _display_name(path: Path) -> str:
@@ -255,9 +269,9 @@ def _explain(document: LocatedDocument, error: jsonschema.ValidationError) -> Pr
             message=f"channel name {name!r} is not valid: use lower-case letters, digits and '_', "
             "starting with a letter (it becomes a Python module and a URL segment)",
         )
-    if error.validator == "pattern" and path[-1:] == ("handler",):
+    if error.validator == "pattern" and path[-1:] in (("handler",), ("resources",)):
         return document.problem(
-            path, f"handler {error.instance!r} is not of the form 'package.module:function'"
+            path, f"{path[-1]} {error.instance!r} is not of the form 'package.module:function'"
         )
     if error.validator == "minimum" and path[-1:] == ("concurrency",):
         return document.problem(path, f"concurrency must be at least 1, got {error.instance!r}")
@@ -330,7 +344,10 @@ def _build_channel(
         )
         return None
     module, function = raw["handler"].split(":")
-    handler = inspect_handler(root, module, function, document, (*path, "handler"), problems)
+    payload_class = "".join(part.capitalize() for part in name.split("_")) + "Payload"
+    handler = inspect_handler(
+        root, module, function, document, (*path, "handler"), problems, payload_class
+    )
     if handler is None:
         return None
     limiter = raw.get("limiter")

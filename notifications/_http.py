@@ -5,8 +5,8 @@
     other 4xx                DeliveryRejected: the job fails for good
     anything else (3xx)      ProviderUnavailable
 
-One client per request: a job sends one request, and nothing outlives the event loop
-that ran it.
+The request goes through the process's pooled client for the provider
+(`notifications.resources`), so jobs reuse kept-alive connections.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ _SHOWN_BODY_CHARS = 500
 
 
 async def post_json(
-    provider: ProviderSettings, body: dict[str, Any], *, idempotency_key: str
+    client: httpx.AsyncClient,
+    provider: ProviderSettings,
+    body: dict[str, Any],
+    *,
+    idempotency_key: str,
 ) -> str | None:
     """Send `body`; return the provider's message id, if its answer names one.
 
@@ -37,8 +41,7 @@ async def post_json(
     if provider.token:
         headers["Authorization"] = f"Bearer {provider.token}"
     try:
-        async with httpx.AsyncClient(timeout=provider.timeout) as client:
-            response = await client.post(provider.url, json=body, headers=headers)
+        response = await client.post(provider.url, json=body, headers=headers)
     except httpx.HTTPError as error:
         reason = f"{type(error).__name__} on POST {provider.url}: {error}"
         raise ProviderUnavailable(provider.name, reason) from error

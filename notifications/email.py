@@ -27,6 +27,7 @@ from notifications._metadata import for_log
 from notifications._mime import body_of, build_message, envelope_recipients, message_id_for
 from notifications._result import delivery_result
 from notifications.errors import DeliveryRejected, ProviderUnavailable
+from notifications.resources import Resources, SmtpPool
 from notifications.settings import SmtpSettings, smtp_sender
 from runtime.engine.context import JobContext
 from runtime.errors import ConfigError
@@ -36,7 +37,7 @@ __all__ = ["send_email"]
 _SERVER = "SMTP server"
 
 
-async def send_email(payload: EmailPayload, context: JobContext) -> EmailResult:
+async def send_email(payload: EmailPayload, context: JobContext[Resources]) -> EmailResult:
     """Send one email; without SMTP_URL, log it and report a dry run."""
     settings = SmtpSettings.from_env()
     sender = smtp_sender()
@@ -63,7 +64,7 @@ async def send_email(payload: EmailPayload, context: JobContext) -> EmailResult:
     message = build_message(
         payload, body, sender=sender, message_id=message_id, attachments=attachments
     )
-    refused = await _submit(settings, message, sender.addr_spec, recipients)
+    refused = await _submit(context.resources.smtp, settings, message, sender.addr_spec, recipients)
     accepted = [address for address in recipients if address not in refused]
     context.logger.info(
         "job %s: email %s accepted for %s%s%s",
@@ -79,25 +80,17 @@ async def send_email(payload: EmailPayload, context: JobContext) -> EmailResult:
 
 
 async def _submit(
+    pool: SmtpPool,
     settings: SmtpSettings,
     message: EmailMessage,
     sender: str,
     recipients: list[str],
 ) -> dict[str, str]:
-    """Hand the message to the server; return the refused recipients with their reasons."""
+    """Hand the message to the server over a pooled connection; return the refused
+    recipients with their reasons."""
     try:
-        refused, _ = await aiosmtplib.send(
-            message,
-            sender=sender,
-            recipients=recipients,
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password,
-            use_tls=settings.use_tls,
-            start_tls=settings.start_tls,
-            timeout=settings.timeout,
-        )
+        async with pool.connection(settings) as smtp:
+            refused, _ = await smtp.send_message(message, sender=sender, recipients=recipients)
     except aiosmtplib.SMTPRecipientsRefused as error:
         reasons = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in error.recipients)
         if all(refusal.code >= 500 for refusal in error.recipients):

@@ -11,13 +11,14 @@ from generated.models.push import PushPayload, PushResult
 from notifications._http import post_json
 from notifications._metadata import for_log
 from notifications._result import delivery_result
+from notifications.resources import Resources
 from notifications.settings import ProviderSettings
 from runtime.engine.context import JobContext
 
 __all__ = ["send_push"]
 
 
-async def send_push(payload: PushPayload, context: JobContext) -> PushResult:
+async def send_push(payload: PushPayload, context: JobContext[Resources]) -> PushResult:
     """Send one notification to every device token; without PUSH_PROVIDER_URL, log it."""
     body = payload.model_dump(mode="json", exclude_none=True)
     tokens = [str(token) for token in body["device_tokens"]]
@@ -32,7 +33,12 @@ async def send_push(payload: PushPayload, context: JobContext) -> PushResult:
             for_log(payload),
         )
         return delivery_result(PushResult, accepted=tokens, dry_run=True)
-    message_id = await post_json(provider, body, idempotency_key=context.job_id)
+    message_id = await post_json(
+        context.resources.http.for_provider(provider),
+        provider,
+        body,
+        idempotency_key=context.job_id,
+    )
     context.logger.info(
         "job %s: push to %d device(s) accepted as %s%s",
         context.job_id,

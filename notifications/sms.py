@@ -10,13 +10,14 @@ from generated.models.sms import SmsPayload, SmsResult
 from notifications._http import post_json
 from notifications._metadata import for_log
 from notifications._result import delivery_result
+from notifications.resources import Resources
 from notifications.settings import ProviderSettings
 from runtime.engine.context import JobContext
 
 __all__ = ["send_sms"]
 
 
-async def send_sms(payload: SmsPayload, context: JobContext) -> SmsResult:
+async def send_sms(payload: SmsPayload, context: JobContext[Resources]) -> SmsResult:
     """Send one text message; without SMS_PROVIDER_URL, log it and report a dry run."""
     body = payload.model_dump(mode="json", exclude_none=True)
     to = str(body["to"])
@@ -30,7 +31,12 @@ async def send_sms(payload: SmsPayload, context: JobContext) -> SmsResult:
             for_log(payload),
         )
         return delivery_result(SmsResult, accepted=[to], dry_run=True)
-    message_id = await post_json(provider, body, idempotency_key=context.job_id)
+    message_id = await post_json(
+        context.resources.http.for_provider(provider),
+        provider,
+        body,
+        idempotency_key=context.job_id,
+    )
     context.logger.info(
         "job %s: SMS to %s accepted as %s%s", context.job_id, to, message_id, for_log(payload)
     )

@@ -24,6 +24,7 @@ from generated.models.whatsapp import WhatsappPayload, WhatsappResult
 from notifications._http import post_json
 from notifications._metadata import for_log
 from notifications._result import delivery_result
+from notifications.resources import Resources
 from notifications.settings import ProviderSettings
 from runtime.engine.context import JobContext
 
@@ -32,7 +33,7 @@ __all__ = ["cloud_api_body", "send_whatsapp"]
 _PARAMETER_KINDS = ("text", "currency", "date_time")
 
 
-async def send_whatsapp(payload: WhatsappPayload, context: JobContext) -> WhatsappResult:
+async def send_whatsapp(payload: WhatsappPayload, context: JobContext[Resources]) -> WhatsappResult:
     """Send one template message; without WHATSAPP_PROVIDER_URL, log it and report a dry run."""
     body = cloud_api_body(payload)
     to = str(body["to"])
@@ -47,7 +48,12 @@ async def send_whatsapp(payload: WhatsappPayload, context: JobContext) -> Whatsa
             for_log(payload),
         )
         return delivery_result(WhatsappResult, accepted=[to], dry_run=True)
-    message_id = await post_json(provider, body, idempotency_key=context.job_id)
+    message_id = await post_json(
+        context.resources.http.for_provider(provider),
+        provider,
+        body,
+        idempotency_key=context.job_id,
+    )
     context.logger.info(
         "job %s: WhatsApp to %s accepted as %s%s", context.job_id, to, message_id, for_log(payload)
     )

@@ -13,7 +13,7 @@ generated `routes` or `grpc_service` module asks for them.
     models       Payload (the base of every model), NotNull (optional, but not null)
     channels     Client, Enqueuer
     processors   JobContext, register_channel_task
-    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Stalled
+    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Stalled, ResourcesFactory
     routes       JobRoutes, ENQUEUE_ERRORS, DelayMs, IdempotencyKey, EnqueuedJob,
                  EnqueuedBatch, batch_operation, validate_batch        (Litestar)
     grpc_service MessageTable, MessageSpec, FieldSpec, ConstSpec, ChannelSpec,
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
 from runtime.engine.client import Client, Enqueuer
-from runtime.engine.context import JobContext
+from runtime.engine.context import JobContext, ResourcesFactory
 from runtime.engine.model import NotNull, Payload
 from runtime.engine.tasks import register_channel_task
 
@@ -75,6 +75,7 @@ __all__ = [
     "MessageTable",
     "NotNull",
     "Payload",
+    "ResourcesFactory",
     "Retention",
     "Retry",
     "Stalled",

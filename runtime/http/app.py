@@ -203,7 +203,10 @@ def build_http_app(
     api_keys: Sequence[str] = (),
     max_body_size: int = 1024 * 1024,
     title: str = "Channelkit",
+    resources: object = None,
 ) -> Litestar:
+    """`resources` (what the app's resources factory yielded) is the `resources`
+    dependency of every route, and `app.state.resources`."""
     protected = Router(
         path="/",
         route_handlers=list(controllers),
@@ -218,6 +221,9 @@ def build_http_app(
     def provide_enqueuer() -> Enqueuer:
         return client
 
+    def provide_resources() -> Any:
+        return resources
+
     app = Litestar(
         route_handlers=[
             protected,
@@ -227,7 +233,9 @@ def build_http_app(
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
             "client": Provide(provide_client, use_cache=True, sync_to_thread=False),
+            "resources": Provide(provide_resources, use_cache=True, sync_to_thread=False),
         },
+        state=State({"resources": resources}),
         exception_handlers={
             ValidationException: _on_validation_error,
             InvalidJobRequest: _on_invalid_job_request,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from runtime.errors import ChannelkitError
+from runtime.errors import ChannelkitError, ResourcesError
 from runtime.serve.logs import configure_logging
 from runtime.serve.service import Service, load_generated_app
 from runtime.serve.settings import settings_from
@@ -84,6 +84,10 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     try:
         _run_loop(_run(service))
+    except ResourcesError as error:
+        # The app's own code failed, not its configuration: exit 1, as a crash would.
+        logger.error("%s; not serving", error, exc_info=error.__cause__)
+        return 1
     except ChannelkitError as error:
         logger.error("%s", error)
         return 2

@@ -270,6 +270,7 @@ class Service:
             api_keys=self.settings.api_keys,
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
+            resources=self.resources,
         )
         self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
         self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)

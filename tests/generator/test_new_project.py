@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from tests.conftest import ROOT
-from tests.generator.conftest import HANDLERS, OUT, ProjectFactory, run_generate
+from tests.generator.conftest import CHANNELS_YAML, HANDLERS, OUT, ProjectFactory, run_generate
 
 
 @pytest.fixture
@@ -169,15 +169,9 @@ def test_mypy_strict_accepts_the_project_and_rejects_a_mistyped_handler(
     assert run_generate(project).returncode == 0
     checked = mypy(project)
     assert checked.returncode == 0, checked.stdout
-    # The handler now takes the wrong payload model and returns the wrong type.
+    # A handler typed with another channel's payload is refused by `runtime generate`
+    # itself (tests/generator/test_handler_checks.py); a wrong return type is mypy's.
     mistyped = HANDLERS.replace(
-        "async def confirm_order(payload: OrdersPayload, context: JobContext) -> OrdersResult:",
-        "async def confirm_order(payload: InvoicesPayload, context: JobContext) -> OrdersResult:",
-    ).replace(
-        'return OrdersResult(confirmation=f"{payload.order_id}:{context.attempt}")',
-        "return OrdersResult(confirmation=str(payload.invoice_id))",
-    )
-    mistyped = mistyped.replace(
         "def send_invoice(payload: InvoicesPayload) -> None:",
         "def send_invoice(payload: InvoicesPayload) -> int:",
     )
@@ -186,6 +180,59 @@ def test_mypy_strict_accepts_the_project_and_rejects_a_mistyped_handler(
     assert run_generate(project).returncode == 0
     rejected = mypy(project)
     assert rejected.returncode == 1, rejected.stdout
-    assert f"{OUT}/processors/orders.py" in rejected.stdout
-    assert 'incompatible type "OrdersPayload"; expected "InvoicesPayload"' in rejected.stdout
     assert f"{OUT}/processors/invoices.py" in rejected.stdout
+
+
+RESOURCES = """\
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Pools:
+    size: int
+
+
+@asynccontextmanager
+async def lifespan() -> AsyncIterator[Pools]:
+    yield Pools(size=3)
+"""
+
+
+def test_mypy_strict_checks_handlers_against_what_the_resources_factory_yields(
+    make_project: ProjectFactory,
+) -> None:
+    typed = (
+        HANDLERS.replace(
+            "from runtime import JobContext",
+            "from runtime import JobContext\nfrom shop.resources import Pools",
+        )
+        .replace(
+            "context: JobContext) -> OrdersResult:", "context: JobContext[Pools]) -> OrdersResult:"
+        )
+        .replace(
+            "{payload.order_id}:{context.attempt}", "{payload.order_id}:{context.resources.size}"
+        )
+    )
+    project = make_project(
+        channels_yaml=CHANNELS_YAML.replace(
+            "version: 1\n", "version: 1\nresources: shop.resources:lifespan\n"
+        ),
+        handlers=typed,
+    )
+    (project / "shop" / "resources.py").write_text(RESOURCES)
+    assert run_generate(project).returncode == 0
+    checked = mypy(project)
+    assert checked.returncode == 0, checked.stdout
+    # The factory now yields something else than the handler declares.
+    (project / "shop" / "resources.py").write_text(
+        RESOURCES.replace("AsyncIterator[Pools]", "AsyncIterator[int]").replace(
+            "yield Pools(size=3)", "yield 3"
+        )
+    )
+    assert run_generate(project).returncode == 0
+    rejected = mypy(project)
+    assert rejected.returncode == 1, rejected.stdout
+    assert f"{OUT}/processors/orders.py" in rejected.stdout
+    assert '"JobContext[int]"; expected "JobContext[Pools]"' in rejected.stdout

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 
+from notifications.resources import Resources, lifespan
 from tests.notifications.servers import (
     ENV_VARS,
     HttpServer,
@@ -24,6 +25,13 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts unconfigured, whatever the developer's shell exports."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def resources() -> AsyncIterator[Resources]:
+    """The app's shared clients, as `runtime serve` opens them for a process."""
+    async with lifespan() as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
+from notifications.resources import Resources
 from runtime.engine.context import JobContext
 
 ENV_VARS = (
@@ -41,13 +42,14 @@ def free_port() -> int:
         return cast(int, probe.getsockname()[1])
 
 
-def job_context(channel: str, job_id: str = "job-1") -> JobContext:
+def job_context(resources: Resources, channel: str, job_id: str = "job-1") -> JobContext[Resources]:
     """Logs go to `tests.notifications.<channel>`, for caplog."""
     return JobContext(
         job_id=job_id,
         channel=channel,
         attempt=1,
         logger=logging.getLogger(f"tests.notifications.{channel}"),
+        resources=resources,
     )
 
 

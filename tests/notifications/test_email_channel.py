@@ -11,6 +11,7 @@ import pytest
 from generated.models.email import EmailPayload
 from notifications.email import send_email
 from notifications.errors import DeliveryRejected, ProviderUnavailable
+from notifications.resources import Resources
 from runtime.errors import ConfigError, PermanentError
 from tests.notifications.servers import HttpServer, SmtpServer, free_port, job_context
 
@@ -41,7 +42,9 @@ def smtp_env(monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer) -> SmtpSe
     return smtp_server
 
 
-async def test_delivers_text_and_html_to_every_recipient(smtp_env: SmtpServer) -> None:
+async def test_delivers_text_and_html_to_every_recipient(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     payload = email(
         cc=[{"email": "bob@example.com"}],
         bcc=[{"email": "audit@example.com"}, {"email": "ADA@example.com"}],
@@ -49,7 +52,7 @@ async def test_delivers_text_and_html_to_every_recipient(smtp_env: SmtpServer) -
         metadata={"user_id": "42", "campaign": "invoices"},
     )
 
-    result = await send_email(payload, job_context("email", job_id="7f3a"))
+    result = await send_email(payload, job_context(resources, "email", job_id="7f3a"))
 
     [mail] = smtp_env.messages
     assert mail.mail_from == "shop@example.com"
@@ -71,32 +74,38 @@ async def test_delivers_text_and_html_to_every_recipient(smtp_env: SmtpServer) -
     assert result.dry_run is False
 
 
-async def test_html_only_is_a_single_html_part(smtp_env: SmtpServer) -> None:
-    await send_email(email(content={"type": "inline", "html": "<h1>Hi</h1>"}), job_context("email"))
+async def test_html_only_is_a_single_html_part(smtp_env: SmtpServer, resources: Resources) -> None:
+    await send_email(
+        email(content={"type": "inline", "html": "<h1>Hi</h1>"}), job_context(resources, "email")
+    )
 
     [mail] = smtp_env.messages
     assert mail.message.get_content_type() == "text/html"
     assert parts(mail.message) == {"text/html": "<h1>Hi</h1>\n"}
 
 
-async def test_non_ascii_subject_and_name_are_encoded(smtp_env: SmtpServer) -> None:
+async def test_non_ascii_subject_and_name_are_encoded(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     payload = email(to=[{"email": "zoe@example.com", "name": "Zoë Ørsted"}], subject="Grüße 👋")
 
-    await send_email(payload, job_context("email"))
+    await send_email(payload, job_context(resources, "email"))
 
     [mail] = smtp_env.messages
     assert mail.message["Subject"] == "Grüße 👋"
     assert mail.message["To"] == "Zoë Ørsted <zoe@example.com>"
 
 
-async def test_template_renders_variables_into_a_text_body(smtp_env: SmtpServer) -> None:
+async def test_template_renders_variables_into_a_text_body(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     content = {
         "type": "template",
         "template_id": "password-reset",
         "variables": {"name": "Ada", "code": "913 204"},
     }
 
-    await send_email(email(content=content), job_context("email"))
+    await send_email(email(content=content), job_context(resources, "email"))
 
     [mail] = smtp_env.messages
     assert mail.message["X-Template-Id"] == "password-reset"
@@ -106,7 +115,7 @@ async def test_template_renders_variables_into_a_text_body(smtp_env: SmtpServer)
 
 
 async def test_attachments_are_downloaded_and_attached(
-    smtp_env: SmtpServer, http_server: HttpServer
+    smtp_env: SmtpServer, http_server: HttpServer, resources: Resources
 ) -> None:
     pdf = b"%PDF-1.7 fake invoice"
     attachments = [
@@ -117,7 +126,7 @@ async def test_attachments_are_downloaded_and_attached(
         {"url": http_server.serve_file("/files/3", b"\x89PNG", ""), "filename": "logo.png"},
     ]  # fmt: skip
 
-    await send_email(email(attachments=attachments), job_context("email"))
+    await send_email(email(attachments=attachments), job_context(resources, "email"))
 
     [mail] = smtp_env.messages
     assert mail.message.get_content_type() == "multipart/mixed"
@@ -142,24 +151,24 @@ async def test_attachments_are_downloaded_and_attached(
 
 
 async def test_missing_attachment_fails_permanently_and_sends_nothing(
-    smtp_env: SmtpServer, http_server: HttpServer
+    smtp_env: SmtpServer, http_server: HttpServer, resources: Resources
 ) -> None:
     payload = email(attachments=[{"url": http_server.url("/gone"), "filename": "x.pdf"}])
 
     with pytest.raises(DeliveryRejected, match=r"'x.pdf'.*HTTP 404") as caught:
-        await send_email(payload, job_context("email"))
+        await send_email(payload, job_context(resources, "email"))
 
     assert isinstance(caught.value, PermanentError)
     assert smtp_env.messages == []
 
 
 async def test_refused_recipients_are_reported_and_the_rest_delivered(
-    smtp_env: SmtpServer,
+    smtp_env: SmtpServer, resources: Resources
 ) -> None:
     smtp_env.refuse["nobody@example.com"] = "550 5.1.1 No such user"
     payload = email(to=[{"email": "ada@example.com"}, {"email": "nobody@example.com"}])
 
-    result = await send_email(payload, job_context("email"))
+    result = await send_email(payload, job_context(resources, "email"))
 
     [mail] = smtp_env.messages
     assert mail.rcpt_tos == ["ada@example.com"]
@@ -170,31 +179,35 @@ async def test_refused_recipients_are_reported_and_the_rest_delivered(
     ]
 
 
-async def test_all_recipients_refused_for_good_is_permanent(smtp_env: SmtpServer) -> None:
+async def test_all_recipients_refused_for_good_is_permanent(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     smtp_env.refuse["ada@example.com"] = "550 5.1.1 No such user"
 
     with pytest.raises(PermanentError, match=r"ada@example.com: 550 5.1.1 No such user"):
-        await send_email(email(), job_context("email"))
+        await send_email(email(), job_context(resources, "email"))
 
     assert smtp_env.messages == []
 
 
-async def test_all_recipients_refused_for_now_is_retried(smtp_env: SmtpServer) -> None:
+async def test_all_recipients_refused_for_now_is_retried(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     smtp_env.refuse["ada@example.com"] = "450 4.2.1 Mailbox busy, try later"
 
     with pytest.raises(ProviderUnavailable, match="450") as caught:
-        await send_email(email(), job_context("email"))
+        await send_email(email(), job_context(resources, "email"))
 
     assert not isinstance(caught.value, PermanentError)
 
 
 @pytest.mark.parametrize("smtp_server", [{"credentials": ("mailer", "p@ss:w/rd")}], indirect=True)
 async def test_logs_in_with_the_credentials_from_the_url(
-    monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer
+    monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer, resources: Resources
 ) -> None:
     monkeypatch.setenv("SMTP_URL", f"smtp://mailer:p%40ss%3Aw%2Frd@127.0.0.1:{smtp_server.port}")
 
-    await send_email(email(), job_context("email"))
+    await send_email(email(), job_context(resources, "email"))
 
     [mail] = smtp_server.messages
     assert mail.login == ("mailer", "p@ss:w/rd")
@@ -203,39 +216,43 @@ async def test_logs_in_with_the_credentials_from_the_url(
 
 @pytest.mark.parametrize("smtp_server", [{"credentials": ("mailer", "secret")}], indirect=True)
 async def test_wrong_credentials_are_a_config_error(
-    monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer
+    monkeypatch: pytest.MonkeyPatch, smtp_server: SmtpServer, resources: Resources
 ) -> None:
     monkeypatch.setenv("SMTP_URL", f"smtp://mailer:wrong@127.0.0.1:{smtp_server.port}")
 
     with pytest.raises(ConfigError, match="refused the credentials in SMTP_URL"):
-        await send_email(email(), job_context("email"))
+        await send_email(email(), job_context(resources, "email"))
 
     assert smtp_server.messages == []
 
 
-async def test_unreachable_server_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unreachable_server_is_retried(
+    monkeypatch: pytest.MonkeyPatch, resources: Resources
+) -> None:
     monkeypatch.setenv("SMTP_URL", f"smtp://127.0.0.1:{free_port()}?timeout=5")
 
     with pytest.raises(ProviderUnavailable) as caught:
-        await send_email(email(), job_context("email"))
+        await send_email(email(), job_context(resources, "email"))
 
     assert not isinstance(caught.value, PermanentError)
 
 
-async def test_inline_content_without_text_or_html_is_permanent(smtp_env: SmtpServer) -> None:
+async def test_inline_content_without_text_or_html_is_permanent(
+    smtp_env: SmtpServer, resources: Resources
+) -> None:
     with pytest.raises(PermanentError, match="needs text, html or both"):
-        await send_email(email(content={"type": "inline"}), job_context("email"))
+        await send_email(email(content={"type": "inline"}), job_context(resources, "email"))
 
     assert smtp_env.messages == []
 
 
 async def test_without_smtp_url_it_logs_and_reports_a_dry_run(
-    caplog: pytest.LogCaptureFixture, http_server: HttpServer
+    caplog: pytest.LogCaptureFixture, http_server: HttpServer, resources: Resources
 ) -> None:
     payload = email(attachments=[{"url": http_server.url("/never"), "filename": "a.txt"}])
 
     with caplog.at_level(logging.INFO, logger="tests.notifications.email"):
-        result = await send_email(payload, job_context("email", job_id="j9"))
+        result = await send_email(payload, job_context(resources, "email", job_id="j9"))
 
     [record] = caplog.records
     logged = record.getMessage()

@@ -19,6 +19,7 @@ from generated.models.sms import SmsPayload
 from generated.models.whatsapp import WhatsappPayload
 from notifications.errors import DeliveryRejected, ProviderUnavailable
 from notifications.push import send_push
+from notifications.resources import Resources
 from notifications.sms import send_sms
 from notifications.whatsapp import send_whatsapp
 from runtime.engine.context import JobContext
@@ -45,7 +46,7 @@ WHATSAPP = {
 class Channel:
     name: str
     prefix: str
-    send: Callable[[Any, JobContext], Awaitable[Any]]
+    send: Callable[[Any, JobContext[Resources]], Awaitable[Any]]
     payload: BaseModel
     recipients: list[str]
 
@@ -77,12 +78,14 @@ def configure(
 
 @each_channel
 async def test_posts_json_with_bearer_token_and_job_id_as_idempotency_key(
-    channel: Channel, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, channel.prefix, token="s3cret")
     http_server.reply_json(201, {"id": "msg-123", "status": "queued"})
 
-    result = await channel.send(channel.payload, job_context(channel.name, job_id="job-42"))
+    result = await channel.send(
+        channel.payload, job_context(resources, channel.name, job_id="job-42")
+    )
 
     [request] = http_server.requests
     assert request.method == "POST"
@@ -100,11 +103,11 @@ async def test_posts_json_with_bearer_token_and_job_id_as_idempotency_key(
 
 @each_channel
 async def test_no_token_sends_no_authorization_header(
-    channel: Channel, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, channel.prefix)
 
-    result = await channel.send(channel.payload, job_context(channel.name))
+    result = await channel.send(channel.payload, job_context(resources, channel.name))
 
     [request] = http_server.requests
     assert "authorization" not in request.headers
@@ -114,13 +117,17 @@ async def test_no_token_sends_no_authorization_header(
 @each_channel
 @pytest.mark.parametrize("status", [400, 401, 404, 422])
 async def test_client_error_fails_the_job_for_good(
-    channel: Channel, status: int, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    channel: Channel,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    http_server: HttpServer,
+    resources: Resources,
 ) -> None:
     configure(monkeypatch, http_server, channel.prefix)
     http_server.reply_json(status, {"error": "invalid destination"})
 
     with pytest.raises(DeliveryRejected, match=rf"HTTP {status}.*invalid destination") as caught:
-        await channel.send(channel.payload, job_context(channel.name))
+        await channel.send(channel.payload, job_context(resources, channel.name))
 
     assert isinstance(caught.value, PermanentError)
     assert len(http_server.requests) == 1
@@ -129,13 +136,17 @@ async def test_client_error_fails_the_job_for_good(
 @each_channel
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
 async def test_server_error_timeout_and_throttling_are_retried(
-    channel: Channel, status: int, monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    channel: Channel,
+    status: int,
+    monkeypatch: pytest.MonkeyPatch,
+    http_server: HttpServer,
+    resources: Resources,
 ) -> None:
     configure(monkeypatch, http_server, channel.prefix)
     http_server.reply_text(status, "try again later")
 
     with pytest.raises(ProviderUnavailable, match=rf"HTTP {status}.*try again later") as caught:
-        await channel.send(channel.payload, job_context(channel.name))
+        await channel.send(channel.payload, job_context(resources, channel.name))
 
     assert not isinstance(caught.value, PermanentError)
     assert len(http_server.requests) == 1
@@ -143,32 +154,34 @@ async def test_server_error_timeout_and_throttling_are_retried(
 
 @each_channel
 async def test_unreachable_provider_is_retried(
-    channel: Channel, monkeypatch: pytest.MonkeyPatch
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, resources: Resources
 ) -> None:
     monkeypatch.setenv(f"{channel.prefix}_PROVIDER_URL", f"http://127.0.0.1:{free_port()}/send")
 
     with pytest.raises(ProviderUnavailable, match="ConnectError") as caught:
-        await channel.send(channel.payload, job_context(channel.name))
+        await channel.send(channel.payload, job_context(resources, channel.name))
 
     assert not isinstance(caught.value, PermanentError)
 
 
 @each_channel
 async def test_a_url_that_is_not_http_is_a_config_error(
-    channel: Channel, monkeypatch: pytest.MonkeyPatch
+    channel: Channel, monkeypatch: pytest.MonkeyPatch, resources: Resources
 ) -> None:
     monkeypatch.setenv(f"{channel.prefix}_PROVIDER_URL", "ftp://provider.example/send")
 
     with pytest.raises(ConfigError, match=f"{channel.prefix}_PROVIDER_URL"):
-        await channel.send(channel.payload, job_context(channel.name))
+        await channel.send(channel.payload, job_context(resources, channel.name))
 
 
 @each_channel
 async def test_unconfigured_logs_the_message_and_reports_a_dry_run(
-    channel: Channel, caplog: pytest.LogCaptureFixture
+    channel: Channel, caplog: pytest.LogCaptureFixture, resources: Resources
 ) -> None:
     with caplog.at_level(logging.INFO, logger=f"tests.notifications.{channel.name}"):
-        result = await channel.send(channel.payload, job_context(channel.name, job_id="j7"))
+        result = await channel.send(
+            channel.payload, job_context(resources, channel.name, job_id="j7")
+        )
 
     [record] = caplog.records
     assert record.getMessage().startswith(f"job j7: {channel.prefix}_PROVIDER_URL is not set")
@@ -181,13 +194,16 @@ async def test_unconfigured_logs_the_message_and_reports_a_dry_run(
 
 
 async def test_sms_sends_the_payload_as_json(
-    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    http_server: HttpServer,
+    caplog: pytest.LogCaptureFixture,
+    resources: Resources,
 ) -> None:
     configure(monkeypatch, http_server, "SMS")
     payload = SmsPayload.model_validate({**SMS, "metadata": {"user_id": "42"}})
 
     with caplog.at_level(logging.INFO, logger="tests.notifications.sms"):
-        await send_sms(payload, job_context("sms"))
+        await send_sms(payload, job_context(resources, "sms"))
 
     assert caplog.records[0].getMessage().endswith('accepted as None metadata {"user_id": "42"}')
     assert http_server.requests[0].json() == {
@@ -199,9 +215,11 @@ async def test_sms_sends_the_payload_as_json(
     }
 
 
-async def test_sms_dry_run_logs_recipient_and_text(caplog: pytest.LogCaptureFixture) -> None:
+async def test_sms_dry_run_logs_recipient_and_text(
+    caplog: pytest.LogCaptureFixture, resources: Resources
+) -> None:
     with caplog.at_level(logging.INFO, logger="tests.notifications.sms"):
-        await send_sms(SmsPayload.model_validate(SMS), job_context("sms"))
+        await send_sms(SmsPayload.model_validate(SMS), job_context(resources, "sms"))
 
     assert "+447700900123: 'Your code is 913204'" in caplog.records[0].getMessage()
 
@@ -210,7 +228,7 @@ async def test_sms_dry_run_logs_recipient_and_text(caplog: pytest.LogCaptureFixt
 
 
 async def test_push_sends_the_payload_with_defaults_as_json(
-    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, "PUSH")
     http_server.reply_json(200, {"message_id": 987654321})
@@ -218,7 +236,7 @@ async def test_push_sends_the_payload_with_defaults_as_json(
         {**PUSH, "data": {"order": "A-17"}, "priority": "high", "ttl_seconds": 3600, "badge": 0}
     )
 
-    result = await send_push(payload, job_context("push"))
+    result = await send_push(payload, job_context(resources, "push"))
 
     assert http_server.requests[0].json() == {
         "device_tokens": ["tok-a", "tok-b"],
@@ -233,11 +251,11 @@ async def test_push_sends_the_payload_with_defaults_as_json(
 
 
 async def test_push_fills_in_schema_defaults(
-    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, "PUSH")
 
-    await send_push(PushPayload.model_validate(PUSH), job_context("push"))
+    await send_push(PushPayload.model_validate(PUSH), job_context(resources, "push"))
 
     sent = http_server.requests[0].json()
     assert sent["priority"] == "normal"
@@ -249,7 +267,7 @@ async def test_push_fills_in_schema_defaults(
 
 
 async def test_whatsapp_sends_a_cloud_api_template_message(
-    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, "WHATSAPP", token="EAAG")
     http_server.reply_json(
@@ -261,7 +279,9 @@ async def test_whatsapp_sends_a_cloud_api_template_message(
         },
     )
 
-    result = await send_whatsapp(WhatsappPayload.model_validate(WHATSAPP), job_context("whatsapp"))
+    result = await send_whatsapp(
+        WhatsappPayload.model_validate(WHATSAPP), job_context(resources, "whatsapp")
+    )
 
     assert http_server.requests[0].json() == {
         "messaging_product": "whatsapp",
@@ -294,14 +314,14 @@ async def test_whatsapp_sends_a_cloud_api_template_message(
 
 
 async def test_whatsapp_template_without_parameters_has_no_components(
-    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer
+    monkeypatch: pytest.MonkeyPatch, http_server: HttpServer, resources: Resources
 ) -> None:
     configure(monkeypatch, http_server, "WHATSAPP")
     payload = WhatsappPayload.model_validate(
         {"to": "+14155550100", "template": {"name": "hello_world", "language": "en_US"}}
     )
 
-    await send_whatsapp(payload, job_context("whatsapp"))
+    await send_whatsapp(payload, job_context(resources, "whatsapp"))
 
     assert http_server.requests[0].json()["template"] == {
         "name": "hello_world",
