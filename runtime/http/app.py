@@ -23,6 +23,7 @@ from runtime.auth import ApiKeys
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
+from runtime.http.body import check_json_body
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import (
     API_KEY_SECURITY,
@@ -211,6 +212,7 @@ def build_http_app(
         path="/",
         route_handlers=list(controllers),
         guards=[_api_key_guard(api_keys)] if api_keys else [],
+        before_request=check_json_body,
         security=API_KEY_SECURITY if api_keys else None,
     )
 

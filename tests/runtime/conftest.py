@@ -29,9 +29,13 @@ from typing import Any, Protocol
 
 import httpx
 import pytest
+import uvicorn
 from redis.asyncio import Redis
 
+from runtime.engine.client import Client
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.metrics import Metrics
+from runtime.http.app import build_http_app
 
 PROJECT = Path(__file__).resolve().parent / "project"
 # The generated package's name: the out folder's. Not `generated`, which is the repo's own.
@@ -360,3 +364,33 @@ async def _wait_ready(server: Server, api: bool) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes seconds of real time (sleeping jobs)")
+
+
+@pytest.fixture
+async def http_without_redis() -> AsyncIterator[httpx.AsyncClient]:
+    """The reference app's HTTP routes on uvicorn (a real socket), with a Client whose
+    Redis port has nobody listening."""
+    from generated import routes
+
+    async def ready() -> None:
+        return None
+
+    dead = free_port()  # bound, then closed: nothing listens there
+    client = Client(Redis.from_url(f"redis://127.0.0.1:{dead}/0", socket_connect_timeout=1))
+    app = build_http_app(routes.CONTROLLERS, client, ready, metrics=Metrics(), channels=["sms"])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                assert not task.done(), "uvicorn did not start"
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            yield http
+    finally:
+        server.should_exit = True
+        await task
+        await client.close()

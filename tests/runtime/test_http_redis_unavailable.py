@@ -7,47 +7,10 @@ port has nobody listening.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
-from redis.asyncio import Redis
-
-from runtime.engine.client import Client
-from runtime.engine.metrics import Metrics
-from runtime.http.app import build_http_app
-from tests.runtime.conftest import free_port
-
-
-@pytest.fixture
-async def http_without_redis() -> AsyncIterator[httpx.AsyncClient]:
-    from generated import routes
-
-    async def ready() -> None:
-        return None
-
-    dead = free_port()  # bound, then closed: nothing listens there
-    client = Client(Redis.from_url(f"redis://127.0.0.1:{dead}/0", socket_connect_timeout=1))
-    app = build_http_app(routes.CONTROLLERS, client, ready, metrics=Metrics(), channels=["sms"])
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(10):
-            while not server.started:
-                assert not task.done(), "uvicorn did not start"
-                await asyncio.sleep(0.01)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
-        await client.close()
 
 
 async def test_enqueue_and_lookups_answer_503_with_the_reason(
