@@ -94,7 +94,7 @@ def render_grpc_service(
             {"name": message.full, "fields": fields, "consts": consts, "oneof": message.oneof}
         )
     enums = [
-        {"name": enum.full, "values": [(n, _literal(v)) for n, (_, v) in enumerate(enum.values, 1)]}
+        {"name": enum.full, "values": [(n, _literal(v)) for n, _, v in enum.numbered()]}
         for enum in sorted(proto.enums(), key=lambda e: e.full)
     ]
     views = [

@@ -1,7 +1,7 @@
 """A manifest of the generated folder, so an unchanged config regenerates in a blink.
 
-Output is a pure function of the inputs (channels.yaml, its schemas, the handlers'
-signatures), the generator's own code and the versions of the tools it drives. The
+Output is a pure function of the inputs (channels.yaml, its lock file, its schemas, the
+handlers' signatures), the generator's own code and the versions of the tools it drives. The
 manifest records a key over all of those plus the sha256 of every file written. When the
 key still matches and no file was touched, rendering again would produce the same bytes,
 so `generate` and `generate --check` can stop there.
@@ -23,10 +23,14 @@ _TOOLS = ("datamodel-code-generator", "grpcio-tools", "mypy-protobuf", "ruff", "
 _IGNORED = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
-def cache_key(config: ChannelsConfig, package: str, source_files: list[Path]) -> str:
+def cache_key(
+    config: ChannelsConfig, package: str, source_files: list[Path], lock_text: str = ""
+) -> str:
     digest = hashlib.sha256()
     digest.update(package.encode())
     digest.update(config.source_text.encode())
+    digest.update(len(lock_text).to_bytes(8, "big"))
+    digest.update(lock_text.encode())
     root = config.root.resolve()
     for file in sorted(source_files):
         digest.update(
@@ -35,8 +39,6 @@ def cache_key(config: ChannelsConfig, package: str, source_files: list[Path]) ->
         digest.update(file.read_bytes())
     for channel in config.channels:
         digest.update(repr((channel.name, channel.handler)).encode())
-    if config.resources is not None:  # the type the processors pass to handlers
-        digest.update(repr(config.resources).encode())
     generator_dir = Path(__file__).parent
     for file in sorted(
         [

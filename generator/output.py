@@ -77,8 +77,21 @@ def _tree(folder: Path) -> set[str]:
     }
 
 
-def write_output(files: dict[str, str], out_dir: Path, package: str, key: str) -> None:
+def write_output(
+    files: dict[str, str],
+    out_dir: Path,
+    package: str,
+    key: str,
+    lock: tuple[Path, str] | None = None,
+) -> None:
+    """Replace `out_dir` with `files`; `lock` (path, text) is written beside channels.yaml."""
     staging = _stage(files, out_dir, package, key)
+    if lock is not None:
+        path, text = lock
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_text(text, encoding="utf-8", newline="\n")
+            partial.replace(path)
     previous = out_dir.with_name(f".{out_dir.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if out_dir.exists():
@@ -87,8 +100,23 @@ def write_output(files: dict[str, str], out_dir: Path, package: str, key: str) -
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def check_output(files: dict[str, str], out_dir: Path, package: str, key: str) -> None:
-    """Raise StaleOutputError naming each stale, orphaned or missing file."""
+def check_output(
+    files: dict[str, str],
+    out_dir: Path,
+    package: str,
+    key: str,
+    lock: tuple[Path, str] | None = None,
+) -> None:
+    """Raise StaleOutputError naming each stale, orphaned or missing file, the lock file
+    (`lock`: its path and expected text) included."""
+    stale_lock: list[str] = []
+    missing_lock: list[str] = []
+    if lock is not None:
+        path, text = lock
+        if not path.is_file():
+            missing_lock.append(path.name)
+        elif path.read_text(encoding="utf-8") != text:
+            stale_lock.append(path.name)
     staging = _stage(files, out_dir, package, key)
     try:
         expected, actual = _tree(staging), _tree(out_dir)
@@ -101,10 +129,10 @@ def check_output(files: dict[str, str], out_dir: Path, package: str, key: str) -
         missing = sorted(expected - actual)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if stale or orphaned or missing:
+    if stale or orphaned or missing or stale_lock or missing_lock:
         show = out_dir.name
         raise StaleOutputError(
-            [f"{show}/{p}" for p in stale],
+            [*stale_lock, *(f"{show}/{p}" for p in stale)],
             [f"{show}/{p}" for p in orphaned],
-            [f"{show}/{p}" for p in missing],
+            [*missing_lock, *(f"{show}/{p}" for p in missing)],
         )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from generator.errors import GeneratorError
+from generator.lock import Allocator, ChannelLock
 from generator.proto_jobs import JOBS_IMPORTS, JOBS_PROTO, JOBS_SERVICE_NAME, JOBS_TOP_LEVEL
 
 __all__ = [
@@ -92,6 +93,7 @@ class ProtoChannel:
     payload_schema: Mapping[str, Any]  # bundled: only local `#/$defs/Name` references
     description: str = ""
     batch_max: int = 0  # the most payloads one batch RPC takes; 0: no limit
+    lock: ChannelLock | None = None  # numbers kept from the lock file (generator.lock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +141,17 @@ class ConstDef:
 class EnumDef:
     name: str
     full: str
-    values: list[tuple[str, JsonScalar]]  # numbered from 1; 0 is `<NAME>_UNSPECIFIED`
+    values: list[tuple[str, JsonScalar]]  # 0 is `<NAME>_UNSPECIFIED`
     unspecified: str
     comment: list[str]
+    numbers: list[int] = field(default_factory=list)  # of `values`, from the lock
+    reserved: list[tuple[int, str]] = field(default_factory=list)  # removed values
+
+    def numbered(self) -> list[tuple[int, str, JsonScalar]]:
+        """(number, proto name, JSON value) of every value, in declaration order."""
+        return [
+            (n, name, value) for n, (name, value) in zip(self.numbers, self.values, strict=True)
+        ]
 
 
 @dataclass(slots=True)
@@ -154,6 +164,7 @@ class MessageDef:
     enums: list[EnumDef] = field(default_factory=list)
     oneof: str = ""  # non-empty: a union; exactly one branch is set and is the value
     symbols: set[str] = field(default_factory=set)
+    reserved: list[tuple[int, str]] = field(default_factory=list)  # removed: number, JSON name
 
     @property
     def fields(self) -> list[FieldDef]:
@@ -303,6 +314,10 @@ class _Printer:
             branches = [line for member in members for line in member]
             members = [[f"{pad}  oneof {message.oneof} {{", *branches, f"{pad}  }}"]]
         body.extend(members)
+        if message.reserved:
+            live = {m.proto for m in message.fields}
+            reserved = [(number, _field_name(name)) for number, name in message.reserved]
+            body.append(_reserved_lines(reserved, live, depth + 1, "fields"))
         for index, block in enumerate(body):
             if index:
                 self.line()
@@ -314,8 +329,11 @@ class _Printer:
         lines = [f"{pad}//{' ' if text else ''}{text}" for text in enum.comment]
         lines.append(f"{pad}enum {enum.name} {{")
         lines.append(f"{pad}  {enum.unspecified} = 0;")
-        for number, (name, value) in enumerate(enum.values, start=1):
+        for number, name, value in enum.numbered():
             lines.append(f"{pad}  {name} = {number}; // {_json(value)}")
+        if enum.reserved:
+            live = {name for name, _ in enum.values}
+            lines.extend(_reserved_lines(enum.reserved, live, depth + 1, "values"))
         lines.append(f"{pad}}}")
         return lines
 
@@ -339,6 +357,22 @@ class _Printer:
         return lines
 
 
+def _reserved_lines(
+    reserved: list[tuple[int, str]], live: set[str], depth: int, what: str
+) -> list[str]:
+    """`reserved` statements for removed numbers, and for their names unless live again."""
+    pad = "  " * depth
+    numbers = ", ".join(str(number) for number, _ in reserved)
+    names = sorted({name for _, name in reserved} - live)
+    lines = [
+        f"{pad}// Removed {what}: never used again (kept in the lock file beside channels.yaml).",
+        f"{pad}reserved {numbers};",
+    ]
+    if names:
+        lines.append(f"{pad}reserved {', '.join(json.dumps(name) for name in names)};")
+    return lines
+
+
 class _Builder:
     def __init__(self, channel: ProtoChannel) -> None:
         self.channel = channel
@@ -353,6 +387,14 @@ class _Builder:
 
     def fail(self, pointer: str, reason: str) -> NoReturn:
         raise ProtoMappingError(self.channel.name, pointer, reason)
+
+    def numbers(self, full: str, *, enum: bool = False) -> Allocator:
+        """The kept numbers of a message (or enum) named `full`, from the channel's lock."""
+        lock = self.channel.lock
+        if lock is None:
+            return Allocator(None)
+        relative = full[len(self.channel.type_prefix) :]
+        return Allocator((lock.enums if enum else lock.messages).get(relative))
 
     def build(self) -> MessageDef:
         root, schema = self.root, self.schema
@@ -524,7 +566,9 @@ class _Builder:
         if not isinstance(properties, Mapping) or not isinstance(required, list):
             self.fail(pointer, "properties must be an object and required a list")
         seen: dict[str, str] = {}
-        for number, (key, prop) in enumerate(properties.items(), start=1):
+        numbers = self.numbers(message.full)
+        for key, prop in properties.items():
+            number = numbers.number(key)
             prop_pointer = f"{pointer}/properties/{_escape(key)}"
             is_required = key in required
             constant = _single_value(prop) if isinstance(prop, Mapping) else None
@@ -551,6 +595,7 @@ class _Builder:
                     comment,
                 )
             )
+        message.reserved = numbers.reserved(set(properties))
 
     def union_body(self, message: MessageDef, schema: Mapping[str, Any], pointer: str) -> None:
         key = "oneOf" if "oneOf" in schema else "anyOf"
@@ -558,11 +603,10 @@ class _Builder:
         discriminator = schema.get("discriminator")
         prop = discriminator.get("propertyName") if isinstance(discriminator, Mapping) else None
         seen: set[str] = set()
-        number = 0
+        numbers = self.numbers(message.full)
         for index, branch in enumerate(branches):
             if branch == {"type": "null"}:
                 continue
-            number += 1
             branch_pointer = f"{pointer}/{key}/{index}"
             tags = self.branch_tags(branch, prop, branch_pointer)
             base = _field_name(tags[0]) if tags else f"option_{index + 1}"
@@ -570,6 +614,7 @@ class _Builder:
             while name in seen:
                 name, suffix = f"{base}_{suffix}", suffix + 1
             seen.add(name)
+            number = numbers.number(name)
             resolved = self.resolve(branch, branch_pointer, message, name)
             if resolved.shape != "single":
                 self.fail(branch_pointer, f"a oneOf branch that is an {resolved.shape}")
@@ -592,6 +637,7 @@ class _Builder:
         while oneof in seen:
             oneof += "_"
         message.oneof = oneof
+        message.reserved = numbers.reserved(seen)
 
     def branch_tags(self, branch: Any, prop: Any, pointer: str) -> tuple[str, ...]:
         """Names of a branch, most specific first: discriminator value, $defs name, title, type."""
@@ -641,11 +687,15 @@ class _Builder:
         upper = _snake(name).upper()
         enum = EnumDef(name, f"{parent.full}.{name}", [], "", _lines(schema.get("description")))
         enum.unspecified = self.enum_value_name(parent, f"{upper}_UNSPECIFIED")
+        numbers = self.numbers(enum.full, enum=True)
         for value in values:
             label = str(value).upper() if isinstance(value, bool) else _snake(str(value)).upper()
             if isinstance(value, int) and value < 0:
                 label = f"MINUS_{-value}"
-            enum.values.append((self.enum_value_name(parent, f"{upper}_{label or 'VALUE'}"), value))
+            value_name = self.enum_value_name(parent, f"{upper}_{label or 'VALUE'}")
+            enum.values.append((value_name, value))
+            enum.numbers.append(numbers.number(value_name))
+        enum.reserved = numbers.reserved({name for name, _ in enum.values})
         parent.enums.append(enum)
         return _Type("enum", enum.full, nullable=nullable)
 

@@ -5,7 +5,8 @@ Returns a mapping of relative path → text; nothing touches the disk here (see 
 Each file's header carries a sha256 of the inputs that file depends on (`Digests`): a
 channel's own files (its models, processor and producer) hash its resolved settings, its
 handler's signature and its schema files; a shared model module hashes its schema files;
-the registry, routes, proto, gRPC service and AsyncAPI hash everything. Changing one
+the registry, routes, proto, gRPC service and AsyncAPI hash everything (the lock file's
+numbers included). Changing one
 channel's schema therefore rewrites that channel's files and the aggregate ones only.
 """
 
@@ -24,14 +25,15 @@ from generator.asyncapi import render_asyncapi
 from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError
 from generator.grpc_service import render_grpc_service
+from generator.lock import Lock, lock_from_proto, render_lock
 from generator.models import render_model_module
-from generator.proto import ProtoChannel, ProtoMappingError, render_proto
+from generator.proto import ProtoChannel, ProtoMappingError, build_proto_file, render_proto
 from generator.protoc import compile_proto
 from generator.schemas import ChannelSchemas, SchemaSource
 from generator.shared import SharedModel, find_shared_models
 from generator.templating import template_environment
 
-__all__ = ["Digests", "header", "render_files"]
+__all__ = ["Digests", "header", "proto_channels", "render_files", "render_lock_file"]
 
 
 def header(source_name: str, digest: str, comment: str = "#") -> str:
@@ -60,6 +62,7 @@ class Digests:
         schemas: dict[str, ChannelSchemas],
         package: str,
         shared: dict[Path, SharedModel],
+        lock_text: str = "",
     ) -> None:
         self._root = config.root.resolve()
         self._source_name = config.path.name
@@ -68,7 +71,7 @@ class Digests:
             for channel in config.channels
         }
         self.everything = _digest(
-            [package, config.source_text, *self._channels.values()]
+            [package, config.source_text, lock_text, *self._channels.values()]
             + [part for file in _all_files(schemas) for part in self._file(file)]
         )
 
@@ -93,8 +96,6 @@ class Digests:
         shared: dict[Path, SharedModel],
     ) -> str:
         settings = {k: v for k, v in dataclasses.asdict(channel).items() if k != "key_path"}
-        if settings["resources"] is None:  # unchanged digests for apps without resources
-            del settings["resources"]
         parts: list[str | bytes] = [
             package,
             self._source_name,
@@ -146,12 +147,50 @@ class ModelImport:
     shared: SharedModel | None = None
 
 
+def proto_channels(
+    config: ChannelsConfig, schemas: dict[str, ChannelSchemas], lock: Lock | None = None
+) -> list[ProtoChannel]:
+    """The channels as the proto generator sees them, with the numbers `lock` keeps."""
+    return [
+        ProtoChannel(
+            name=c.name,
+            type_prefix=c.class_prefix,
+            payload_schema=schemas[c.name].payload,
+            description=c.description,
+            batch_max=c.batch_max,
+            lock=lock.channels.get(c.name) if lock is not None else None,
+        )
+        for c in config.channels
+    ]
+
+
+def render_lock_file(config: ChannelsConfig, schemas: dict[str, ChannelSchemas], lock: Lock) -> str:
+    """The text of the lock file after this generation (generator.lock)."""
+    try:
+        proto = build_proto_file(proto_channels(config, schemas, lock))
+    except ProtoMappingError as error:
+        raise _mapping_error(config, error) from None
+    return render_lock(lock_from_proto(proto), config.path.name)
+
+
+def _mapping_error(config: ChannelsConfig, error: ProtoMappingError) -> ConfigError:
+    where = (*config.by_name[error.channel].key_path, "payload")
+    message = f"cannot be expressed in gRPC: at {error.pointer}: {error.reason}"
+    return ConfigError([config.document.problem(where, message)])
+
+
 def render_files(
-    config: ChannelsConfig, schemas: dict[str, ChannelSchemas], package: str
+    config: ChannelsConfig,
+    schemas: dict[str, ChannelSchemas],
+    package: str,
+    lock: Lock | None = None,
+    lock_text: str = "",
 ) -> dict[str, str]:
+    """Every file of the package by relative path; `lock` holds the numbers to keep and
+    `lock_text` is the lock file this generation writes (part of the inputs' digest)."""
     environment = template_environment()
     shared = find_shared_models(config, schemas)
-    digests = Digests(config, schemas, package, shared)
+    digests = Digests(config, schemas, package, shared, lock_text)
     source_name = config.path.name
     files: dict[str, str] = {}
 
@@ -191,28 +230,13 @@ def render_files(
         for path, body in channel_files.render(template, common).items():
             emit(path, body, digests.channel(channel.name))
     everything = digests.everything
-    emit(
-        "registry.py",
-        template("registry.py.j2")(channels=config.channels, resources=config.resources, **common),
-        everything,
-    )
+    emit("registry.py", template("registry.py.j2")(channels=config.channels, **common), everything)
     emit("routes.py", template("routes.py.j2")(channels=config.channels, **common), everything)
-    proto_channels = [
-        ProtoChannel(
-            name=c.name,
-            type_prefix=c.class_prefix,
-            payload_schema=schemas[c.name].payload,
-            description=c.description,
-            batch_max=c.batch_max,
-        )
-        for c in config.channels
-    ]
+    channels = proto_channels(config, schemas, lock)
     try:
-        proto_text = render_proto(proto_channels, config.proto_package)
+        proto_text = render_proto(channels, config.proto_package)
     except ProtoMappingError as error:
-        where = (*config.by_name[error.channel].key_path, "payload")
-        message = f"cannot be expressed in gRPC: at {error.pointer}: {error.reason}"
-        raise ConfigError([config.document.problem(where, message)]) from None
+        raise _mapping_error(config, error) from None
     files["proto/channels.proto"] = header(source_name, everything, "//") + proto_text
     emit(
         "proto/__init__.py",
@@ -223,7 +247,7 @@ def render_files(
         emit(f"proto/{name}", text, everything)
     emit(
         "grpc_service.py",
-        render_grpc_service(proto_channels, package, config.proto_package),
+        render_grpc_service(channels, package, config.proto_package),
         everything,
     )
     emit("asyncapi.yaml", render_asyncapi(config, schemas), everything)
