@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
+import socket
 import sys
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
-from runtime.serve.embedded_redis import EmbeddedRedis
+from runtime.serve.embedded_redis import DataDirLock, EmbeddedRedis
 from runtime.serve.http_timeouts import HeadTimeoutProtocol
 from runtime.serve.settings import ServeSettings
 
@@ -134,6 +136,7 @@ class Service:
         self.settings = settings
         self.app = app
         self.embedded: EmbeddedRedis | None = None
+        self._data_lock: DataDirLock | None = None
         self.redis_url = settings.redis_url or ""
         self.client: Client | None = None
         self.workers: Workers | None = None
@@ -175,14 +178,20 @@ class Service:
     async def start(self) -> None:
         settings = self.settings
         workers_for = self.worker_channels() if settings.enable_workers else []
+        self._check_ports()
         if not self.redis_url:
-            self.embedded = EmbeddedRedis(settings.data_dir.resolve()).start()
+            data_dir = settings.data_dir.resolve()
+            self._data_lock = DataDirLock(data_dir).acquire()
+            self.embedded = EmbeddedRedis(data_dir).start()
             self.redis_url = self.embedded.url
             logger.warning(
-                "no REDIS_URL: started an embedded Redis persisting to %s; "
+                "no REDIS_URL: started an embedded Redis persisting to %s at %s; "
                 "set REDIS_URL (or --redis-url) to use a real one",
                 settings.data_dir,
+                self.embedded.how_to_connect(),
             )
+        else:
+            logger.info("Redis: %s", _without_password(self.redis_url))
         # Bounded waits: a frozen or unreachable Redis is a 503 after at most this long,
         # never a request that hangs (blocking reads wait READ_BLOCK_MS, well below it).
         self.client = Client.from_url(
@@ -215,6 +224,23 @@ class Service:
             f"{settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "off",
             ",".join(c.name for c in workers_for) or "off",
         )
+
+    def _check_ports(self) -> None:
+        """A port in use is a one-line ConfigError before Redis or any worker starts."""
+        settings = self.settings
+        wanted = []
+        if settings.enable_api:
+            wanted.append(("HTTP", "HTTP_PORT", settings.http_host, settings.http_port))
+        if settings.enable_grpc:
+            wanted.append(("gRPC", "GRPC_PORT", settings.grpc_host, settings.grpc_port))
+        if settings.metrics_port is not None:
+            wanted.append(("metrics", "METRICS_PORT", settings.http_host, settings.metrics_port))
+        for what, env, host, port in wanted:
+            if port and not _port_free(host, port):
+                raise ConfigError(
+                    f"the {what} port {host}:{port} is in use (another runtime serve?); "
+                    f"stop what listens there or choose another with {env}"
+                )
 
     async def _enter_resources(self) -> None:
         """Enter the app's resources factory once, before any job or request; it is exited
@@ -305,4 +331,29 @@ class Service:
         if self.client is not None:
             await self.client.close()
         if self.embedded is not None:
-            self.embedded.stop()
+            self.embedded.stop()  # last: every outcome has been recorded
+        if self._data_lock is not None:
+            self._data_lock.release()
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
