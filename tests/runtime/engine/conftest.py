@@ -3,13 +3,17 @@ key prefix (the `redis` fixture deletes that prefix's keys afterwards)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 from redis.asyncio import Redis
 
+from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.keys import ChannelKeys
 from runtime.engine.scripts import ChannelScripts, ScriptSet
-from tests.runtime.engine.support import CHANNEL, create_group
+from tests.runtime.engine.support import CHANNEL, Parts, PartsFor, build_parts, create_group
 
 
 @pytest.fixture
@@ -31,3 +35,19 @@ def client(redis: Redis, key_prefix: str) -> Client:
 async def group(redis: Redis, keys: ChannelKeys) -> None:
     """The channel's consumer group (and its stream)."""
     await create_group(redis, keys)
+
+
+@pytest.fixture
+async def parts_for(scripts: ChannelScripts) -> AsyncIterator[PartsFor]:
+    """Builds a channel's recorder, runner, limiter and launcher (see `Parts`); stops
+    them all at the end of the test."""
+    built: list[Parts] = []
+
+    def build(channel: Channel[Any, Any], consumer: str = "worker") -> Parts:
+        parts = build_parts(scripts, channel, consumer)
+        built.append(parts)
+        return parts
+
+    yield build
+    for parts in built:
+        await parts.stop()

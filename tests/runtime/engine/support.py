@@ -1,5 +1,6 @@
 """Helpers shared by the engine's unit tests: a channel declared in code, its jobs'
-messages, and readers of the Redis state the scripts leave behind."""
+messages, readers of the Redis state the scripts leave behind, a take-over by another
+consumer, and a channel's recorder, runner, limiter and launcher wired together."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, cast
 
 from pydantic import Field
 from redis.asyncio import Redis
@@ -18,8 +19,14 @@ from runtime.engine.client import encode_job
 from runtime.engine.context import JobContext
 from runtime.engine.jobs import JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.launcher import Launcher
+from runtime.engine.limiter import RateLimiter
+from runtime.engine.metrics import Metrics
 from runtime.engine.model import Payload
+from runtime.engine.recorder import OutcomeRecorder
+from runtime.engine.runner import JobRunner
 from runtime.engine.scripts import ChannelScripts, NewJob, RunNumbers, StreamEntry
+from runtime.engine.scripts import Retention as FinishRetention
 
 CHANNEL = "jobs"
 
@@ -144,6 +151,20 @@ async def pending(redis: Redis, keys: ChannelKeys) -> list[dict[str, Any]]:
     return rows
 
 
+async def claims(redis: Redis, keys: ChannelKeys) -> dict[str, tuple[str, int]]:
+    """Who holds each pending entry: stream id -> (consumer, delivery count)."""
+    return {
+        row["message_id"].decode(): (row["consumer"].decode(), row["times_delivered"])
+        for row in await pending(redis, keys)
+    }
+
+
+async def take_over(redis: Redis, keys: ChannelKeys, stream_id: str, consumer: str) -> None:
+    """XCLAIM an entry for `consumer`, as a process that found it stalled would: the
+    delivery count goes up by one and the previous holder's claim is gone."""
+    await redis.xclaim(keys.stream, CONSUMER_GROUP, consumer, 0, [stream_id])
+
+
 async def add(redis: Redis, keys: ChannelKeys, data: bytes) -> str:
     """XADD a message by hand (as a foreign producer would); returns its stream id."""
     sid = cast("bytes", await redis.xadd(keys.stream, {"data": data}))
@@ -165,3 +186,66 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {within} s: {what}")
         await asyncio.sleep(0.02)
+
+
+async def state_of(redis: Redis, keys: ChannelKeys, job_id: str) -> str:
+    return (await job_hash(redis, keys, job_id)).get("state", "")
+
+
+def counted(metrics: Metrics, name: str) -> float:
+    """A channel counter's value (`channelkit_jobs_completed_total` and the like)."""
+    value = metrics.registry.get_sample_value(name, {"channel": CHANNEL})
+    return 0.0 if value is None else value
+
+
+KEEP_ALL = FinishRetention(-1, 0, -1, 0)  # what finish.lua keeps: everything
+
+
+@dataclass
+class Parts:
+    """A channel's recorder, runner, limiter and launcher, wired as the consumer wires
+    them; only the recorder runs a task (started here, stopped by `stop`)."""
+
+    metrics: Metrics
+    recorder: OutcomeRecorder
+    runner: JobRunner
+    limiter: RateLimiter
+    launcher: Launcher
+
+    async def stop(self) -> None:
+        await self.runner.wait(5)
+        await self.recorder.stop()
+
+
+def build_parts(scripts: ChannelScripts, channel: Channel[Any, Any], consumer: str) -> Parts:
+    """The parts for `channel`, recording as `consumer`; the recorder's task is started."""
+    metrics = Metrics()
+    channel_metrics = metrics.channel(channel.name)
+    runner: JobRunner
+    recorder = OutcomeRecorder(
+        scripts,
+        channel=channel.name,
+        consumer=consumer,
+        keep=KEEP_ALL,
+        metrics=channel_metrics,
+        running=lambda: len(runner.running),
+    )
+    runner = JobRunner(channel, recorder, channel_metrics)
+    limiter = RateLimiter(channel, scripts)
+    launcher = Launcher(
+        channel,
+        scripts,
+        limiter=limiter,
+        runner=runner,
+        recorder=recorder,
+        metrics=channel_metrics,
+    )
+    recorder.start()
+    return Parts(metrics, recorder, runner, limiter, launcher)
+
+
+class PartsFor(Protocol):
+    """The `parts_for` fixture: parts for a channel, recording as `consumer` (the name
+    the test claims its entries under)."""
+
+    def __call__(self, channel: Channel[Any, Any], consumer: str = "worker") -> Parts: ...

@@ -49,7 +49,8 @@ async def test_retry_of_a_completed_job_raises_job_state_conflict(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, client: Client
 ) -> None:
     jobs = await claim(redis, scripts, ["j1"])
-    await scripts.finish([Completed(jobs["j1"][0].stream_id, "j1", "")], now_ms(), KEEP_ALL)
+    done = Completed(jobs["j1"][0].stream_id, 1, "j1", "")
+    assert await scripts.finish("worker", [done], now_ms(), KEEP_ALL) == []
 
     with pytest.raises(JobStateConflict) as raised:
         await client.retry(CHANNEL, "j1")

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
 
-from runtime.engine.channel import Channel, Limiter, Retry, Stalled
+from runtime.engine.channel import Limiter, Retry, Stalled
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
 from runtime.engine.context import JobContext
@@ -23,22 +21,24 @@ from runtime.engine.delayed import DelayedMover
 from runtime.engine.heartbeat import Heartbeat
 from runtime.engine.jobs import JobError
 from runtime.engine.keys import ChannelKeys
-from runtime.engine.launcher import Launcher
 from runtime.engine.limiter import RateLimiter
 from runtime.engine.metrics import Metrics
 from runtime.engine.outcomes import Completed, Failed, Retrying
 from runtime.engine.reader import StreamReader
 from runtime.engine.reclaimer import Reclaimer
 from runtime.engine.recorder import OutcomeRecorder
-from runtime.engine.runner import ClaimedJob, JobRunner
+from runtime.engine.runner import ClaimedJob
 from runtime.engine.scripts import ChannelScripts, NewJob, Retention, RunNumbers, StreamEntry
 from runtime.errors import PermanentError
 from tests.runtime.engine.support import (
     CHANNEL,
+    KEEP_ALL,
     Mail,
     Message,
+    PartsFor,
     add,
     claim,
+    counted,
     eventually,
     job_hash,
     job_id_in,
@@ -50,76 +50,15 @@ from tests.runtime.engine.support import (
     now_ms,
     pending,
     read,
+    state_of,
     stream,
 )
-
-KEEP_ALL = Retention(-1, 0, -1, 0)
-
-
-def counted(metrics: Metrics, name: str) -> float:
-    """A channel counter's value (`channelkit_jobs_completed_total` and the like)."""
-    value = metrics.registry.get_sample_value(name, {"channel": CHANNEL})
-    return 0.0 if value is None else value
-
-
-@dataclass
-class Parts:
-    """A channel's recorder, runner, limiter and launcher, wired as the consumer wires
-    them; only the recorder runs a task (started here, stopped by `stop`)."""
-
-    metrics: Metrics
-    recorder: OutcomeRecorder
-    runner: JobRunner
-    limiter: RateLimiter
-    launcher: Launcher
-
-    async def stop(self) -> None:
-        await self.runner.wait(5)
-        await self.recorder.stop()
-
-
-PartsFor = Callable[[Channel[Any, Any]], Parts]
-
-
-@pytest.fixture
-async def parts_for(scripts: ChannelScripts) -> AsyncIterator[PartsFor]:
-    """Builds the parts for a channel; stops them all at the end of the test."""
-    built: list[Parts] = []
-
-    def build(channel: Channel[Any, Any]) -> Parts:
-        metrics = Metrics()
-        channel_metrics = metrics.channel(channel.name)
-        runner: JobRunner
-        recorder = OutcomeRecorder(
-            scripts,
-            channel=channel.name,
-            keep=KEEP_ALL,
-            metrics=channel_metrics,
-            running=lambda: len(runner.running),
-        )
-        runner = JobRunner(channel, recorder, channel_metrics)
-        limiter = RateLimiter(channel, scripts)
-        launcher = Launcher(
-            channel,
-            scripts,
-            limiter=limiter,
-            runner=runner,
-            recorder=recorder,
-            metrics=channel_metrics,
-        )
-        recorder.start()
-        parts = Parts(metrics, recorder, runner, limiter, launcher)
-        built.append(parts)
-        return parts
-
-    yield build
-    for parts in built:
-        await parts.stop()
 
 
 def claimed(entry: StreamEntry, n: int = 0) -> ClaimedJob:
     return ClaimedJob(
         entry.stream_id,
+        entry.deliveries,
         entry.message,
         job_id_in(entry.message),
         Message(n=n),
@@ -127,17 +66,16 @@ def claimed(entry: StreamEntry, n: int = 0) -> ClaimedJob:
     )
 
 
-async def state_of(redis: Redis, keys: ChannelKeys, job_id: str) -> str:
-    return (await job_hash(redis, keys, job_id)).get("state", "")
-
-
 # OutcomeRecorder
 
 
-def a_recorder(scripts: ChannelScripts, metrics: Metrics, running: int = 0) -> OutcomeRecorder:
+def a_recorder(
+    scripts: ChannelScripts, metrics: Metrics, running: int = 0, consumer: str = "worker"
+) -> OutcomeRecorder:
     return OutcomeRecorder(
         scripts,
         channel=CHANNEL,
+        consumer=consumer,
         keep=KEEP_ALL,
         metrics=metrics.channel(CHANNEL),
         running=lambda: running,
@@ -155,17 +93,18 @@ async def test_recorder_writes_outcomes_and_counts_them(
     recorder.start()
     try:
         error = RuntimeError("provider timed out")
-        recorder.record(Completed(a.stream_id, "a", '"ok"'))
+        recorder.record(Completed(a.stream_id, 1, "a", '"ok"'))
         recorder.record(
             Retrying(
                 b.stream_id,
+                b.deliveries,
                 "b",
                 JobError.from_exception(error, numbers.attempt),
                 now_ms() + 60_000,
                 b.message,
             )
         )
-        recorder.record(Failed(c.stream_id, "c", JobError.from_exception(error, 1), c.message))
+        recorder.record(Failed(c.stream_id, 1, "c", JobError.from_exception(error, 1), c.message))
 
         async def all_counted() -> bool:
             kinds = ("completed", "retried", "failed")
@@ -195,7 +134,7 @@ async def test_recorder_stop_writes_what_is_left(
     recorder = a_recorder(scripts, metrics)
     recorder.start()
     for job_id, (entry, _) in jobs.items():
-        recorder.record(Completed(entry.stream_id, job_id, ""))
+        recorder.record(Completed(entry.stream_id, 1, job_id, ""))
     assert recorder.pending == 2  # nothing written yet: the task has not run
 
     await recorder.stop()
@@ -215,7 +154,7 @@ async def test_recorder_abandon_drops_what_is_not_written(
     metrics = Metrics()
     recorder = a_recorder(scripts, metrics)
     recorder.start()
-    recorder.record(Completed(entry.stream_id, "a", ""))
+    recorder.record(Completed(entry.stream_id, 1, "a", ""))
 
     recorder.abandon()
     await recorder.stop()
@@ -232,12 +171,12 @@ async def test_recorder_trim_applies_retention_by_age_with_nothing_to_record(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     jobs = await claim(redis, scripts, ["old"])
-    await scripts.finish(
-        [Completed(jobs["old"][0].stream_id, "old", "")], now_ms() - 10_000, KEEP_ALL
-    )
+    old = Completed(jobs["old"][0].stream_id, 1, "old", "")
+    assert await scripts.finish("worker", [old], now_ms() - 10_000, KEEP_ALL) == []
     recorder = OutcomeRecorder(
         scripts,
         channel=CHANNEL,
+        consumer="worker",
         keep=Retention(-1, 5000, -1, 0),
         metrics=Metrics().channel(CHANNEL),
         running=lambda: 0,
@@ -444,8 +383,14 @@ async def test_heartbeat_keeps_owned_entries_fresh(
 ) -> None:
     await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b")], now_ms())
     owned, other = await read(redis, keys, "w")
+    lost: list[list[str]] = []
     heartbeat = Heartbeat(
-        scripts, channel=CHANNEL, consumer="w", interval_s=0.02, owned=lambda: [owned.stream_id]
+        scripts,
+        channel=CHANNEL,
+        consumer="w",
+        interval_s=0.02,
+        owned=lambda: [owned.stream_id],
+        on_lost=lost.append,
     )
     heartbeat.start()
     try:
@@ -468,6 +413,7 @@ async def test_heartbeat_keeps_owned_entries_fresh(
     )
     assert rows[owned.stream_id]["consumer"] == b"w"
     assert rows[owned.stream_id]["times_delivered"] == 1
+    assert lost == []
 
 
 @pytest.mark.usefixtures("group")
@@ -478,8 +424,14 @@ async def test_heartbeat_logs_entries_another_consumer_took_over(
     await scripts.enqueue([NewJob("a", message("a"))], now_ms())
     [entry] = await read(redis, keys, "w")
     await redis.xclaim(keys.stream, "channelkit", "other", 0, [entry.stream_id])
+    lost: list[list[str]] = []
     heartbeat = Heartbeat(
-        scripts, channel=CHANNEL, consumer="w", interval_s=0.02, owned=lambda: [entry.stream_id]
+        scripts,
+        channel=CHANNEL,
+        consumer="w",
+        interval_s=0.02,
+        owned=lambda: [entry.stream_id],
+        on_lost=lost.append,
     )
     heartbeat.start()
     try:
@@ -493,6 +445,7 @@ async def test_heartbeat_logs_entries_another_consumer_took_over(
 
     [row] = await pending(redis, keys)
     assert row["consumer"] == b"other"  # the heartbeat did not take it back
+    assert lost[0] == [entry.stream_id]
 
 
 # Reclaimer
@@ -510,7 +463,7 @@ async def test_reclaimer_takes_over_a_dead_consumers_job_and_runs_it(
 
     channel = make_channel(handler, stalled=Stalled(interval_ms=200, max_count=1))
     await claim(redis, scripts, ["j1"], consumer="dead")  # started, then its process died
-    parts = parts_for(channel)
+    parts = parts_for(channel, consumer="alive")
     reclaimer = Reclaimer(
         channel,
         scripts,

@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from redis.asyncio import Redis
 
 from runtime.engine.jobs import JobError, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.engine.outcomes import Completed, Deferred, Failed, Retrying
+from runtime.engine.outcomes import Completed, Deferred, Failed, Outcome, Retrying
 from runtime.engine.scripts import (
     ChannelScripts,
     NewJob,
     RateLimit,
     Retention,
     RunNumbers,
+    StreamEntry,
     Transition,
 )
 from tests.runtime.engine.support import (
     add,
     claim,
+    claims,
     eventually,
     job_hash,
     job_id_in,
@@ -34,6 +37,7 @@ from tests.runtime.engine.support import (
     raw_hash,
     read,
     stream,
+    take_over,
 )
 
 KEEP_ALL = Retention(completed_count=-1, completed_age_ms=0, failed_count=-1, failed_age_ms=0)
@@ -159,7 +163,11 @@ async def test_finish_completed_with_a_result(
     entry, _ = jobs["j1"]
     now = now_ms()
 
-    await scripts.finish([Completed(entry.stream_id, "j1", '{"sent": 3}')], now, KEEP_ALL)
+    stale = await scripts.finish(
+        "worker", [Completed(entry.stream_id, 1, "j1", '{"sent": 3}')], now, KEEP_ALL
+    )
+
+    assert stale == []
 
     stored = await job_hash(redis, keys, "j1")
     assert stored["state"] == "completed"
@@ -175,7 +183,8 @@ async def test_finish_completed_without_a_result(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     jobs = await claim(redis, scripts, ["j1"])
-    await scripts.finish([Completed(jobs["j1"][0].stream_id, "j1", "")], now_ms(), KEEP_ALL)
+    entry = jobs["j1"][0]
+    await scripts.finish("worker", [Completed(entry.stream_id, 1, "j1", "")], now_ms(), KEEP_ALL)
 
     stored = await job_hash(redis, keys, "j1")
     assert stored["state"] == "completed"
@@ -194,7 +203,10 @@ async def test_finish_retrying_keeps_the_message_for_the_next_run(
     error = an_error()
 
     await scripts.finish(
-        [Retrying(entry.stream_id, "j1", error, now + 1000, entry.message)], now, KEEP_ALL
+        "worker",
+        [Retrying(entry.stream_id, entry.deliveries, "j1", error, now + 1000, entry.message)],
+        now,
+        KEEP_ALL,
     )
 
     stored = await job_hash(redis, keys, "j1")
@@ -221,7 +233,9 @@ async def test_finish_failed_goes_to_the_failed_set(
     now = now_ms()
     error = an_error()
 
-    await scripts.finish([Failed(entry.stream_id, "j1", error, entry.message)], now, KEEP_ALL)
+    await scripts.finish(
+        "worker", [Failed(entry.stream_id, 1, "j1", error, entry.message)], now, KEEP_ALL
+    )
 
     stored = await job_hash(redis, keys, "j1")
     assert stored["state"] == "failed"
@@ -243,7 +257,9 @@ async def test_finish_deferred_is_delayed_without_a_failure(
     entry, _ = jobs["j1"]
     now = now_ms()
 
-    await scripts.finish([Deferred(entry.stream_id, "j1", now + 700, entry.message)], now, KEEP_ALL)
+    await scripts.finish(
+        "worker", [Deferred(entry.stream_id, 1, "j1", now + 700, entry.message)], now, KEEP_ALL
+    )
 
     stored = await job_hash(redis, keys, "j1")
     assert stored["state"] == "delayed"
@@ -266,7 +282,8 @@ async def test_finish_records_a_batch_of_mixed_outcomes_and_acks_only_those(
     a, b = jobs["a"][0], jobs["b"][0]
 
     await scripts.finish(
-        [Completed(a.stream_id, "a", ""), Failed(b.stream_id, "b", an_error(), b.message)],
+        "worker",
+        [Completed(a.stream_id, 1, "a", ""), Failed(b.stream_id, 1, "b", an_error(), b.message)],
         now,
         KEEP_ALL,
     )
@@ -278,14 +295,19 @@ async def test_finish_records_a_batch_of_mixed_outcomes_and_acks_only_those(
     assert (await job_hash(redis, keys, "c"))["state"] == "active"
 
 
+@pytest.mark.usefixtures("group")
 async def test_finish_keeps_the_last_ten_errors(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     await scripts.enqueue([NewJob("j1", message("j1"))], now_ms())
     now = now_ms()
     for attempt in range(1, 13):
-        retry = Retrying("", "j1", an_error(attempt, f"run {attempt}"), now + 1000, message("j1"))
-        await scripts.finish([retry], now, KEEP_ALL)
+        if attempt > 1:  # the retry comes due: back on the stream
+            assert (await scripts.move_due(now + 1000, 10))[0] == 1
+        [entry] = await read(redis, keys, "worker")
+        error = an_error(attempt, f"run {attempt}")
+        retry = Retrying(entry.stream_id, entry.deliveries, "j1", error, now + 1000, entry.message)
+        assert await scripts.finish("worker", [retry], now, KEEP_ALL) == []
 
     info = await job_info(redis, keys, "j1")
     assert [error.attempt for error in info.errors] == list(range(3, 13))
@@ -305,7 +327,8 @@ async def test_retention_by_count_keeps_the_newest_completed_jobs(
     keep = Retention(completed_count=2, completed_age_ms=0, failed_count=-1, failed_age_ms=0)
     now = now_ms()
     for offset, job_id in enumerate(ids):
-        await scripts.finish([Completed(jobs[job_id][0].stream_id, job_id, "")], now + offset, keep)
+        done = Completed(jobs[job_id][0].stream_id, 1, job_id, "")
+        await scripts.finish("worker", [done], now + offset, keep)
 
     assert await members(redis, keys.completed) == ["j3", "j4"]
     for job_id in ids:
@@ -320,9 +343,10 @@ async def test_retention_by_age_drops_completed_jobs_older_than_it(
     keep = Retention(completed_count=-1, completed_age_ms=1000, failed_count=-1, failed_age_ms=0)
     now = now_ms()
 
-    await scripts.finish([Completed(jobs["old"][0].stream_id, "old", "")], now - 5000, keep)
+    old, new = jobs["old"][0], jobs["new"][0]
+    await scripts.finish("worker", [Completed(old.stream_id, 1, "old", "")], now - 5000, keep)
     assert await members(redis, keys.completed) == ["old"]  # 0 s old when recorded
-    await scripts.finish([Completed(jobs["new"][0].stream_id, "new", "")], now, keep)
+    await scripts.finish("worker", [Completed(new.stream_id, 1, "new", "")], now, keep)
 
     assert await members(redis, keys.completed) == ["new"]
     assert await redis.exists(keys.job("old")) == 0
@@ -339,14 +363,16 @@ async def test_retention_of_failed_jobs_by_count_and_age(
     by_count = Retention(completed_count=-1, completed_age_ms=0, failed_count=2, failed_age_ms=0)
     for offset, job_id in enumerate(ids[:3]):
         entry = jobs[job_id][0]
-        failed = Failed(entry.stream_id, job_id, an_error(), entry.message)
-        await scripts.finish([failed], now - 10_000 + offset, by_count)
+        failed = Failed(entry.stream_id, 1, job_id, an_error(), entry.message)
+        await scripts.finish("worker", [failed], now - 10_000 + offset, by_count)
     assert await members(redis, keys.failed) == ["f1", "f2"]
     assert await redis.exists(keys.job("f0")) == 0
 
     by_age = Retention(completed_count=-1, completed_age_ms=0, failed_count=-1, failed_age_ms=5000)
     entry = jobs["f3"][0]
-    await scripts.finish([Failed(entry.stream_id, "f3", an_error(), entry.message)], now, by_age)
+    await scripts.finish(
+        "worker", [Failed(entry.stream_id, 1, "f3", an_error(), entry.message)], now, by_age
+    )
     assert await members(redis, keys.failed) == ["f3"]
     assert await redis.exists(keys.job("f1"), keys.job("f2")) == 0
 
@@ -379,8 +405,8 @@ async def test_reclaim_takes_over_a_job_idle_too_long(
         "alive", min_idle_ms=50, count=10, max_stalled=1, now_ms=now_ms(), error=STALLED
     )
 
-    assert reclaimed.entries == [dead_entry]
-    assert reclaimed.deliveries == [2]
+    assert reclaimed.entries == [replace(dead_entry, deliveries=2)]
+    assert [entry.deliveries for entry in reclaimed.entries] == [2]
     assert reclaimed.failed == 0
     owners = {row["message_id"].decode(): row for row in await pending(redis, keys)}
     assert owners[dead_entry.stream_id]["consumer"] == b"alive"
@@ -399,7 +425,8 @@ async def test_reclaim_fails_a_job_that_stalled_more_than_allowed(
     first = await scripts.reclaim(
         "alive", min_idle_ms=50, count=10, max_stalled=1, now_ms=now_ms(), error=STALLED
     )
-    assert (first.entries, first.deliveries, first.failed) == ([entry], [2], 0)
+    deliveries = [claimed.deliveries for claimed in first.entries]
+    assert (first.entries, deliveries, first.failed) == ([replace(entry, deliveries=2)], [2], 0)
 
     # "alive" stalls as well: one take-over was allowed, this second stall fails the job
     await _stall(redis, keys, 50)
@@ -408,7 +435,7 @@ async def test_reclaim_fails_a_job_that_stalled_more_than_allowed(
         "third", min_idle_ms=50, count=10, max_stalled=1, now_ms=now, error=STALLED
     )
 
-    assert (second.entries, second.deliveries, second.failed) == ([], [], 1)
+    assert (second.entries, second.failed) == ([], 1)
     info = await job_info(redis, keys, "j1")
     assert info.state == "failed"
     assert info.error == STALLED
@@ -456,6 +483,160 @@ async def test_reclaim_fails_a_stalled_message_without_a_job_id_under_a_poison_i
     assert await members(redis, keys.failed) == [f"poison-{sid}"]
     info = await job_info(redis, keys, f"poison-{sid}")
     assert (info.state, info.error, info.payload) == ("failed", STALLED, "not json")
+
+
+# finish.lua fencing: an outcome counts only while its run still holds the claim (the
+# entry pending for the consumer that ran it, with the delivery count the run started
+# under). The consumer below named "paused" missed its stalled interval.
+
+OUTCOME_KINDS = ["done", "retry", "fail"]
+STATE_OF_KIND = {"done": "completed", "retry": "delayed", "fail": "failed"}
+
+
+def outcome_of(kind: str, entry: StreamEntry, delivery: int, job_id: str = "j1") -> Outcome:
+    """An outcome of `kind` from the run that held `entry` under `delivery`."""
+    if kind == "done":
+        return Completed(entry.stream_id, delivery, job_id, f'"run {delivery}"')
+    error = an_error(delivery, f"run {delivery} broke")
+    if kind == "retry":
+        return Retrying(entry.stream_id, delivery, job_id, error, now_ms() + 60_000, entry.message)
+    return Failed(entry.stream_id, delivery, job_id, error, entry.message)
+
+
+async def reclaim_all(scripts: ChannelScripts, consumer: str) -> list[StreamEntry]:
+    """XAUTOCLAIM every pending entry for `consumer` (reclaim.lua, no idle minimum)."""
+    reclaimed = await scripts.reclaim(
+        consumer, min_idle_ms=0, count=100, max_stalled=10, now_ms=now_ms(), error=STALLED
+    )
+    assert reclaimed.failed == 0
+    return reclaimed.entries
+
+
+async def indexes_holding(redis: Redis, keys: ChannelKeys, job_id: str) -> set[str]:
+    """Which of the completed, failed and delayed sets hold the job."""
+    indexes = {"completed": keys.completed, "failed": keys.failed, "delayed": keys.delayed}
+    return {name for name, key in indexes.items() if await redis.zscore(key, job_id) is not None}
+
+
+@pytest.mark.usefixtures("group")
+@pytest.mark.parametrize("kind", OUTCOME_KINDS)
+@pytest.mark.parametrize("how", ["xautoclaim", "xclaim"])
+async def test_finish_drops_the_outcome_of_a_consumer_whose_claim_was_taken_over(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, kind: str, how: str
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"], consumer="paused")
+    entry, _ = jobs["j1"]
+    if how == "xautoclaim":
+        assert [e.deliveries for e in await reclaim_all(scripts, "other")] == [2]
+    else:
+        await take_over(redis, keys, entry.stream_id, "other")
+    before = await job_hash(redis, keys, "j1")
+
+    stale = await scripts.finish("paused", [outcome_of(kind, entry, 1)], now_ms(), KEEP_ALL)
+
+    assert stale == ["j1"]
+    assert await job_hash(redis, keys, "j1") == before  # state active, no error, no result
+    assert await claims(redis, keys) == {entry.stream_id: ("other", 2)}
+    assert [e.stream_id for e in await stream(redis, keys)] == [entry.stream_id]
+    assert await indexes_holding(redis, keys, "j1") == set()
+
+    # the new owner's outcome is recorded as usual
+    now = now_ms()
+    assert await scripts.finish("other", [outcome_of(kind, entry, 2)], now, KEEP_ALL) == []
+
+    info = await job_info(redis, keys, "j1")
+    assert info.state == STATE_OF_KIND[kind]
+    assert await indexes_holding(redis, keys, "j1") == {STATE_OF_KIND[kind]}
+    if kind == "done":
+        assert (info.result, info.failures, info.errors) == ("run 2", 0, [])
+    else:
+        assert info.failures == 1
+        assert [error.message for error in info.errors] == ["run 2 broke"]
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
+
+
+@pytest.mark.usefixtures("group")
+async def test_finish_records_the_outcomes_whose_claim_holds_and_drops_the_rest(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    jobs = await claim(redis, scripts, ["kept", "lost"], consumer="paused")
+    kept, lost = jobs["kept"][0], jobs["lost"][0]
+    await take_over(redis, keys, lost.stream_id, "other")
+    now = now_ms()
+
+    stale = await scripts.finish(
+        "paused",
+        [outcome_of("fail", lost, 1, job_id="lost"), outcome_of("done", kept, 1, job_id="kept")],
+        now,
+        KEEP_ALL,
+    )
+
+    assert stale == ["lost"]
+    assert await members(redis, keys.completed) == ["kept"]
+    assert await redis.zcard(keys.failed) == 0
+    assert (await job_hash(redis, keys, "lost"))["state"] == "active"
+    assert await claims(redis, keys) == {lost.stream_id: ("other", 2)}
+    assert [e.stream_id for e in await stream(redis, keys)] == [lost.stream_id]
+
+
+@pytest.mark.usefixtures("group")
+@pytest.mark.parametrize("kind", OUTCOME_KINDS)
+async def test_finish_drops_the_outcome_of_an_older_delivery_to_the_same_consumer(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, kind: str
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"], consumer="worker")
+    entry, _ = jobs["j1"]
+    # the same consumer name reclaims the entry: a second run, under delivery 2
+    assert [e.deliveries for e in await reclaim_all(scripts, "worker")] == [2]
+    before = await job_hash(redis, keys, "j1")
+
+    assert await scripts.finish("worker", [outcome_of(kind, entry, 1)], now_ms(), KEEP_ALL) == [
+        "j1"
+    ]
+    # a delivery count the entry never had is no claim either
+    assert await scripts.finish("worker", [outcome_of(kind, entry, 3)], now_ms(), KEEP_ALL) == [
+        "j1"
+    ]
+
+    assert await job_hash(redis, keys, "j1") == before
+    assert await claims(redis, keys) == {entry.stream_id: ("worker", 2)}
+    assert await indexes_holding(redis, keys, "j1") == set()
+
+    assert await scripts.finish("worker", [outcome_of(kind, entry, 2)], now_ms(), KEEP_ALL) == []
+    assert (await job_hash(redis, keys, "j1"))["state"] == STATE_OF_KIND[kind]
+    assert await indexes_holding(redis, keys, "j1") == {STATE_OF_KIND[kind]}
+    assert await pending(redis, keys) == []
+
+
+@pytest.mark.usefixtures("group")
+@pytest.mark.parametrize(
+    ("owner_kind", "stale_kind"),
+    [("done", "fail"), ("done", "retry"), ("fail", "done"), ("retry", "done"), ("done", "done")],
+)
+async def test_finish_drops_a_stale_outcome_of_a_job_its_new_owner_finished(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, owner_kind: str, stale_kind: str
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"], consumer="paused")
+    entry, _ = jobs["j1"]
+    await reclaim_all(scripts, "other")
+    now = now_ms()
+    assert await scripts.finish("other", [outcome_of(owner_kind, entry, 2)], now, KEEP_ALL) == []
+    assert await redis.xlen(keys.stream) == 0  # acked and deleted by its owner
+    recorded = await job_hash(redis, keys, "j1")
+
+    stale = await scripts.finish("paused", [outcome_of(stale_kind, entry, 1)], now + 5, KEEP_ALL)
+
+    assert stale == ["j1"]
+    assert await job_hash(redis, keys, "j1") == recorded
+    assert recorded["state"] == STATE_OF_KIND[owner_kind]
+    assert await indexes_holding(redis, keys, "j1") == {STATE_OF_KIND[owner_kind]}
+    if owner_kind == "done":
+        assert await redis.zscore(keys.failed, "j1") is None
+        assert recorded["failures"] == "0"
+        assert recorded["result"] == '"run 2"'
+    assert await pending(redis, keys) == []
+    assert await redis.xlen(keys.stream) == 0
 
 
 # heartbeat.lua
@@ -616,7 +797,7 @@ async def test_retry_failed_puts_a_failed_job_back_on_the_stream(
     jobs = await claim(redis, scripts, ["j1"])
     entry, _ = jobs["j1"]
     await scripts.finish(
-        [Failed(entry.stream_id, "j1", an_error(), entry.message)], now_ms(), KEEP_ALL
+        "worker", [Failed(entry.stream_id, 1, "j1", an_error(), entry.message)], now_ms(), KEEP_ALL
     )
 
     assert await scripts.retry_failed("j1") == Transition(True, "failed")
@@ -636,7 +817,8 @@ async def test_retry_failed_refuses_other_states_and_missing_jobs(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     jobs = await claim(redis, scripts, ["done"])
-    await scripts.finish([Completed(jobs["done"][0].stream_id, "done", "")], now_ms(), KEEP_ALL)
+    done = Completed(jobs["done"][0].stream_id, 1, "done", "")
+    await scripts.finish("worker", [done], now_ms(), KEEP_ALL)
     before = await job_hash(redis, keys, "done")
 
     assert await scripts.retry_failed("done") == Transition(False, "completed")
@@ -657,9 +839,10 @@ async def test_discard_removes_finished_and_delayed_jobs(
     jobs = await claim(redis, scripts, ["failed", "completed"])
     failed, completed = jobs["failed"][0], jobs["completed"][0]
     await scripts.finish(
+        "worker",
         [
-            Failed(failed.stream_id, "failed", an_error(), failed.message),
-            Completed(completed.stream_id, "completed", ""),
+            Failed(failed.stream_id, 1, "failed", an_error(), failed.message),
+            Completed(completed.stream_id, 1, "completed", ""),
         ],
         now_ms(),
         KEEP_ALL,
@@ -711,7 +894,9 @@ async def test_job_error_round_trip(
     }
     assert "ValueError: the provider said no" in record.traceback
 
-    await scripts.finish([Failed(entry.stream_id, "j1", record, entry.message)], now_ms(), KEEP_ALL)
+    await scripts.finish(
+        "worker", [Failed(entry.stream_id, 1, "j1", record, entry.message)], now_ms(), KEEP_ALL
+    )
 
     info = JobInfo.from_hash(keys.channel, "j1", await raw_hash(redis, keys, "j1"))
     assert info.error == record
