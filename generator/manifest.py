@@ -39,6 +39,8 @@ def cache_key(
         digest.update(file.read_bytes())
     for channel in config.channels:
         digest.update(repr((channel.name, channel.handler)).encode())
+    if config.resources is not None:  # the type the processors pass to handlers
+        digest.update(repr(config.resources).encode())
     generator_dir = Path(__file__).parent
     for file in sorted(
         [

@@ -96,6 +96,8 @@ class Digests:
         shared: dict[Path, SharedModel],
     ) -> str:
         settings = {k: v for k, v in dataclasses.asdict(channel).items() if k != "key_path"}
+        if settings["resources"] is None:  # unchanged digests for apps without resources
+            del settings["resources"]
         parts: list[str | bytes] = [
             package,
             self._source_name,
@@ -230,7 +232,11 @@ def render_files(
         for path, body in channel_files.render(template, common).items():
             emit(path, body, digests.channel(channel.name))
     everything = digests.everything
-    emit("registry.py", template("registry.py.j2")(channels=config.channels, **common), everything)
+    emit(
+        "registry.py",
+        template("registry.py.j2")(channels=config.channels, resources=config.resources, **common),
+        everything,
+    )
     emit("routes.py", template("routes.py.j2")(channels=config.channels, **common), everything)
     channels = proto_channels(config, schemas, lock)
     try:
