@@ -16,6 +16,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY, HTTP_503_SERVICE_UNAVAILABLE
 from pydantic import BaseModel
 
@@ -193,6 +194,12 @@ def build_metrics_app(
     )
 
 
+@get("/docs", include_in_schema=False, sync_to_thread=False)
+def _docs_redirect() -> Redirect:
+    """Where FastAPI serves its API docs: users try it first."""
+    return Redirect("/schema")
+
+
 def build_http_app(
     controllers: Sequence[type[Controller]],
     client: Client,
@@ -231,6 +238,7 @@ def build_http_app(
             protected,
             _health_controller(readiness),
             _metrics_route(metrics, client, channels),
+            _docs_redirect,
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
