@@ -114,7 +114,7 @@ async def test_completed_jobs_carry_what_the_resources_hold(
 
             async def completed() -> bool:
                 job.update((await http.get(job_url)).json())
-                return job["state"] == "completed"
+                return bool(job["state"] == "completed")
 
             await until_async(completed)
     finally:
