@@ -168,6 +168,7 @@ def test_every_response_is_typed(served: Served) -> None:
         ("POST", "/channels/sms/jobs", "400", "ErrorBody"),
         ("POST", "/channels/sms/jobs", "401", "ErrorBody"),
         ("POST", "/channels/sms/jobs", "413", "ErrorBody"),
+        ("POST", "/channels/sms/jobs/batch", "415", "ValidationErrorBody"),
         ("POST", "/channels/sms/jobs", "422", "ValidationErrorBody"),
         ("POST", "/channels/sms/jobs", "503", "ErrorBody"),
         ("GET", "/channels/sms/jobs", "422", "ValidationErrorBody"),

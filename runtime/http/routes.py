@@ -75,6 +75,8 @@ class JobRoutes(Controller):
         "/",
         summary="Counts per state and the rate limiter's window",
         operation_id=_operation_id("get_{channel}_counts"),
+        description="`waiting` and `active` come from the stream, the others from their sets; "
+        "`limiter` is the global rate-limit window (zeros without a limiter).",
         responses=UNAVAILABLE,
     )
     async def summary(
@@ -88,6 +90,8 @@ class JobRoutes(Controller):
         "/jobs",
         summary="Jobs in one state, newest first",
         operation_id=_operation_id("list_{channel}_jobs"),
+        description="Failed, completed and delayed jobs newest first; waiting and active "
+        "jobs oldest first, read from the stream: for them offset + limit is at most 10,000.",
         responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
     )
     async def list_jobs(
@@ -117,6 +121,7 @@ class JobRoutes(Controller):
         "/jobs/{job_id:str}",
         summary="One job: state, attempts, result, errors, timestamps",
         operation_id=_operation_id("get_{channel}_job"),
+        description="The payload is shown while the job is delayed or failed.",
         responses=_JOB_ERRORS,
     )
     async def job(
@@ -135,6 +140,7 @@ class JobRoutes(Controller):
         status_code=202,
         summary="Run a failed job again",
         operation_id=_operation_id("retry_{channel}_job"),
+        description="Only a failed job: it goes back on the stream, waiting, failures reset.",
         responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def retry(
@@ -153,6 +159,7 @@ class JobRoutes(Controller):
         status_code=204,
         summary="Remove a failed, completed or delayed job",
         operation_id=_operation_id("discard_{channel}_job"),
+        description="A waiting or active job cannot be discarded (409).",
         responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def discard(

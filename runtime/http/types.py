@@ -67,7 +67,7 @@ class ValidationErrorBody:
 
 
 BAD_REQUEST = {
-    400: ResponseSpec(ErrorBody, description="The request is malformed (e.g. the body is not JSON)")
+    400: ResponseSpec(ErrorBody, description="The request could not be read as HTTP asks")
 }
 UNAVAILABLE = {
     503: ResponseSpec(
@@ -76,12 +76,16 @@ UNAVAILABLE = {
 }
 INVALID = {
     422: ResponseSpec(
-        ValidationErrorBody, description="Invalid payload or parameter; each bad field is named"
+        ValidationErrorBody,
+        description="Invalid body, payload or parameter; each bad field is named",
     )
 }
 ENQUEUE_ERRORS = {
     **BAD_REQUEST,
     413: ResponseSpec(ErrorBody, description="The body is larger than MAX_BODY_SIZE"),
+    415: ResponseSpec(
+        ValidationErrorBody, description="The body is not sent as Content-Type: application/json"
+    ),
     **INVALID,
     **UNAVAILABLE,
 }
