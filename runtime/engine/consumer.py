@@ -65,6 +65,7 @@ class ChannelConsumer:
         self.launcher = Launcher(
             channel,
             scripts,
+            consumer=consumer,
             limiter=RateLimiter(channel, scripts),
             runner=self.runner,
             recorder=self.recorder,

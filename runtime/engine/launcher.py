@@ -50,6 +50,7 @@ class Launcher:
         channel: Channel[Any, Any],
         scripts: ChannelScripts,
         *,
+        consumer: str,
         limiter: RateLimiter,
         runner: JobRunner,
         recorder: OutcomeRecorder,
@@ -57,6 +58,7 @@ class Launcher:
     ) -> None:
         self.channel = channel
         self._scripts = scripts
+        self._consumer = consumer
         self._limiter = limiter
         self._runner = runner
         self._recorder = recorder
@@ -98,7 +100,8 @@ class Launcher:
         """Give held jobs back to the stream, for any process to take at once."""
         if self.held:
             await self._scripts.requeue(
-                [StreamEntry(job.stream_id, job.message) for job in self.held]
+                self._consumer,
+                [StreamEntry(job.stream_id, job.message, job.delivery) for job in self.held],
             )
             self.held.clear()
 

@@ -108,7 +108,7 @@ class OutcomeRecorder:
                 failures = 0
                 del self._pending[: len(batch)]
                 if stale:
-                    self._report_stale(stale)
+                    self._report_stale([outcome.job_id for outcome in stale])
                 self._count(batch, stale)
             if self._stopping:
                 return
@@ -116,20 +116,20 @@ class OutcomeRecorder:
     def _report_stale(self, job_ids: list[str]) -> None:
         logger.warning(
             "%s: %d outcome(s) not recorded: another process took job(s) %s over while this "
-            "one ran them (it missed its stalled interval: paused, or its event loop "
-            "blocked); their owner records them",
+            "one ran them, or this one started them again (it missed the stalled interval: "
+            "paused, or its event loop blocked); the run that holds each job records it",
             self._channel,
             len(job_ids),
             ", ".join(job_ids[:20]) + (" ..." if len(job_ids) > 20 else ""),
             extra={"channel": self._channel, "job_ids": job_ids},
         )
 
-    def _count(self, batch: list[Outcome], stale: list[str]) -> None:
+    def _count(self, batch: list[Outcome], stale: list[Outcome]) -> None:
         """Outcome counters per written batch: one metric update per kind, not per job.
-        Dropped outcomes are left out: the job's owner counts it when it ends."""
+        Dropped outcomes are left out: the run that holds the job counts it."""
         if stale:
-            dropped = set(stale)
-            kinds = Counter(outcome.kind for outcome in batch if outcome.job_id not in dropped)
+            dropped = {id(outcome) for outcome in stale}
+            kinds = Counter(outcome.kind for outcome in batch if id(outcome) not in dropped)
         else:
             kinds = Counter(outcome.kind for outcome in batch)
         metrics = self._metrics

@@ -52,8 +52,12 @@ class JobRunner:
         self._resources = resources  # what the app's resources factory yielded
         self.running: dict[str, asyncio.Task[None]] = {}
         # Running jobs whose claim another process took (this one missed its stalled
-        # interval): they run on, but are no longer heartbeated and record nothing.
+        # interval): they run on, no longer heartbeated; finish.lua drops their outcome.
         self.lost: set[str] = set()
+        # Older runs of an entry this process took back and started again (its own event
+        # loop was blocked past the stalled interval): they too run on, their outcome
+        # dropped, and are waited for (or cancelled) at stop like the rest.
+        self.superseded: set[asyncio.Task[None]] = set()
         self.slot_freed = asyncio.Event()
         self._recorder = recorder
         self._metrics = metrics
@@ -68,6 +72,10 @@ class JobRunner:
         return self.channel.concurrency - len(self.running)
 
     def run(self, job: ClaimedJob, numbers: RunNumbers) -> None:
+        older = self.running.get(job.stream_id)
+        if older is not None:
+            self.superseded.add(older)
+        self.lost.discard(job.stream_id)  # this run holds the claim
         # Named by the job id, so that what runs can be told (LoopMonitor, debugging).
         self.running[job.stream_id] = asyncio.create_task(self._run(job, numbers), name=job.job_id)
 
@@ -75,9 +83,10 @@ class JobRunner:
         """Let running jobs finish for up to `timeout` seconds. True when all did;
         otherwise the rest are cancelled and abandoned, unacknowledged: another process
         takes them over once their stalled interval has passed."""
-        if not self.running:
+        tasks = [*self.running.values(), *self.superseded]
+        if not tasks:
             return True
-        _, pending = await asyncio.wait(list(self.running.values()), timeout=timeout)
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
         if not pending:
             return True
         self.abandon()
@@ -114,8 +123,12 @@ class JobRunner:
             outcome = self._failure(job, numbers, error)
             self._log_failure(job, numbers.attempt, outcome, error, time.perf_counter() - started)
         finally:
-            self.running.pop(job.stream_id, None)
-            self.lost.discard(job.stream_id)
+            task = asyncio.current_task()
+            if self.running.get(job.stream_id) is task:
+                del self.running[job.stream_id]
+                self.lost.discard(job.stream_id)
+            else:
+                self.superseded.discard(task)
             self.slot_freed.set()
         elapsed = time.perf_counter() - started
         self._metrics.run_seconds.observe(elapsed)

@@ -192,15 +192,15 @@ class ChannelScripts:
 
     async def finish(
         self, consumer: str, outcomes: Sequence[Outcome], now_ms: int, keep: Retention
-    ) -> list[str]:
+    ) -> list[Outcome]:
         """Record the outcomes whose claim `consumer` still holds, ack their messages and
-        apply retention (also with no outcome). Returns the job ids of the outcomes
-        dropped because another process holds the claim now."""
+        apply retention (also with no outcome). Returns the outcomes dropped because
+        another run holds the claim now."""
         args: list[Any] = [self.keys.job_prefix, CONSUMER_GROUP, now_ms, *keep.argv(), consumer]
         args += encode_outcomes(outcomes)
         keys = [self.keys.stream, self.keys.delayed, self.keys.completed, self.keys.failed]
-        stale = await _call(self._scripts.finish, keys, args)
-        return [_text(job_id) for job_id in stale]
+        positions = await _call(self._scripts.finish, keys, args)
+        return [outcomes[int(position) - 1] for position in positions]
 
     async def reclaim(
         self,
@@ -250,11 +250,12 @@ class ChannelScripts:
         )
         return int(moved), (float(next_due) if next_due else None)
 
-    async def requeue(self, entries: Sequence[StreamEntry]) -> None:
-        args: list[Any] = [CONSUMER_GROUP]
+    async def requeue(self, consumer: str, entries: Sequence[StreamEntry]) -> int:
+        """Give entries `consumer` still holds back to the stream; returns how many."""
+        args: list[Any] = [CONSUMER_GROUP, consumer]
         for entry in entries:
-            args += (entry.stream_id, entry.message)
-        await _call(self._scripts.requeue, [self.keys.stream], args)
+            args += (entry.stream_id, entry.deliveries, entry.message)
+        return int(await _call(self._scripts.requeue, [self.keys.stream], args))
 
     async def limit(self, limit: RateLimit, wanted: int) -> tuple[int, int]:
         """(granted, wait ms until the next grant is possible) for `wanted` starts."""

@@ -21,19 +21,22 @@
       fail:  a = error JSON, b = message
       defer: a = due ms, b = message (held back by a keyed rate limit; not a failure)
 
-  Returns the job ids whose outcome was dropped because the claim was lost.
+  Returns the positions (from 1, in ARGV order) of the records dropped because the claim
+  was lost.
 ]]
 --- @include "include/append_error.lua"
 --- @include "include/trim.lua"
 local prefix, group, now, consumer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[8]
 local stale = {}
+local position = 0
 for i = 9, #ARGV, 7 do
+  position = position + 1
   local kind, sid, delivery, id = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local a, b, c = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local key = prefix .. id
   local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
   if not claim or claim[2] ~= consumer or claim[4] ~= delivery then
-    stale[#stale + 1] = id
+    stale[#stale + 1] = position
     kind = 'stale'
   else
     redis.call('XACK', KEYS[1], group, sid)

@@ -1,16 +1,26 @@
 --[[
   Put jobs this consumer read but never started back at the end of the stream, so that
   a stopping process leaves them to others at once instead of after the stalled interval.
+  Fenced like finish.lua: an entry whose claim this consumer lost meanwhile (another
+  process took it over) is left to its owner.
 
   KEYS[1] stream
   ARGV[1] consumer group
-  ARGV[2..] per job, 2 values: stream id, message
+  ARGV[2] this consumer
+  ARGV[3..] per job, 3 values: stream id, delivery count of the claim, message
 
-  Returns 1.
+  Returns how many entries were put back.
 ]]
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 1])
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  redis.call('XDEL', KEYS[1], ARGV[i])
+local group, consumer = ARGV[1], ARGV[2]
+local requeued = 0
+for i = 3, #ARGV, 3 do
+  local sid, delivery = ARGV[i], tonumber(ARGV[i + 1])
+  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
+  if claim and claim[2] == consumer and claim[4] == delivery then
+    redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
+    redis.call('XACK', KEYS[1], group, sid)
+    redis.call('XDEL', KEYS[1], sid)
+    requeued = requeued + 1
+  end
 end
-return 1
+return requeued

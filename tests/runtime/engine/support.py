@@ -235,6 +235,7 @@ def build_parts(scripts: ChannelScripts, channel: Channel[Any, Any], consumer: s
     launcher = Launcher(
         channel,
         scripts,
+        consumer=consumer,
         limiter=limiter,
         runner=runner,
         recorder=recorder,

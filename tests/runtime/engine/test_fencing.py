@@ -116,12 +116,6 @@ async def test_recorder_logs_dropped_outcomes_once_and_does_not_count_them(
     assert await redis.zcard(keys.failed) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: OutcomeRecorder._count (runtime/engine/recorder.py) leaves out every "
-    "outcome whose job id is among the stale ones, so a batch holding a job's stale "
-    "outcome and its recorded one counts neither",
-)
 @pytest.mark.usefixtures("group")
 async def test_recorder_counts_the_recorded_outcome_of_a_job_whose_older_run_was_dropped(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
@@ -258,13 +252,6 @@ async def test_launcher_forget_drops_a_held_job_and_marks_a_running_one_lost(
     assert outcome_counts(parts.metrics)["completed"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Launcher.release_held -> requeue.lua acks and deletes the entries it "
-    "gives back without checking this consumer still holds them (requeue takes no "
-    "consumer), so a held job another process took over is requeued as a copy and the "
-    "new owner's entry is deleted: its outcome is then dropped as stale",
-)
 @pytest.mark.usefixtures("group")
 async def test_release_held_leaves_a_job_another_process_took_over_to_it(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor
@@ -298,13 +285,6 @@ async def test_release_held_leaves_a_job_another_process_took_over_to_it(
 # JobRunner
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: JobRunner.run (runtime/engine/runner.py) keys running jobs by stream "
-    "id, so a second run of an entry this process still runs (its own reclaimer took it "
-    "back under the same consumer name) replaces the first in `running`; when the first "
-    "ends it pops the entry and the second runs untracked: not heartbeated, not waited for",
-)
 @pytest.mark.usefixtures("group")
 async def test_every_run_in_flight_stays_tracked_when_a_job_is_reclaimed_by_its_own_consumer(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, parts_for: PartsFor

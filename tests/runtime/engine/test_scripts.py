@@ -534,7 +534,7 @@ async def test_finish_drops_the_outcome_of_a_consumer_whose_claim_was_taken_over
 
     stale = await scripts.finish("paused", [outcome_of(kind, entry, 1)], now_ms(), KEEP_ALL)
 
-    assert stale == ["j1"]
+    assert [outcome.job_id for outcome in stale] == ["j1"]
     assert await job_hash(redis, keys, "j1") == before  # state active, no error, no result
     assert await claims(redis, keys) == {entry.stream_id: ("other", 2)}
     assert [e.stream_id for e in await stream(redis, keys)] == [entry.stream_id]
@@ -572,7 +572,7 @@ async def test_finish_records_the_outcomes_whose_claim_holds_and_drops_the_rest(
         KEEP_ALL,
     )
 
-    assert stale == ["lost"]
+    assert [outcome.job_id for outcome in stale] == ["lost"]
     assert await members(redis, keys.completed) == ["kept"]
     assert await redis.zcard(keys.failed) == 0
     assert (await job_hash(redis, keys, "lost"))["state"] == "active"
@@ -591,13 +591,11 @@ async def test_finish_drops_the_outcome_of_an_older_delivery_to_the_same_consume
     assert [e.deliveries for e in await reclaim_all(scripts, "worker")] == [2]
     before = await job_hash(redis, keys, "j1")
 
-    assert await scripts.finish("worker", [outcome_of(kind, entry, 1)], now_ms(), KEEP_ALL) == [
-        "j1"
-    ]
+    stale = await scripts.finish("worker", [outcome_of(kind, entry, 1)], now_ms(), KEEP_ALL)
+    assert [outcome.job_id for outcome in stale] == ["j1"]
     # a delivery count the entry never had is no claim either
-    assert await scripts.finish("worker", [outcome_of(kind, entry, 3)], now_ms(), KEEP_ALL) == [
-        "j1"
-    ]
+    stale = await scripts.finish("worker", [outcome_of(kind, entry, 3)], now_ms(), KEEP_ALL)
+    assert [outcome.job_id for outcome in stale] == ["j1"]
 
     assert await job_hash(redis, keys, "j1") == before
     assert await claims(redis, keys) == {entry.stream_id: ("worker", 2)}
@@ -627,7 +625,7 @@ async def test_finish_drops_a_stale_outcome_of_a_job_its_new_owner_finished(
 
     stale = await scripts.finish("paused", [outcome_of(stale_kind, entry, 1)], now + 5, KEEP_ALL)
 
-    assert stale == ["j1"]
+    assert [outcome.job_id for outcome in stale] == ["j1"]
     assert await job_hash(redis, keys, "j1") == recorded
     assert recorded["state"] == STATE_OF_KIND[owner_kind]
     assert await indexes_holding(redis, keys, "j1") == {STATE_OF_KIND[owner_kind]}
@@ -724,7 +722,7 @@ async def test_requeue_puts_entries_back_at_the_end_of_the_stream(
     await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b")], now_ms())
     a, b = await read(redis, keys, "w")
 
-    await scripts.requeue([a])
+    assert await scripts.requeue("w", [a]) == 1
 
     entries = await stream(redis, keys)
     assert entries[0].stream_id == b.stream_id
