@@ -321,3 +321,10 @@ def test_python_client_enqueues_and_reads_the_status(served: Served, tmp_path: P
     assert status.state is models.JobStatusState.WAITING
     assert status.enqueued_at is not None
     assert status.errors == []
+
+
+def test_every_operation_tag_is_declared(served: Served) -> None:
+    declared = {tag["name"] for tag in served.document["tags"]}
+    used = {tag for _, _, operation in _operations(served.document) for tag in operation["tags"]}
+    assert used == declared
+    assert {"sms", "health"} <= used

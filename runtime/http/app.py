@@ -30,6 +30,7 @@ from runtime.http.openapi import (
     API_KEY_SECURITY,
     PayloadSchemaPlugin,
     api_key_components,
+    declare_tags,
     document_api_keys,
     use_exact_payload_schemas,
 )
@@ -255,6 +256,8 @@ def build_http_app(
         openapi_config=OpenAPIConfig(
             title=title,
             version="1.0.0",
+            description="Enqueue jobs on each channel and follow them: one set of routes per "
+            "channel, each payload's schema as a component.",
             components=[api_key_components()] if api_keys else [],
         ),
         plugins=[PayloadSchemaPlugin()],
@@ -273,4 +276,5 @@ def build_http_app(
         use_exact_payload_schemas(app, payload_models)
     if api_keys:
         document_api_keys(app)
+    declare_tags(app)
     return app

@@ -29,6 +29,7 @@ __all__ = [
     "API_KEY_SECURITY",
     "PayloadSchemaPlugin",
     "api_key_components",
+    "declare_tags",
     "document_api_keys",
     "use_exact_payload_schemas",
 ]
@@ -183,3 +184,24 @@ def document_api_keys(app: Litestar) -> None:
         for operation in path_item.values():
             if isinstance(operation, dict) and operation.get("security"):
                 operation.setdefault("responses", {})["401"] = unauthorized
+
+
+def declare_tags(app: Litestar) -> None:
+    """List every tag the operations of `app` use at the top of its document (a channel's
+    routes are tagged with its name), as OpenAPI tools expect of a tag."""
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    declared = {tag["name"] for tag in document.get("tags", [])}
+    used = {
+        tag
+        for path_item in document.get("paths", {}).values()
+        for operation in path_item.values()
+        if isinstance(operation, dict)
+        for tag in operation.get("tags", [])
+    }
+    document.setdefault("tags", []).extend(
+        {"name": tag, "description": _TAG_DESCRIPTIONS.get(tag, f"The {tag} channel's jobs")}
+        for tag in sorted(used - declared)
+    )
+
+
+_TAG_DESCRIPTIONS = {"health": "Liveness and readiness of the process"}
