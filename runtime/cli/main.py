@@ -1,6 +1,7 @@
 """`runtime`: the command line. Thin: parses flags, calls the functions that do the work.
 
-Exit codes: 0 done; 1 `generate --check` found stale files, or `jobs` found no such job
+Exit codes: 0 done; 1 `generate --check` found stale files, `generate --check-compat` found
+breaking changes, or `jobs` found no such job
 (or not one it can retry or discard); 2 bad input, usage or configuration.
 """
 
@@ -41,6 +42,8 @@ def _generate(args: argparse.Namespace) -> int:
         from generator import ConfigError, GeneratorError, StaleOutputError, generate
     except ImportError as error:
         return _missing_extra(f"the generate extra ({error})")
+    if args.check_compat is not None:
+        return _check_compat(Path(args.config), args.check_compat)
     try:
         report = generate(Path(args.config), Path(args.out), check=args.check)
     except ImportError as error:  # a tool imported only when there is work to do
@@ -61,6 +64,29 @@ def _generate(args: argparse.Namespace) -> int:
     print(
         f"{report.out_dir} {verb}: {len(report.channels)} channel(s): {', '.join(report.channels)}"
     )
+    return 0
+
+
+def _check_compat(config: Path, against: str) -> int:
+    from generator import ConfigError, GeneratorError
+    from generator.compat import check_compat
+
+    try:
+        found = check_compat(config, against)
+    except ConfigError as error:
+        print(f"error: {len(error.problems)} problem(s) in the configuration:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except GeneratorError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if found:
+        print(f"{len(found)} breaking change(s) since {against}:", file=sys.stderr)
+        for change in found:
+            print(f"  {change}", file=sys.stderr)
+        return 1
+    print(f"{config} is compatible with {against}")
     return 0
 
 
@@ -93,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="write nothing; exit 1 naming each stale, orphaned or missing file",
+    )
+    generate.add_argument(
+        "--check-compat",
+        metavar="REF_OR_FILE",
+        default=None,
+        help="write nothing; compare with an older version (a git ref such as HEAD~1, or the "
+        "path of an older channels.yaml) and exit 1 listing every change that breaks a "
+        "deployed producer or consumer",
     )
     generate.set_defaults(run=_generate)
 
