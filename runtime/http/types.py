@@ -226,7 +226,11 @@ IdempotencyKey = Annotated[
     HeaderParameter(
         name="Idempotency-Key",
         max_length=200,
-        description="Client-chosen job id: enqueuing the same key again returns the same job.",
+        # Visible ASCII only: header bytes beyond it arrive decoded as Latin-1, so a UTF-8
+        # key would silently become a different (mojibake) job id.
+        pattern=r"^[\x21-\x7e]+$",
+        description="Client-chosen job id (visible ASCII, at most 200 characters): "
+        "enqueuing the same key again returns the same job.",
     ),
 ]
 DelayMs = Annotated[

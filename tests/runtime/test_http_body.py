@@ -54,3 +54,19 @@ async def test_a_json_media_type_with_parameters_passes_the_check(
         headers={"content-type": "application/json; charset=utf-8"},
     )
     assert response.status_code == 503, response.text  # reached Redis, which is down
+
+
+@pytest.mark.parametrize("key", ["ключ-1", "café", "with space"])
+async def test_an_idempotency_key_outside_visible_ascii_is_refused(
+    http_without_redis: httpx.AsyncClient, key: str
+) -> None:
+    response = await http_without_redis.post(
+        "/channels/sms/jobs",
+        content=SMS,
+        headers={
+            "content-type": "application/json",
+            "idempotency-key": key.encode().decode("latin-1"),
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "idempotency_key"
