@@ -63,10 +63,8 @@ async def test_an_idempotency_key_outside_visible_ascii_is_refused(
     response = await http_without_redis.post(
         "/channels/sms/jobs",
         content=SMS,
-        headers={
-            "content-type": "application/json",
-            "idempotency-key": key.encode().decode("latin-1"),
-        },
+        # raw bytes: what a client sending a UTF-8 key puts on the wire
+        headers=[(b"content-type", b"application/json"), (b"idempotency-key", key.encode())],
     )
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == "idempotency_key"
