@@ -8,7 +8,9 @@ the whole folder, which also removes files of channels that no longer exist.
 
 from __future__ import annotations
 
+import ctypes
 import filecmp
+import os
 import shutil
 import subprocess
 import sys
@@ -23,9 +25,34 @@ __all__ = ["check_output", "write_output"]
 _IGNORED = {"__pycache__", ".mypy_cache", ".ruff_cache"}
 
 
+def _staging_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}.staging-"
+
+
+def _remove_abandoned_staging(out_dir: Path) -> None:
+    """Staging folders of runs that were killed (their pid, in the name, is gone)."""
+    for folder in out_dir.parent.glob(_staging_prefix(out_dir) + "*"):
+        pid = folder.name.removeprefix(_staging_prefix(out_dir)).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def _stage(files: dict[str, str], out_dir: Path, package: str, key: str) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    _remove_abandoned_staging(out_dir)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f"{_staging_prefix(out_dir)}{os.getpid()}-", dir=out_dir.parent)
+    )
     for relative, text in files.items():
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -92,12 +119,35 @@ def write_output(
             partial = path.with_name(f".{path.name}.partial")
             partial.write_text(text, encoding="utf-8", newline="\n")
             partial.replace(path)
+    _swap(staging, out_dir)
+
+
+def _swap(staging: Path, out_dir: Path) -> None:
+    """Put `staging` in place of `out_dir` with no moment where `out_dir` is missing: an
+    atomic exchange (Linux renameat2 RENAME_EXCHANGE), then the old tree is removed."""
+    if out_dir.exists() and _exchange(staging, out_dir):
+        shutil.rmtree(staging, ignore_errors=True)  # holds the old tree now
+        return
+    # No atomic exchange here (not Linux, or a filesystem without it): two renames.
     previous = out_dir.with_name(f".{out_dir.name}.previous")
     shutil.rmtree(previous, ignore_errors=True)
     if out_dir.exists():
         out_dir.rename(previous)
     staging.rename(out_dir)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically; False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28, or another libc
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return bool(done == 0)
 
 
 def check_output(

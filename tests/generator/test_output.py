@@ -213,3 +213,34 @@ def test_each_file_hashes_only_its_own_inputs(make_project: ProjectFactory) -> N
     assert digest("registry.py") == digest("routes.py") == digest("grpc_service.py")
     assert digest("registry.py") not in (digest("processors/orders.py"), digest("__init__.py"))
     assert digest("__init__.py") == digest("models/__init__.py") == digest("proto/__init__.py")
+
+
+def test_staging_folders_of_killed_runs_are_removed(make_project: ProjectFactory) -> None:
+    """A run killed mid-way leaves `.<out>.staging-<pid>-*`; the next run removes it once
+    that pid is gone, and leaves a live run's alone."""
+    project = make_project()
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_pid.wait()
+    abandoned = project / f".{OUT}.staging-{dead_pid.pid}-killed"
+    (abandoned / "models").mkdir(parents=True)
+    (abandoned / "models" / "half.py").write_text("# half written\n")
+    live = project / f".{OUT}.staging-{os.getpid()}-running"
+    live.mkdir()
+
+    assert run_generate(project).returncode == 0
+
+    assert not abandoned.exists()
+    assert live.exists()
+    left = sorted(p.name for p in project.iterdir() if p.name.startswith(f".{OUT}."))
+    assert left == [live.name]  # no other staging or `.previous` tree
+    assert (project / OUT / "registry.py").is_file()
+
+
+def test_regeneration_swaps_the_tree_in_place(make_project: ProjectFactory) -> None:
+    project = make_project()
+    assert run_generate(project).returncode == 0
+    out = project / OUT
+    (out / "registry.py").write_text("# edited by hand\n")
+    assert run_generate(project).returncode == 0
+    assert "edited by hand" not in (out / "registry.py").read_text()
+    assert not [p for p in project.iterdir() if p.name.startswith(f".{OUT}.")]
