@@ -1,4 +1,5 @@
-"""The grpc.aio server: the generated Channels and Jobs services, health, reflection, API keys.
+"""The grpc.aio server: the generated Channels and Jobs services, health, reflection (v1 and
+v1alpha), API keys.
 
 With API keys set, every call needs one except health checks and reflection: enqueueing
 (`channels.v1.Channels`) and job administration (`channels.v1.Jobs`) alike.
@@ -10,9 +11,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from runtime.auth import ApiKeys
 
@@ -28,6 +30,38 @@ Continuation: TypeAlias = (
     "Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]]"
 )
 _OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+# grpcio-reflection implements only v1alpha. grpc.reflection.v1 is the same protocol under
+# a new package: its request and response messages have the same fields and numbers
+# (grpc/reflection/v1/reflection.proto was copied from v1alpha), so the v1alpha servicer,
+# with v1alpha's (de)serializers, answers v1 clients byte for byte.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _register_reflection_v1() -> None:
+    """Put grpc/reflection/v1/reflection.proto in the default descriptor pool (v1alpha's
+    file under the v1 package), so that reflection can describe the v1 service it lists."""
+    pool = descriptor_pool.Default()
+    name = "grpc/reflection/v1/reflection.proto"
+    try:
+        pool.FindFileByName(name)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    old, new = f".{proto.package}.", ".grpc.reflection.v1."
+    proto.name, proto.package = name, "grpc.reflection.v1"
+    proto.ClearField("options")
+    for message in proto.message_type:
+        for field in message.field:
+            if field.type_name:
+                field.type_name = field.type_name.replace(old, new)
+    for service in proto.service:
+        for method in service.method:
+            method.input_type = method.input_type.replace(old, new)
+            method.output_type = method.output_type.replace(old, new)
+    pool.Add(proto)
 
 
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
@@ -133,12 +167,22 @@ def build_grpc_server(
     add_services(server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *service_names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    listed = (
+        *service_names,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        REFLECTION_V1,
+        reflection.SERVICE_NAME,
     )
+    _register_reflection_v1()
+    servicer = reflection.aio.ReflectionServicer(listed)
+    for name in (REFLECTION_V1, reflection.SERVICE_NAME):
+        handlers = {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+        server.add_registered_method_handlers(name, handlers)
     return server, health

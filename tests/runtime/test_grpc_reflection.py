@@ -4,14 +4,18 @@ builds the request message from the descriptors it received, and enqueues a job.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from tests.conftest import ROOT
 from tests.runtime.conftest import Probe, ServeFactory, events_of
 
 
@@ -49,3 +53,48 @@ async def test_a_reflection_client_lists_and_calls_enqueue(
     assert job_id
     events = await probe.wait_for(lambda seen: bool(events_of(seen, "fast")))
     assert events_of(events, "fast") == [("via-reflection", server.pid)]
+
+
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+
+
+def _buf_curl(target: str, protocol: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`buf curl` (an independent gRPC client) learning the schema by reflection only."""
+    command = [
+        str(BUF),
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "--reflect-protocol",
+        protocol,
+        *args,
+    ]
+    return subprocess.run(
+        [*command, f"http://{target}/probe.v1.Channels/EnqueueFast"]
+        if "--list-methods" not in args
+        else [*command, f"http://{target}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.skipif(not BUF.is_file(), reason="buf is not installed: run `npm ci` (see .ci/run)")
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_reflection_v1_and_v1alpha_serve_an_independent_client(
+    serve: ServeFactory, probe: Probe, protocol: str
+) -> None:
+    server = await serve()
+    listed = await asyncio.to_thread(_buf_curl, server.grpc_target, protocol, "--list-methods")
+    assert listed.returncode == 0, listed.stderr
+    assert "probe.v1.Channels/EnqueueFast" in listed.stdout.split()
+    job = f"buf-{protocol}"
+    called = await asyncio.to_thread(
+        _buf_curl, server.grpc_target, protocol, "-d", json.dumps({"payload": {"id": job}})
+    )
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["jobId"]
+    events = await probe.wait_for(lambda seen: (job, server.pid) in events_of(seen, "fast"))
+    assert (job, server.pid) in events_of(events, "fast")
