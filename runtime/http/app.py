@@ -25,6 +25,7 @@ from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
 from runtime.http.body import check_json_body
+from runtime.http.docs_ui import docs_assets_router, docs_render_plugins
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import (
     API_KEY_SECURITY,
@@ -240,6 +241,7 @@ def build_http_app(
             _health_controller(readiness),
             _metrics_route(metrics, client, channels),
             _docs_redirect,
+            docs_assets_router(),
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
@@ -259,6 +261,7 @@ def build_http_app(
             description="Enqueue jobs on each channel and follow them: one set of routes per "
             "channel, each payload's schema as a component.",
             components=[api_key_components()] if api_keys else [],
+            render_plugins=docs_render_plugins(),
         ),
         plugins=[PayloadSchemaPlugin()],
         # Given explicitly so Litestar does not install its own root queue handler:
