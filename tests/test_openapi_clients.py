@@ -29,7 +29,7 @@ import pytest
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, delete_keys, new_prefix
 from tests.runtime.conftest import (
     clean_env,
     free_port,
@@ -54,10 +54,11 @@ class Served:
 def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("openapi-clients")
     http_port = free_port()
+    key_prefix = new_prefix("clients-")
     environ = clean_env() | {
         "CHANNELKIT_APP": "generated",
         "REDIS_URL": redis_url,
-        "CHANNELKIT_KEY_PREFIX": f"clients-{uuid.uuid4().hex[:12]}",
+        "CHANNELKIT_KEY_PREFIX": key_prefix,
         "HTTP_PORT": str(http_port),
         "ENABLE_GRPC": "false",
         "ENABLE_WORKERS": "false",
@@ -83,6 +84,7 @@ def served(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        delete_keys(redis_url, f"{key_prefix}:*")
 
 
 def _node_tool(name: str) -> Path:

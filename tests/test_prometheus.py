@@ -6,7 +6,9 @@ run dry (no provider URLs), so jobs complete at once. The promtool test enqueues
 and the Prometheus test on `sms`, so each can count its own jobs whatever the order.
 
 Needs the `promtool` and `prometheus` binaries (Debian: `apt-get install prometheus`;
-`.ci/run` installs them); skipped when they are missing.
+`.ci/run` installs them). Skipped when they are missing, unless
+CHANNELKIT_REQUIRE_PROMETHEUS=1 (set by `.ci/run`): then every test here fails, saying
+which binary is missing, so CI cannot pass without them.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import shutil
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,11 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2
-from redis import Redis
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, delete_keys, new_prefix
 from tests.runtime.conftest import (
     clean_env,
+    die_with_parent,
     free_port,
     start_serve_blocking,
     wait_ready_blocking,
@@ -41,10 +43,20 @@ from tests.runtime.conftest import (
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None or PROMETHEUS is None,
-    reason="promtool/prometheus not installed (Debian: apt-get install prometheus)",
-)
+MISSING = [name for name, path in (("promtool", PROMTOOL), ("prometheus", PROMETHEUS)) if not path]
+REQUIRED = os.environ.get("CHANNELKIT_REQUIRE_PROMETHEUS", "") not in ("", "0")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _binaries() -> None:
+    """Skip without promtool/prometheus; fail instead where they are required (CI).
+    Module-scoped and autouse: it runs before the module's servers start."""
+    if MISSING:
+        why = f"{' and '.join(MISSING)} not installed (Debian: apt-get install prometheus)"
+        if REQUIRED:
+            pytest.fail(f"CHANNELKIT_REQUIRE_PROMETHEUS is set and {why}", pytrace=False)
+        pytest.skip(why)
+
 
 SMS_PAYLOAD = {"to": "+14155550100", "body": "hi"}
 PUSH_PAYLOAD = {"device_tokens": ["device-1"], "title": "hello", "body": "hi"}
@@ -74,7 +86,7 @@ class Serve:
 def _serve(redis_url: str, folder: Path, settings: dict[str, str]) -> Iterator[Serve]:
     """`runtime serve` of the reference app with `settings`, stopped and its keys deleted
     at the end. `settings` must set HTTP_PORT or METRICS_PORT (where it is ready)."""
-    key_prefix = f"prom-{uuid.uuid4().hex[:12]}"
+    key_prefix = new_prefix("prom-")
     environ = clean_env() | {
         "CHANNELKIT_APP": "generated",
         "REDIS_URL": redis_url,
@@ -95,10 +107,7 @@ def _serve(redis_url: str, folder: Path, settings: dict[str, str]) -> Iterator[S
         yield server
     finally:
         _stop(process)
-        with Redis.from_url(redis_url) as redis:
-            keys = list(redis.scan_iter(match=f"{key_prefix}:*", count=1000))
-            if keys:
-                redis.delete(*keys)
+        delete_keys(redis_url, f"{key_prefix}:*")
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +276,7 @@ def prometheus(serve: Serve, tmp_path: Path) -> Iterator[PrometheusServer]:
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
     server = PrometheusServer(f"http://127.0.0.1:{port}", process, log)
     try:

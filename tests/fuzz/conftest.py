@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, delete_keys, new_prefix
 from tests.runtime.conftest import (
     clean_env,
     free_port,
@@ -53,7 +52,7 @@ def reference_server(
     redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReferenceServer]:
     http_port, grpc_port = free_port(), free_port()
-    key_prefix = f"fuzz-{uuid.uuid4().hex[:12]}"
+    key_prefix = new_prefix("fuzz-")
     log = tmp_path_factory.mktemp("fuzz") / "serve.log"
     environ = clean_env() | {
         "CHANNELKIT_APP": "generated",
@@ -72,6 +71,7 @@ def reference_server(
         yield server
     finally:
         _stop(process)
+        delete_keys(redis_url, f"{key_prefix}:*")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -6,12 +6,19 @@ working directory (it finds `probe_generated` and the `probe` handlers itself, n
 PYTHONPATH), on free ports, with the session's Redis and the test's key prefix, and waits
 until it is ready. Every process a test started is stopped at teardown: SIGTERM, then
 SIGKILL after a bound. `probe` reads what the handlers wrote (see project/probe/handlers.py).
+
+Children cannot outlive the suite: every process started here asks the kernel for SIGKILL
+when pytest's thread that started it ends (`die_with_parent`, prctl PR_SET_PDEATHSIG), so
+a pytest killed with SIGKILL leaves no `runtime serve` behind; one that does not become
+ready in time is killed before the test fails. Their environment is `clean_env()`: an
+allow-list, so no provider URL, token, SMTP server or proxy of the caller reaches them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import json
 import os
@@ -43,6 +50,22 @@ APP = "probe_generated"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 READY_LINE = "channelkit.serve: ready:"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for children: SIGKILL them when the thread that spawned them ends
+    (Linux; elsewhere a no-op, and the fixtures' finalizers are all there is)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def kill(process: subprocess.Popen[bytes] | asyncio.subprocess.Process) -> None:
+    """SIGKILL a child that is still running (it is reaped by whoever waits for it)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
 
 
 def wait_ready_blocking(
@@ -51,17 +74,24 @@ def wait_ready_blocking(
     """Block until `url`/health/ready answers 200; fail with the log if the process exits
     or STARTUP_TIMEOUT passes (for suites that start servers with subprocess.Popen)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(timeout=2.0) as http:
-        while True:
-            code = process.poll()
-            if code is not None:
-                pytest.fail(f"runtime serve exited with {code}:\n{output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if http.get(f"{url}/health/ready").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{output()}")
-            time.sleep(0.05)
+    try:
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                code = process.poll()
+                if code is not None:
+                    pytest.fail(f"runtime serve exited with {code}:\n{output()}")
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get(f"{url}/health/ready").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    pytest.fail(f"runtime serve not ready after {STARTUP_TIMEOUT} s:\n{output()}")
+                time.sleep(0.05)
+    except BaseException:
+        # Not ready (or the test was interrupted): nobody else will stop it.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        raise
 
 
 def generate_project(source: Path, folder: Path, out: str) -> Path:
@@ -96,6 +126,7 @@ async def spawn_serve(
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -112,6 +143,7 @@ def start_serve_blocking(
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -146,8 +178,12 @@ async def grpc_calls(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        kill(process)
     assert process.returncode == 0, f"gRPC client failed:\n{err.decode(errors='replace')}"
     results: list[dict[str, Any]] = json.loads(out)
     return results
@@ -160,27 +196,24 @@ def free_port() -> int:
         return port
 
 
+# What a child may inherit from this process's environment: how to find programs, where
+# home and temp are, the locale. Nothing else: no serve setting, no *_PROVIDER_URL or
+# *_PROVIDER_TOKEN, no SMTP_*, no proxy, no PYTHONPATH. Tests add what a child needs.
+ENV_ALLOWED = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "LANG", "LANGUAGE", "TERM"}
+    | {"VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "PYTHONHASHSEED", "PYTHONUNBUFFERED"}
+    | {"PYTHONIOENCODING", "PYTHONUTF8", "PYTHONFAULTHANDLER"}
+)
+
+
 def clean_env() -> dict[str, str]:
-    """This process's environment without anything that would configure the server."""
-    env = dict(os.environ)
-    for name in (
-        "PYTHONPATH",
-        "REDIS_URL",
-        "CHANNELKIT_APP",
-        "CHANNELKIT_KEY_PREFIX",
-        "CHANNELKIT_DATA_DIR",
-        "HTTP_PORT",
-        "GRPC_PORT",
-        "ENABLE_API",
-        "ENABLE_GRPC",
-        "ENABLE_WORKERS",
-        "WORKER_CHANNELS",
-        "API_KEYS",
-        "MAX_BODY_SIZE",
-        "SHUTDOWN_TIMEOUT",
-    ):
-        env.pop(name, None)
-    return env
+    """The allow-listed part of this process's environment (ENV_ALLOWED, LC_*): nothing
+    that would configure the server or let a handler reach the outside."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in ENV_ALLOWED or name.startswith("LC_")
+    }
 
 
 @dataclass

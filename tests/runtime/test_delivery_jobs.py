@@ -24,6 +24,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from runtime.engine.client import Client
+from tests.conftest import new_prefix
 from tests.runtime.conftest import Probe, Server, text
 from tests.runtime.delivery_conftest import (
     Cluster,
@@ -70,7 +71,7 @@ def dproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def shared(
     dproject: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Shared]:
-    key_prefix = f"test-{uuid.uuid4().hex[:12]}"
+    key_prefix = new_prefix("delivery-")
     redis = Redis.from_url(redis_url)
     logs = tmp_path_factory.mktemp("delivery-logs")
     try:

@@ -24,6 +24,7 @@ from tests.runtime.conftest import (
     Server,
     _wait_ready,
     clean_env,
+    die_with_parent,
     free_port,
     spawn_serve,
 )
@@ -111,6 +112,7 @@ async def test_sigterm_to_the_process_group_stops_redis_after_the_workers(
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     server = Server(process, log, int(environ["HTTP_PORT"]), int(environ["GRPC_PORT"]))
     try:

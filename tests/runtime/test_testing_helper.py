@@ -20,7 +20,15 @@ from redis.asyncio import Redis
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.http.app import build_http_app
-from tests.runtime.conftest import APP, Probe, clean_env, events_of, import_from_project
+from tests.runtime.conftest import (
+    APP,
+    Probe,
+    clean_env,
+    die_with_parent,
+    events_of,
+    import_from_project,
+    kill,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -62,17 +70,22 @@ async def test_running_app_in_the_projects_own_suite(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
-    out, _ = await asyncio.wait_for(process.communicate(), 80)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), 80)
+    finally:
+        kill(process)
     output = out.decode(errors="replace")
     assert process.returncode == 0, output
-    assert "2 passed" in output, output
+    assert "3 passed" in output, output
 
     # The handlers ran inside that pytest process, in its event loop.
     events = await probe.events()
     assert sorted(events_of(events, "fast")) == [
         ("in-grpc", process.pid),
         ("in-http", process.pid),
+        ("own-prefix", process.pid),
     ]
     assert len(events_of(events, "end")) == 4
     assert await probe.max_running() <= 3

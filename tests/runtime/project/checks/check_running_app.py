@@ -78,3 +78,19 @@ async def test_drain_waits_for_running_jobs() -> None:
         # drain() returns once the jobs have run, not merely once they were read.
         ends = sorted(e.split(":")[1] for e in await _events() if e.startswith("end:"))
         assert ends == ["s0", "s1", "s2", "s3"]
+
+
+async def test_the_apps_own_prefix_is_deleted_when_the_block_ends() -> None:
+    async with running_app(
+        app=APP, project_dir=PROJECT, redis_url=os.environ["REDIS_URL"], enable_grpc=False
+    ) as app:
+        assert app.http is not None
+        prefix = app.client.prefix
+        assert prefix.startswith("test-")
+        response = await app.http.post("/channels/fast/jobs", json={"id": "own-prefix"})
+        assert response.status_code == 202, response.text
+        await app.drain("fast")
+        async with Redis.from_url(os.environ["REDIS_URL"]) as redis:
+            assert [key async for key in redis.scan_iter(match=f"{prefix}:*")]
+    async with Redis.from_url(os.environ["REDIS_URL"]) as redis:
+        assert [key async for key in redis.scan_iter(match=f"{prefix}:*")] == []
