@@ -7,7 +7,7 @@ PYTHON_BOOT ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install generate check-generated lint format typecheck check test run bench
+.PHONY: help install generate check-generated lint format typecheck check test run dev bench
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ test: $(STAMP) ## run the test suite (starts an embedded Redis when REDIS_URL is
 run: $(STAMP) ## generate, then serve the notification app (embedded Redis without REDIS_URL)
 	$(PY) -m runtime generate
 	$(PY) -m runtime serve
+
+dev: $(STAMP) ## serve the notification app, regenerating and restarting on every change
+	$(PY) -m runtime serve --reload
 
 bench: $(STAMP) ## run every benchmark (~10 min; QUICK=1 for a short run), write docs/benchmarks.md
 	$(PY) bench/run_all.py $(if $(QUICK),--quick,)

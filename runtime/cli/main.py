@@ -91,9 +91,32 @@ def _check_compat(config: Path, against: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.reload:
+        return _serve_reloading(args)
     from runtime.serve.main import serve
 
     return serve(args)
+
+
+def _serve_reloading(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from runtime.errors import ConfigError
+    from runtime.serve.reload import reload_forever
+    from runtime.serve.settings import ServeSettings, settings_from
+
+    try:
+        settings = settings_from(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # The child gets the same flags (environment variables it inherits).
+    serve_args = []
+    for setting in fields(ServeSettings):
+        value = getattr(args, setting.name, None)
+        if value is not None:
+            serve_args += [setting.metadata["flag"], value]
+    return reload_forever(serve_args, settings, Path(args.config))
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -138,6 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Flags win over environment variables, which win over defaults.",
     )
     add_serve_arguments(serve)
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="development: serve in a child process, regenerate when the channels file or "
+        "a schema changes and restart on any change to the project's .py/.yaml/.json files; "
+        "a configuration error is shown and watching goes on (needs the generate extra)",
+    )
+    serve.add_argument(
+        "--config",
+        default="channels.yaml",
+        help="with --reload: the channels file to regenerate from [default: channels.yaml]",
+    )
     serve.set_defaults(run=_serve)
 
     from runtime.cli.jobs import add_jobs_arguments
