@@ -24,6 +24,7 @@ import grpc_enqueue
 import http_enqueue
 import latency
 import memory
+import resources_pool
 import startup
 import throughput
 from benchlib import Row, met_text, ratio_text
@@ -35,6 +36,7 @@ MODULES = {
     "latency": latency,
     "memory": memory,
     "startup": startup,
+    "resources": resources_pool,
 }
 
 
