@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
+import delivery_timing
 import grpc_enqueue
 import http_enqueue
 import latency
@@ -36,6 +37,7 @@ MODULES = {
     "latency": latency,
     "memory": memory,
     "startup": startup,
+    "timing": delivery_timing,
     "resources": resources_pool,
 }
 

@@ -10,7 +10,8 @@ import pytest
 
 from runtime.errors import ConfigError
 from runtime.serve.settings import settings_from
-from tests.runtime.conftest import clean_env
+from tests.conftest import ROOT
+from tests.runtime.conftest import clean_env, free_port
 
 
 @pytest.mark.parametrize("value", ["", ",", " , "])
@@ -40,3 +41,35 @@ def test_serve_with_no_key_exits_2_before_starting_anything() -> None:
     assert completed.returncode == 2, completed.stderr
     assert "API_KEYS=','" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"ENABLE_API": "maybe"}, "ENABLE_API='maybe': expected true or false"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT='xml': expected console or json"),
+        ({"SHUTDOWN_TIMEOUT": "-1"}, "SHUTDOWN_TIMEOUT must not be negative"),
+        (
+            {"WORKER_CHANNELS": "sms,nope"},
+            "unknown channel 'nope'; channels declared: email, push, sms, whatsapp",
+        ),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line(setting: dict[str, str], message: str) -> None:
+    """docs/operations.md#settings: a bad value stops the process at start, exit code 2,
+    naming the variable. Redis is a port nobody listens on: nothing gets that far."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "runtime", "serve"],
+        cwd=ROOT,
+        env=clean_env()
+        | {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "HTTP_PORT": "0", "GRPC_PORT": "0"}
+        | setting,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert message in lines[0]
