@@ -16,12 +16,13 @@ import os
 import time
 from typing import Protocol
 
+from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from runtime import PermanentError
 from runtime.engine.context import JobContext
 
-__all__ = ["run_behave", "run_mark", "run_noop", "run_sleep"]
+__all__ = ["run_behave", "run_mark", "run_noop", "run_sleep", "run_strict"]
 
 _redis: Redis | None = None
 
@@ -42,6 +43,17 @@ class Behave(Identified, Protocol):
 
     @property
     def fails(self) -> int | None: ...
+
+
+class Strict(Identified, Protocol):
+    @property
+    def mode(self) -> object: ...  # the generated enum: ok, invalid, bad_result
+
+
+class Reading(BaseModel):
+    """What a provider's reply should hold; `run_strict` validates a bad one."""
+
+    count: int
 
 
 class Numbered(Protocol):
@@ -97,3 +109,15 @@ async def run_behave(payload: Behave, context: JobContext) -> None:
 
 async def run_noop(payload: Numbered) -> None:
     return None
+
+
+async def run_strict(payload: Strict, context: JobContext) -> dict[str, object]:
+    """`invalid`: lets the ValidationError of a bad reply through; `bad_result`: returns
+    what the channel's result schema rejects (`count` must be an integer)."""
+    await _record("start", payload.id, context, time.time())
+    mode = getattr(payload.mode, "value", payload.mode)
+    if mode == "invalid":
+        Reading.model_validate({"count": f"not a number ({payload.id})"})
+    if mode == "bad_result":
+        return {"count": "many"}
+    return {"count": 1}
