@@ -101,8 +101,8 @@ def grpc_factories(args: argparse.Namespace) -> list[Callable[[], Awaitable[Call
     import grpc
 
     sys.path.insert(0, args.project)
-    pb2: Any = importlib.import_module(f"{args.package}.proto.channels_pb2")
-    pb2_grpc: Any = importlib.import_module(f"{args.package}.proto.channels_pb2_grpc")
+    pb2: Any = importlib.import_module(f"{args.package}.proto").channels_pb2
+    pb2_grpc: Any = importlib.import_module(f"{args.package}.proto").channels_pb2_grpc
     camel = "".join(part.capitalize() for part in args.channel.split("_"))
     payload = getattr(pb2, f"{camel}Payload")()
     from google.protobuf import json_format
@@ -127,7 +127,7 @@ def grpc_factories(args: argparse.Namespace) -> list[Callable[[], Awaitable[Call
         # One channel for all calls, made inside the running loop (grpc.aio binds to it).
         if "method" not in shared:
             shared["channel"] = grpc.aio.insecure_channel(target)
-            shared["method"] = getattr(pb2_grpc.ChannelsStub(shared["channel"]), camel_batch)
+            shared["method"] = getattr(pb2_grpc.ChannelsServiceStub(shared["channel"]), camel_batch)
         method = shared["method"]
 
         async def call() -> bool:

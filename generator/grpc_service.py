@@ -1,9 +1,9 @@
-"""Render `<package>/grpc_service.py`: the `service Channels` servicer and its table.
+"""Render `<package>/grpc_service.py`: the `service ChannelsService` servicer and its table.
 
 The table (`runtime.grpc.payload.MessageTable`) is derived from the same mapping that
 rendered `channels.proto` (`generator.proto.build_proto_file`), so the two cannot disagree;
 the servicer hands each request to `runtime.grpc.payload.MessageEnqueuer`, which turns it
-into the payload model and enqueues it. `service Jobs` is the same in every package: the
+into the payload model and enqueues it. `service JobsService` is the same in every package: the
 runtime's `JobsServicer`, given this package's messages, serves it. Output is
 deterministic, formatted as ruff formats it, and parses (`ast.parse`) before it is returned.
 """
@@ -109,6 +109,7 @@ def render_grpc_service(
             channels=views,
             messages=messages,
             enums=enums,
+            stubs=f"{package}.proto.{proto_package}",
             service=f"{proto_package}.{SERVICE_NAME}",
             jobs_service=f"{proto_package}.{JOBS_SERVICE_NAME}",
             literal=_literal,

@@ -15,8 +15,10 @@ have sent. The mapping is documented in docs/grpc.md:
 - scalars not required (or nullable) are `optional`; integers are int64, numbers double.
 
 What proto cannot express raises `ProtoMappingError` naming the channel and JSON pointer.
-The file ends with `service Jobs` and its messages (generator.proto_jobs), the same in
-every project.
+The file passes `buf lint` with the STANDARD rules: services end in `Service`, every RPC has
+its own `<Rpc>Request` and `<Rpc>Response`, and the file lives at `proto_path(package)`
+(`channels/v1/channels.proto` for `channels.v1`). It ends with `service JobsService` and
+its messages (generator.proto_jobs), the same in every project.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from generator.proto_jobs import JOBS_IMPORTS, JOBS_PROTO, JOBS_SERVICE_NAME, JO
 
 __all__ = [
     "JOBS_SERVICE_NAME",
+    "PROTO_FILE_NAME",
     "PROTO_PACKAGE",
     "SERVICE_NAME",
     "ConstDef",
@@ -44,11 +47,13 @@ __all__ = [
     "ProtoFile",
     "ProtoMappingError",
     "build_proto_file",
+    "proto_path",
     "render_proto",
 ]
 
 PROTO_PACKAGE = "channels.v1"
-SERVICE_NAME = "Channels"
+SERVICE_NAME = "ChannelsService"
+PROTO_FILE_NAME = "channels.proto"
 
 Kind = Literal["scalar", "enum", "message"]
 Shape = Literal["single", "list", "map"]
@@ -199,16 +204,25 @@ class ProtoFile:
         return [e for m in self.messages() for e in m.enums]
 
 
+def proto_path(proto_package: str) -> str:
+    """Where channels.proto lives, relative to the proto root: `channels/v1/channels.proto`
+    for package `channels.v1` (buf's PACKAGE_DIRECTORY_MATCH)."""
+    return "/".join([*proto_package.split("."), PROTO_FILE_NAME])
+
+
 def build_proto_file(channels: Sequence[ProtoChannel]) -> ProtoFile:
     """Map every channel's payload schema; raises `ProtoMappingError`."""
     ordered = sorted(channels, key=lambda c: c.name)
-    top_level = {"EnqueueReply", "EnqueueBatchReply", SERVICE_NAME, *JOBS_TOP_LEVEL}
+    top_level = {SERVICE_NAME, *JOBS_TOP_LEVEL}
     defs = []
     for channel in ordered:
+        prefix = channel.type_prefix
         names = [
-            f"{channel.type_prefix}Payload",
-            f"Enqueue{channel.type_prefix}Request",
-            f"Enqueue{channel.type_prefix}BatchRequest",
+            f"{prefix}Payload",
+            f"Enqueue{prefix}Request",
+            f"Enqueue{prefix}Response",
+            f"Enqueue{prefix}BatchRequest",
+            f"Enqueue{prefix}BatchResponse",
         ]
         for name in names:
             if name in top_level:
@@ -221,7 +235,7 @@ def build_proto_file(channels: Sequence[ProtoChannel]) -> ProtoFile:
 def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PACKAGE) -> str:
     """The text of `channels.proto` for these channels, byte-identical across runs.
 
-    `proto_package` names the messages and services (`channels.v1.Channels`): two
+    `proto_package` names the messages and services (`channels.v1.ChannelsService`): two
     projects whose stubs are imported into one Python process need different ones,
     since protobuf keeps one registry of full names per process.
     """
@@ -244,20 +258,14 @@ def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PA
         if index:
             out.line()
         out.comment(_lines(channel.description) or [f"The {channel.name!r} channel."], 1)
-        out.line(f"  rpc Enqueue{prefix}(Enqueue{prefix}Request) returns (EnqueueReply);")
+        out.line(
+            f"  rpc Enqueue{prefix}(Enqueue{prefix}Request) returns (Enqueue{prefix}Response);"
+        )
         out.comment(["All or nothing: one invalid payload rejects the whole batch."], 1)
         out.line(
-            f"  rpc Enqueue{prefix}Batch(Enqueue{prefix}BatchRequest) returns (EnqueueBatchReply);"
+            f"  rpc Enqueue{prefix}Batch(Enqueue{prefix}BatchRequest)"
+            f" returns (Enqueue{prefix}BatchResponse);"
         )
-    out.line("}")
-    out.line()
-    out.line("message EnqueueReply {")
-    out.line("  string job_id = 1;")
-    out.line("}")
-    out.line()
-    out.line("message EnqueueBatchReply {")
-    out.line("  // In the order of the request's payloads.")
-    out.line("  repeated string job_ids = 1;")
     out.line("}")
     for item in proto.channels:
         prefix, payload = item.channel.type_prefix, out.ref(item.payload.full)
@@ -270,8 +278,17 @@ def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PA
         out.line("  optional uint64 delay_ms = 3;")
         out.line("}")
         out.line()
+        out.line(f"message Enqueue{prefix}Response {{")
+        out.line("  string job_id = 1;")
+        out.line("}")
+        out.line()
         out.line(f"message Enqueue{prefix}BatchRequest {{")
         out.line(f"  repeated {payload} payloads = 1;")
+        out.line("}")
+        out.line()
+        out.line(f"message Enqueue{prefix}BatchResponse {{")
+        out.line("  // In the order of the request's payloads.")
+        out.line("  repeated string job_ids = 1;")
         out.line("}")
         out.line()
         out.message(item.payload, 0)

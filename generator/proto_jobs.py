@@ -1,38 +1,46 @@
-"""`service Jobs` of `channels.proto`: the gRPC twin of the HTTP job routes.
+"""`service JobsService` of `channels.proto`: the gRPC twin of the HTTP job routes.
 
-Unlike `service Channels` it does not depend on the channels' schemas: the text is the
-same in every project, appended by `generator.proto.render_proto` after the payload
-messages. `runtime.grpc.jobs` converts `runtime.engine.jobs.JobInfo` and `ChannelCounts` to these
-messages; the generated `JobsServicer` (templates/grpc_service.py.j2) glues the two.
+Unlike `service ChannelsService` it does not depend on the channels' schemas: the text is
+the same in every project, appended by `generator.proto.render_proto` after the payload
+messages. `runtime.grpc.jobs` converts `runtime.engine.jobs.JobInfo` and `ChannelCounts` to
+these messages; the generated `add_to_server` (templates/grpc_service.py.j2) glues the two.
 
-Times a job went through are `google.protobuf.Timestamp` (unset: not yet); an error's time
-is `at_ms`, milliseconds since the Unix epoch as stored (0: unknown, e.g. a stalled job).
-A result and a payload are JSON text: `google.protobuf.Struct` would turn integers into
-doubles.
+Every RPC has its own `<Rpc>Request` and `<Rpc>Response` (buf's STANDARD lint rules), so a
+method can gain a field without touching another. Times a job went through are
+`google.protobuf.Timestamp` (unset: not yet); an error's time is `at_ms`, milliseconds since
+the Unix epoch as stored (0: unknown, e.g. a stalled job). A result is a
+`google.protobuf.Value` (any JSON value; its numbers are doubles, so an integer above 2^53
+loses digits); the payload stays JSON text. `Job`'s field 10 was `string result_json`: it
+is reserved, number and name, so the wire never reuses it. These messages are not in the
+lock file (it numbers the channels' payloads); their numbers are fixed here.
 """
 
 from __future__ import annotations
 
 __all__ = ["JOBS_IMPORTS", "JOBS_PROTO", "JOBS_SERVICE_NAME", "JOBS_TOP_LEVEL"]
 
-JOBS_SERVICE_NAME = "Jobs"
+JOBS_SERVICE_NAME = "JobsService"
 
-JOBS_IMPORTS = ("google/protobuf/timestamp.proto",)
+JOBS_IMPORTS = ("google/protobuf/struct.proto", "google/protobuf/timestamp.proto")
 
 # Every top-level name (messages, enums and enum values) that JOBS_PROTO declares.
 JOBS_TOP_LEVEL = frozenset(
     {
         JOBS_SERVICE_NAME,
         "ChannelCounts",
-        "DiscardJobReply",
+        "DiscardJobRequest",
+        "DiscardJobResponse",
         "GetChannelRequest",
+        "GetChannelResponse",
         "GetJobRequest",
+        "GetJobResponse",
         "Job",
         "JobError",
-        "JobRef",
         "JobState",
-        "ListJobsReply",
         "ListJobsRequest",
+        "ListJobsResponse",
+        "RetryJobRequest",
+        "RetryJobResponse",
         "JOB_STATE_UNSPECIFIED",
         "JOB_STATE_WAITING",
         "JOB_STATE_DELAYED",
@@ -45,20 +53,20 @@ JOBS_TOP_LEVEL = frozenset(
 JOBS_PROTO = """\
 // Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
 // /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
-service Jobs {
+service JobsService {
   // One job: state, attempts, timestamps, result, payload and errors.
-  rpc GetJob(GetJobRequest) returns (Job);
+  rpc GetJob(GetJobRequest) returns (GetJobResponse);
   // Jobs in one state: failed, completed and delayed newest first; waiting and active
   // oldest first.
-  rpc ListJobs(ListJobsRequest) returns (ListJobsReply);
+  rpc ListJobs(ListJobsRequest) returns (ListJobsResponse);
   // Run a failed job again, its failures reset; the reply is the job right after (WAITING,
   // or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
-  rpc RetryJob(JobRef) returns (Job);
+  rpc RetryJob(RetryJobRequest) returns (RetryJobResponse);
   // Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
   // active (a job in the stream cannot be removed).
-  rpc DiscardJob(JobRef) returns (DiscardJobReply);
+  rpc DiscardJob(DiscardJobRequest) returns (DiscardJobResponse);
   // Counts per state and the rate limiter's current window.
-  rpc GetChannel(GetChannelRequest) returns (ChannelCounts);
+  rpc GetChannel(GetChannelRequest) returns (GetChannelResponse);
 }
 
 enum JobState {
@@ -75,9 +83,8 @@ message GetJobRequest {
   string job_id = 2;
 }
 
-message JobRef {
-  string channel = 1;
-  string job_id = 2;
+message GetJobResponse {
+  Job job = 1;
 }
 
 message ListJobsRequest {
@@ -89,17 +96,36 @@ message ListJobsRequest {
   uint32 limit = 4;
 }
 
-message ListJobsReply {
+message ListJobsResponse {
   repeated Job jobs = 1;
 }
 
-message DiscardJobReply {
+message RetryJobRequest {
+  string channel = 1;
+  string job_id = 2;
+}
+
+message RetryJobResponse {
+  // The job right after the retry.
+  Job job = 1;
+}
+
+message DiscardJobRequest {
+  string channel = 1;
+  string job_id = 2;
+}
+
+message DiscardJobResponse {
   // Always true: a job that cannot be discarded ends the call with an error.
   bool discarded = 1;
 }
 
 message GetChannelRequest {
   string channel = 1;
+}
+
+message GetChannelResponse {
+  ChannelCounts counts = 1;
 }
 
 message Job {
@@ -116,8 +142,9 @@ message Job {
   google.protobuf.Timestamp finished_at = 8;
   // When a delayed job (or a retry waiting for its backoff) is due.
   google.protobuf.Timestamp due_at = 9;
-  // What the handler returned, as JSON text; empty until it completes.
-  string result_json = 10;
+  // Was `string result_json`: the result as JSON text.
+  reserved 10;
+  reserved "result_json";
   // The payload as JSON text; kept while the job is delayed and once it failed, empty
   // otherwise. A message that was not JSON: its text, as a JSON string.
   string payload_json = 11;
@@ -125,6 +152,9 @@ message Job {
   JobError error = 12;
   // The last 10 failures, oldest first.
   repeated JobError errors = 13;
+  // What the handler returned, any JSON value; unset until it completes (and when it
+  // returned None). Numbers are doubles: an integer above 2^53 loses digits.
+  google.protobuf.Value result = 14;
 }
 
 message JobError {

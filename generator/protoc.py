@@ -2,13 +2,17 @@
 
 `grpc_tools.protoc` writes the runtime modules (`channels_pb2.py`, `channels_pb2_grpc.py`);
 mypy-protobuf's plugins write the stubs that pass `mypy --strict` (`channels_pb2.pyi`,
-`channels_pb2_grpc.pyi`). The .proto is placed under a folder that mirrors the Python
-package of the output (`<tmp>/protos/generated/proto/channels.proto`), so the emitted
-import inside the package is `from generated.proto import channels_pb2`.
+`channels_pb2_grpc.pyi`). The .proto sits where buf wants it, in the folder of its proto
+package (`channels/v1/channels.proto` for `channels.v1`), under the Python package's
+`proto/` folder; protoc's include root is the folder above the Python package
+(`<tmp>/protos/generated/proto/channels/v1/channels.proto`), so the stubs land beside the
+.proto and import each other as `from generated.proto.channels.v1 import channels_pb2`.
+Each segment of the proto package is therefore a Python package name too.
 """
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 import shutil
@@ -18,10 +22,9 @@ from importlib import resources
 from pathlib import Path
 
 from generator.errors import GeneratorError
+from generator.proto import PROTO_FILE_NAME, PROTO_PACKAGE, proto_path
 
-__all__ = ["PROTO_FILE_NAME", "ProtocError", "compile_proto"]
-
-PROTO_FILE_NAME = "channels.proto"
+__all__ = ["ProtocError", "compile_proto", "stub_folder"]
 
 _OUTPUTS = ("channels_pb2.py", "channels_pb2.pyi", "channels_pb2_grpc.py", "channels_pb2_grpc.pyi")
 _PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -39,17 +42,29 @@ class ProtocError(GeneratorError, RuntimeError):
         super().__init__(f"{message}\n{stderr}".rstrip() if stderr else message)
 
 
-def compile_proto(proto_text: str, package: str) -> dict[str, str]:
-    """Compile `proto_text` for the Python package `package` (dotted, e.g. `generated`).
+def stub_folder(proto_package: str) -> str:
+    """The folder of channels.proto and its stubs inside `<package>/proto/` (`channels/v1`)."""
+    return proto_path(proto_package).rsplit("/", 1)[0]
 
-    Returns the four files that belong in `<package>/proto/`, keyed by file name.
+
+def compile_proto(
+    proto_text: str, package: str, proto_package: str = PROTO_PACKAGE
+) -> dict[str, str]:
+    """Compile `proto_text` (of proto package `proto_package`) for the Python package
+    `package` (dotted, e.g. `generated`).
+
+    Returns the four files that belong in `<package>/proto/`, keyed by their path there
+    (`channels/v1/channels_pb2.py`).
     """
-    if not _PACKAGE.fullmatch(package):
-        raise ProtocError(f"invalid Python package name {package!r}")
+    for name, what in ((package, "Python package"), (proto_package, "proto package")):
+        parts = name.split(".")
+        if not _PACKAGE.fullmatch(name) or any(keyword.iskeyword(part) for part in parts):
+            raise ProtocError(f"invalid {what} name {name!r}: each part must be a Python name")
     plugins = {name: _find_plugin(name) for name in _PLUGINS}
     with tempfile.TemporaryDirectory(prefix="channelkit-protoc-") as tmp:
         root = Path(tmp)
-        rel = Path(*package.split("."), "proto")
+        folder = stub_folder(proto_package)
+        rel = Path(*package.split("."), "proto", *folder.split("/"))
         proto_dir = root / "protos" / rel
         proto_dir.mkdir(parents=True)
         (proto_dir / PROTO_FILE_NAME).write_text(proto_text, encoding="utf-8")
@@ -73,7 +88,7 @@ def compile_proto(proto_text: str, package: str) -> dict[str, str]:
             path = out / rel / name
             if not path.is_file():
                 raise ProtocError(f"protoc did not write {name}", stderr)
-            files[name] = path.read_text(encoding="utf-8")
+            files[f"{folder}/{name}"] = path.read_text(encoding="utf-8")
         return files
 
 

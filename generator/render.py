@@ -27,8 +27,14 @@ from generator.errors import ConfigError
 from generator.grpc_service import render_grpc_service
 from generator.lock import Lock, lock_from_proto, render_lock
 from generator.models import render_model_module
-from generator.proto import ProtoChannel, ProtoMappingError, build_proto_file, render_proto
-from generator.protoc import compile_proto
+from generator.proto import (
+    ProtoChannel,
+    ProtoMappingError,
+    build_proto_file,
+    proto_path,
+    render_proto,
+)
+from generator.protoc import compile_proto, stub_folder
 from generator.schemas import ChannelSchemas, SchemaSource
 from generator.shared import SharedModel, find_shared_models
 from generator.templating import template_environment
@@ -82,6 +88,11 @@ class Digests:
     def static(self) -> str:
         """A file whose text depends on nothing but the name of channels.yaml."""
         return _digest([self._source_name])
+
+    def names(self, *names: str) -> str:
+        """A file whose text depends on these names (e.g. the Python and proto packages)
+        and the name of channels.yaml."""
+        return _digest([self._source_name, *names])
 
     def shared(self, model: SharedModel) -> str:
         """A shared model module: its schema files."""
@@ -243,13 +254,28 @@ def render_files(
         proto_text = render_proto(channels, config.proto_package)
     except ProtoMappingError as error:
         raise _mapping_error(config, error) from None
-    files["proto/channels.proto"] = header(source_name, everything, "//") + proto_text
+    proto_package = config.proto_package
+    files[f"proto/{proto_path(proto_package)}"] = header(source_name, everything, "//") + proto_text
+    folder = stub_folder(proto_package)
+    stubs = f"{package}.proto.{folder.replace('/', '.')}"
     emit(
         "proto/__init__.py",
-        '"""Protocol buffers and gRPC stubs compiled from channels.proto."""\n',
-        digests.static(),
+        f'"""Protocol buffers and gRPC stubs compiled from {proto_path(proto_package)}.\n\n'
+        f"The .proto sits in the folder of its proto package, as buf wants it, and so do its\n"
+        f"stubs ({stubs}); they are re-exported here, whatever the proto package.\n"
+        f'"""\n\nfrom {stubs} import channels_pb2, channels_pb2_grpc\n\n'
+        f'__all__ = ["channels_pb2", "channels_pb2_grpc"]\n',
+        digests.names(package, proto_package),
     )
-    for name, text in sorted(compile_proto(proto_text, package).items()):
+    parts = folder.split("/")
+    for depth in range(1, len(parts) + 1):
+        inner = "/".join(parts[:depth])
+        emit(
+            f"proto/{inner}/__init__.py",
+            f'"""Proto package {inner.replace("/", ".")}."""\n',
+            digests.names(package, proto_package),
+        )
+    for name, text in sorted(compile_proto(proto_text, package, proto_package).items()):
         emit(f"proto/{name}", text, everything)
     emit(
         "grpc_service.py",

@@ -45,7 +45,7 @@ def _exported_names() -> set[str]:
     channel.wait_seconds.observe(0.01)
     metrics.set_depth("email", "waiting", 1)
     metrics.observe_http("/channels/email/jobs", "POST", 202, 0.001)
-    metrics.observe_grpc("/channels.v1.Channels/EnqueueEmail", "OK", 0.001)
+    metrics.observe_grpc("/channels.v1.ChannelsService/EnqueueEmail", "OK", 0.001)
     names = set()
     for line in metrics.render().decode().splitlines():
         if line and not line.startswith("#"):

@@ -1,5 +1,5 @@
-"""`service Jobs`, the same in every generated package: inspect jobs and channels, retry or
-discard failed jobs.
+"""`service JobsService`, the same in every generated package: inspect jobs and channels,
+retry or discard failed jobs.
 
     JobsServicer(store, channels, messages)   the servicer; `add_to_server(server)` serves it
                                               with the generated package's messages
@@ -25,8 +25,9 @@ message as the details:
 
 Messages are filled through their proto JSON form (`json_format.ParseDict`), so the same
 code serves every generated package. Job times become `google.protobuf.Timestamp`s; an
-error's time stays milliseconds (`at_ms`, 0 when unknown); a result and a payload are JSON
-text (`result_json`, `payload_json`), which keeps integers integers.
+error's time stays milliseconds (`at_ms`, 0 when unknown); a result becomes a
+`google.protobuf.Value` (`result`: any JSON value, its numbers doubles); the payload stays
+JSON text (`payload_json`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_LIMIT = 50  # ListJobs with limit 0
 MAX_LIMIT = 500  # as GET /channels/{name}/jobs
+
+# The service's name in channels.proto (generator/proto_jobs.py).
+SERVICE = "JobsService"
 
 # `enum JobState` of channels.proto (generator/proto_jobs.py); 0 is JOB_STATE_UNSPECIFIED.
 STATE_NUMBERS: Mapping[JobState, int] = {
@@ -180,7 +184,7 @@ class JobsAdmin:
 
 
 class JobsMessages(Protocol):
-    """A generated `channels_pb2` module: the messages of its `service Jobs`."""
+    """A generated `channels_pb2` module: the messages of its `service JobsService`."""
 
     @property
     def DESCRIPTOR(self) -> FileDescriptor: ...
@@ -189,29 +193,41 @@ class JobsMessages(Protocol):
     def GetJobRequest(self) -> type[ProtoMessage]: ...
 
     @property
+    def GetJobResponse(self) -> type[ProtoMessage]: ...
+
+    @property
     def ListJobsRequest(self) -> type[ProtoMessage]: ...
 
     @property
-    def JobRef(self) -> type[ProtoMessage]: ...
+    def ListJobsResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def RetryJobRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def RetryJobResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def DiscardJobRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def DiscardJobResponse(self) -> type[ProtoMessage]: ...
 
     @property
     def GetChannelRequest(self) -> type[ProtoMessage]: ...
 
     @property
+    def GetChannelResponse(self) -> type[ProtoMessage]: ...
+
+    @property
     def Job(self) -> type[ProtoMessage]: ...
-
-    @property
-    def ListJobsReply(self) -> type[ProtoMessage]: ...
-
-    @property
-    def DiscardJobReply(self) -> type[ProtoMessage]: ...
 
     @property
     def ChannelCounts(self) -> type[ProtoMessage]: ...
 
 
 class _JobRequest(Protocol):
-    """GetJobRequest and JobRef."""
+    """GetJobRequest, RetryJobRequest and DiscardJobRequest."""
 
     @property
     def channel(self) -> str: ...
@@ -244,20 +260,21 @@ _Method = tuple[Callable[..., Awaitable[ProtoMessage]], type[ProtoMessage], type
 
 
 class JobsServicer:
-    """`service Jobs` of one generated package: `messages` is its `channels_pb2` module.
+    """`service JobsService` of one generated package: `messages` is its `channels_pb2`.
 
     Served with `add_to_server`, which registers the five methods under the service's full
-    name (`channels.v1.Jobs`) exactly as protoc's `add_JobsServicer_to_server` would.
+    name (`channels.v1.JobsService`) exactly as protoc's `add_JobsServiceServicer_to_server`
+    would.
     """
 
     def __init__(self, store: JobStore, channels: Iterable[str], messages: JobsMessages) -> None:
         self._admin = JobsAdmin(store, channels)
         self._messages = messages
-        self.service_name = messages.DESCRIPTOR.services_by_name["Jobs"].full_name
+        self.service_name = messages.DESCRIPTOR.services_by_name[SERVICE].full_name
 
     async def GetJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
         info = await await_or_abort(context, self._admin.job(request.channel, request.job_id))
-        return job_message(info, self._messages.Job)
+        return json_format.ParseDict({"job": _job_data(info)}, self._messages.GetJobResponse())
 
     async def ListJobs(self, request: _ListJobsRequest, context: Context) -> ProtoMessage:
         jobs = await await_or_abort(
@@ -267,30 +284,32 @@ class JobsServicer:
             ),
         )
         return json_format.ParseDict(
-            {"jobs": [_job_data(job) for job in jobs]}, self._messages.ListJobsReply()
+            {"jobs": [_job_data(job) for job in jobs]}, self._messages.ListJobsResponse()
         )
 
     async def RetryJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
         info = await await_or_abort(context, self._admin.retry(request.channel, request.job_id))
-        return job_message(info, self._messages.Job)
+        return json_format.ParseDict({"job": _job_data(info)}, self._messages.RetryJobResponse())
 
     async def DiscardJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
         await await_or_abort(context, self._admin.discard(request.channel, request.job_id))
-        return json_format.ParseDict({"discarded": True}, self._messages.DiscardJobReply())
+        return json_format.ParseDict({"discarded": True}, self._messages.DiscardJobResponse())
 
     async def GetChannel(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
         counts = await await_or_abort(context, self._admin.counts(request.channel))
-        return counts_message(counts, self._messages.ChannelCounts)
+        return json_format.ParseDict(
+            {"counts": _counts_data(counts)}, self._messages.GetChannelResponse()
+        )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Serve the five methods on `server`."""
         m = self._messages
         methods: dict[str, _Method] = {
-            "GetJob": (self.GetJob, m.GetJobRequest, m.Job),
-            "ListJobs": (self.ListJobs, m.ListJobsRequest, m.ListJobsReply),
-            "RetryJob": (self.RetryJob, m.JobRef, m.Job),
-            "DiscardJob": (self.DiscardJob, m.JobRef, m.DiscardJobReply),
-            "GetChannel": (self.GetChannel, m.GetChannelRequest, m.ChannelCounts),
+            "GetJob": (self.GetJob, m.GetJobRequest, m.GetJobResponse),
+            "ListJobs": (self.ListJobs, m.ListJobsRequest, m.ListJobsResponse),
+            "RetryJob": (self.RetryJob, m.RetryJobRequest, m.RetryJobResponse),
+            "DiscardJob": (self.DiscardJob, m.DiscardJobRequest, m.DiscardJobResponse),
+            "GetChannel": (self.GetChannel, m.GetChannelRequest, m.GetChannelResponse),
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
@@ -340,7 +359,7 @@ def _job_data(info: JobInfo) -> dict[str, Any]:
     }
     data.update((name, _timestamp(value)) for name, value in times.items() if value is not None)
     if info.result is not None:
-        data["result_json"] = _json_text(info.result)
+        data["result"] = info.result  # a google.protobuf.Value: any JSON value
     if info.payload is not None:
         data["payload_json"] = _json_text(info.payload)
     if info.error is not None:
@@ -350,6 +369,11 @@ def _job_data(info: JobInfo) -> dict[str, Any]:
 
 def counts_message(counts: ChannelCounts, message_class: type[MessageT]) -> MessageT:
     """`counts` as a `channels.v1.ChannelCounts` of `message_class`'s package."""
+    return json_format.ParseDict(_counts_data(counts), message_class())
+
+
+def _counts_data(counts: ChannelCounts) -> dict[str, Any]:
+    """`counts` in the proto JSON form of `channels.v1.ChannelCounts`."""
     data: dict[str, Any] = {
         "channel": counts.channel,
         "waiting": counts.waiting,
@@ -363,7 +387,7 @@ def counts_message(counts: ChannelCounts, message_class: type[MessageT]) -> Mess
             "granted_in_window": max(0, int(counts.limiter.get("granted_in_window", 0))),
             "window_resets_in_ms": max(0, int(counts.limiter.get("window_resets_in_ms", 0))),
         }
-    return json_format.ParseDict(data, message_class())
+    return data
 
 
 def _error(error: JobError) -> dict[str, Any]:

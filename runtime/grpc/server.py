@@ -1,8 +1,8 @@
-"""The grpc.aio server: the generated Channels and Jobs services, health, reflection (v1 and
-v1alpha), API keys.
+"""The grpc.aio server: the generated ChannelsService and JobsService, health, reflection
+(v1 and v1alpha), API keys.
 
 With API keys set, every call needs one except health checks and reflection: enqueueing
-(`channels.v1.Channels`) and job administration (`channels.v1.Jobs`) alike.
+(`channels.v1.ChannelsService`) and job administration (`channels.v1.JobsService`) alike.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from generated.proto import channels_pb2
 from tests.fuzz.conftest import MAX_BODY_SIZE, ReferenceServer
 
-ENQUEUE_SMS = "/channels.v1.Channels/EnqueueSms"
+ENQUEUE_SMS = "/channels.v1.ChannelsService/EnqueueSms"
 SERVER_FAULTS = {
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,

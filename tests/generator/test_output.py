@@ -109,7 +109,7 @@ GOLDEN_FILES = (
     "channels/orders.py",
     "registry.py",
     "routes.py",
-    "proto/channels.proto",
+    "proto/channels/v1/channels.proto",
 )
 
 
@@ -153,11 +153,11 @@ AGGREGATES = {
     ".channelkit-manifest.json",
     "asyncapi.yaml",
     "grpc_service.py",
-    "proto/channels.proto",
-    "proto/channels_pb2.py",
-    "proto/channels_pb2.pyi",
-    "proto/channels_pb2_grpc.py",
-    "proto/channels_pb2_grpc.pyi",
+    "proto/channels/v1/channels.proto",
+    "proto/channels/v1/channels_pb2.py",
+    "proto/channels/v1/channels_pb2.pyi",
+    "proto/channels/v1/channels_pb2_grpc.py",
+    "proto/channels/v1/channels_pb2_grpc.pyi",
     "registry.py",
     "routes.py",
 }
@@ -212,7 +212,15 @@ def test_each_file_hashes_only_its_own_inputs(make_project: ProjectFactory) -> N
     assert digest("processors/orders.py") != digest("processors/invoices.py")
     assert digest("registry.py") == digest("routes.py") == digest("grpc_service.py")
     assert digest("registry.py") not in (digest("processors/orders.py"), digest("__init__.py"))
-    assert digest("__init__.py") == digest("models/__init__.py") == digest("proto/__init__.py")
+    assert digest("__init__.py") == digest("models/__init__.py")
+    # the proto folders' __init__ files depend on the Python and proto package names only
+    proto_inits = (
+        "proto/__init__.py",
+        "proto/channels/__init__.py",
+        "proto/channels/v1/__init__.py",
+    )
+    assert len({digest(path) for path in proto_inits}) == 1
+    assert digest("proto/__init__.py") not in (digest("__init__.py"), digest("registry.py"))
 
 
 def test_staging_folders_of_killed_runs_are_removed(make_project: ProjectFactory) -> None:

@@ -68,9 +68,15 @@ def test_proto_shape() -> None:
     text = render_proto(sample.sample_channels())
     assert text.startswith('syntax = "proto3";\n\npackage channels.v1;\n')
     for line in (
-        "  rpc EnqueueEmail(EnqueueEmailRequest) returns (EnqueueReply);",
-        "  rpc EnqueueEmailBatch(EnqueueEmailBatchRequest) returns (EnqueueBatchReply);",
-        "  rpc EnqueuePushAlerts(EnqueuePushAlertsRequest) returns (EnqueueReply);",
+        "service ChannelsService {",
+        "  rpc EnqueueEmail(EnqueueEmailRequest) returns (EnqueueEmailResponse);",
+        "  rpc EnqueueEmailBatch(EnqueueEmailBatchRequest) returns (EnqueueEmailBatchResponse);",
+        "  rpc EnqueuePushAlerts(EnqueuePushAlertsRequest) returns (EnqueuePushAlertsResponse);",
+        "message EnqueuePushAlertsBatchResponse {",
+        "service JobsService {",
+        "  rpc RetryJob(RetryJobRequest) returns (RetryJobResponse);",
+        "  google.protobuf.Value result = 14;",
+        '  reserved "result_json";',
         "  EmailPayload payload = 1;",
         "  optional string job_id = 2;",
         "  optional uint64 delay_ms = 3;",
@@ -195,15 +201,26 @@ def test_compile_returns_the_four_files_deterministically() -> None:
     text = render_proto(sample.sample_channels())
     first = compile_proto(text, "generated")
     assert sorted(first) == [
-        "channels_pb2.py",
-        "channels_pb2.pyi",
-        "channels_pb2_grpc.py",
-        "channels_pb2_grpc.pyi",
+        "channels/v1/channels_pb2.py",
+        "channels/v1/channels_pb2.pyi",
+        "channels/v1/channels_pb2_grpc.py",
+        "channels/v1/channels_pb2_grpc.pyi",
     ]
-    assert "from generated.proto import channels_pb2" in first["channels_pb2_grpc.py"]
+    grpc_module = first["channels/v1/channels_pb2_grpc.py"]
+    assert "from generated.proto.channels.v1 import channels_pb2" in grpc_module
     assert compile_proto(text, "generated") == first
-    nested = compile_proto(text, "acme.jobs.generated")
-    assert "from acme.jobs.generated.proto import channels_pb2" in nested["channels_pb2_grpc.py"]
+    nested = compile_proto(text, "acme.jobs.generated", "acme.billing.v2")
+    assert (
+        "from acme.jobs.generated.proto.acme.billing.v2 import channels_pb2"
+        in (nested["acme/billing/v2/channels_pb2_grpc.py"])
+    )
+
+
+def test_a_proto_package_part_that_is_a_python_keyword_is_refused() -> None:
+    """Each part of the proto package is a folder, and a Python package, of the stubs."""
+    text = render_proto(sample.sample_channels())
+    with pytest.raises(ProtocError, match=r"invalid proto package name 'acme\.class\.v1'"):
+        compile_proto(text, "generated", "acme.class.v1")
 
 
 def test_compile_error_carries_protoc_stderr() -> None:

@@ -1,4 +1,4 @@
-"""`service Jobs` of the repository's `generated` app, in-process with `running_app`.
+"""`service JobsService` of the repository's `generated` app, in-process with `running_app`.
 
 Run by tests/runtime/test_grpc_jobs.py as a pytest process of its own (hence not named
 test_*.py): the app imports `generated.proto`, and every generated package registers
@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format
 
 from generated.proto import channels_pb2, channels_pb2_grpc
 from runtime.engine.keys import ChannelKeys
@@ -31,8 +32,8 @@ SMS = channels_pb2.SmsPayload(to="+14155550100", body="hi")
 @dataclass
 class Served:
     app: TestApp
-    channels: channels_pb2_grpc.ChannelsAsyncStub
-    jobs: channels_pb2_grpc.JobsAsyncStub
+    channels: channels_pb2_grpc.ChannelsServiceAsyncStub
+    jobs: channels_pb2_grpc.JobsServiceAsyncStub
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ async def served(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     monkeypatch.delenv("SMS_PROVIDER_URL", raising=False)  # the handler's dry run
     async with running_app(redis_url=redis_url, api_keys=(API_KEY,)) as app:
         assert app.grpc_channel is not None
-        channels = channels_pb2_grpc.ChannelsStub(app.grpc_channel)
-        yield Served(app, channels, channels_pb2_grpc.JobsStub(app.grpc_channel))
+        channels = channels_pb2_grpc.ChannelsServiceStub(app.grpc_channel)
+        yield Served(app, channels, channels_pb2_grpc.JobsServiceStub(app.grpc_channel))
 
 
 async def poison(app: TestApp, channel: str, job_id: str) -> None:
@@ -64,25 +65,29 @@ async def test_enqueue_drain_then_get_job_and_channel(served: Served) -> None:
     reply = await served.channels.EnqueueSms(request, metadata=AUTH)
     await served.app.drain("sms")
 
-    job = await served.jobs.GetJob(
+    got = await served.jobs.GetJob(
         channels_pb2.GetJobRequest(channel="sms", job_id=reply.job_id), metadata=AUTH
     )
+    job = got.job
     assert (job.id, job.channel) == ("sms-1", "sms")
     assert job.state == channels_pb2.JOB_STATE_COMPLETED
     assert (job.attempts, job.failures) == (1, 0)
     assert job.payload_json == ""  # the store keeps a payload only while delayed or failed
-    result = json.loads(job.result_json)
+    # a google.protobuf.Value: the handler's dict arrives as a struct, typed on the wire
+    assert job.result.WhichOneof("kind") == "struct_value"
+    result = json_format.MessageToDict(job.result)
     assert result["accepted"] == ["+14155550100"]
     assert result["dry_run"] is True
+    assert job.result.struct_value.fields["dry_run"].bool_value is True
     assert job.HasField("enqueued_at")
     assert job.HasField("finished_at")
     assert job.finished_at.ToDatetime() >= job.enqueued_at.ToDatetime()
     assert not job.HasField("error")
     assert list(job.errors) == []
 
-    counts = await served.jobs.GetChannel(
-        channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH
-    )
+    counts = (
+        await served.jobs.GetChannel(channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH)
+    ).counts
     assert counts.channel == "sms"
     assert (counts.waiting, counts.active, counts.delayed) == (0, 0, 0)
     assert (counts.completed, counts.failed) == (1, 0)
@@ -115,9 +120,11 @@ async def test_failed_job_listed_retried_and_discarded(served: Served) -> None:
     default = await served.jobs.ListJobs(channels_pb2.ListJobsRequest(channel="sms"), metadata=AUTH)
     assert [j.id for j in default.jobs] == ["bad-1"]
 
-    retried = await served.jobs.RetryJob(
-        channels_pb2.JobRef(channel="sms", job_id="bad-1"), metadata=AUTH
-    )
+    retried = (
+        await served.jobs.RetryJob(
+            channels_pb2.RetryJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
+        )
+    ).job
     assert retried.id == "bad-1"
     assert retried.state in (
         channels_pb2.JOB_STATE_WAITING,
@@ -125,15 +132,17 @@ async def test_failed_job_listed_retried_and_discarded(served: Served) -> None:
         channels_pb2.JOB_STATE_FAILED,  # a worker took it and failed it again at once
     )
     await served.app.drain("sms")
-    again = await served.jobs.GetJob(
-        channels_pb2.GetJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
-    )
+    again = (
+        await served.jobs.GetJob(
+            channels_pb2.GetJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
+        )
+    ).job
     assert again.state == channels_pb2.JOB_STATE_FAILED
     assert again.failures == 1  # reset by the retry, then failed once more
     assert len(again.errors) == 2
 
     discarded = await served.jobs.DiscardJob(
-        channels_pb2.JobRef(channel="sms", job_id="bad-1"), metadata=AUTH
+        channels_pb2.DiscardJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
     )
     assert discarded.discarded
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -141,10 +150,8 @@ async def test_failed_job_listed_retried_and_discarded(served: Served) -> None:
             channels_pb2.GetJobRequest(channel="sms", job_id="bad-1"), metadata=AUTH
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    counts = await served.jobs.GetChannel(
-        channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH
-    )
-    assert counts.failed == 0
+    got = await served.jobs.GetChannel(channels_pb2.GetChannelRequest(channel="sms"), metadata=AUTH)
+    assert got.counts.failed == 0
 
 
 async def test_retry_and_discard_need_the_right_state(served: Served) -> None:
@@ -154,22 +161,24 @@ async def test_retry_and_discard_need_the_right_state(served: Served) -> None:
     )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await served.jobs.RetryJob(
-            channels_pb2.JobRef(channel="sms", job_id="later"), metadata=AUTH
+            channels_pb2.RetryJobRequest(channel="sms", job_id="later"), metadata=AUTH
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "is delayed; only failed jobs can be retried" in (caught.value.details() or "")
 
-    job = await served.jobs.GetJob(
-        channels_pb2.GetJobRequest(channel="sms", job_id="later"), metadata=AUTH
-    )
+    job = (
+        await served.jobs.GetJob(
+            channels_pb2.GetJobRequest(channel="sms", job_id="later"), metadata=AUTH
+        )
+    ).job
     assert job.state == channels_pb2.JOB_STATE_DELAYED
     assert job.HasField("due_at")
     assert not job.HasField("started_at")
-    assert job.result_json == ""
+    assert not job.HasField("result")
     assert json.loads(job.payload_json) == {"to": "+14155550100", "body": "hi"}
 
     reply = await served.jobs.DiscardJob(
-        channels_pb2.JobRef(channel="sms", job_id="later"), metadata=AUTH
+        channels_pb2.DiscardJobRequest(channel="sms", job_id="later"), metadata=AUTH
     )
     assert reply.discarded
 
@@ -180,9 +189,9 @@ async def test_retry_and_discard_need_the_right_state(served: Served) -> None:
         ("GetJob", channels_pb2.GetJobRequest(channel="fax", job_id="x"), "NOT_FOUND"),
         ("GetJob", channels_pb2.GetJobRequest(channel="sms", job_id="nope"), "NOT_FOUND"),
         ("GetJob", channels_pb2.GetJobRequest(channel="sms"), "INVALID_ARGUMENT"),
-        ("RetryJob", channels_pb2.JobRef(channel="sms", job_id="nope"), "NOT_FOUND"),
-        ("RetryJob", channels_pb2.JobRef(channel="fax", job_id="x"), "NOT_FOUND"),
-        ("DiscardJob", channels_pb2.JobRef(channel="sms", job_id="nope"), "NOT_FOUND"),
+        ("RetryJob", channels_pb2.RetryJobRequest(channel="sms", job_id="nope"), "NOT_FOUND"),
+        ("RetryJob", channels_pb2.RetryJobRequest(channel="fax", job_id="x"), "NOT_FOUND"),
+        ("DiscardJob", channels_pb2.DiscardJobRequest(channel="sms", job_id="nope"), "NOT_FOUND"),
         ("GetChannel", channels_pb2.GetChannelRequest(channel="fax"), "NOT_FOUND"),
         ("ListJobs", channels_pb2.ListJobsRequest(channel="fax"), "NOT_FOUND"),
         ("ListJobs", channels_pb2.ListJobsRequest(channel="sms", limit=501), "INVALID_ARGUMENT"),
@@ -209,8 +218,8 @@ async def test_jobs_service_needs_the_api_key(served: Served) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await served.jobs.GetChannel(request, metadata=metadata)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    counts = await served.jobs.GetChannel(request, metadata=AUTH)
-    assert counts.channel == "sms"
+    got = await served.jobs.GetChannel(request, metadata=AUTH)
+    assert got.counts.channel == "sms"
 
 
 async def test_health_and_reflection_know_the_jobs_service(served: Served) -> None:
@@ -224,7 +233,7 @@ async def test_health_and_reflection_know_the_jobs_service(served: Served) -> No
         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
-    reply = await check(health_pb2.HealthCheckRequest(service="channels.v1.Jobs"))
+    reply = await check(health_pb2.HealthCheckRequest(service="channels.v1.JobsService"))
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
     info = channel.stream_stream(
@@ -236,4 +245,4 @@ async def test_health_and_reflection_know_the_jobs_service(served: Served) -> No
     services: list[str] = []
     async for response in info(iter([request])):
         services = [s.name for s in response.list_services_response.service]
-    assert {"channels.v1.Channels", "channels.v1.Jobs"} <= set(services)
+    assert {"channels.v1.ChannelsService", "channels.v1.JobsService"} <= set(services)

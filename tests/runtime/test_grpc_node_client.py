@@ -35,7 +35,7 @@ const definition = protoLoader.loadSync(protoPath, {
 });
 let service = grpc.loadPackageDefinition(definition);
 for (const part of pkg.split(".")) service = service[part];
-const client = new service.Channels(target, grpc.credentials.createInsecure());
+const client = new service.ChannelsService(target, grpc.credentials.createInsecure());
 client[method]({ payload: JSON.parse(payload) }, (error, reply) => {
   if (error) {
     console.log(JSON.stringify({ code: error.code, details: error.details }));
@@ -69,7 +69,7 @@ async def test_a_node_client_enqueues_with_proto_loader(
     serve: ServeFactory, probe: Probe, probe_project: Path, tmp_path: Path
 ) -> None:
     server = await serve()
-    proto = probe_project / APP.split(".")[0] / "proto" / "channels.proto"
+    proto = probe_project / APP.split(".")[0] / "proto" / "probe" / "v1" / "channels.proto"
     reply = await asyncio.to_thread(
         _run_client, tmp_path, server.grpc_target, proto, "EnqueueFast", {"id": "from-node"}
     )

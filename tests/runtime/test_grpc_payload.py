@@ -42,8 +42,8 @@ class Generated:
 def gen(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     _load_sample().build_package(tmp_path_factory.mktemp("grpc"), PACKAGE)
     return Generated(
-        pb=importlib.import_module(f"{PACKAGE}.proto.channels_pb2"),
-        grpc=importlib.import_module(f"{PACKAGE}.proto.channels_pb2_grpc"),
+        pb=importlib.import_module(f"{PACKAGE}.proto").channels_pb2,
+        grpc=importlib.import_module(f"{PACKAGE}.proto").channels_pb2_grpc,
         service=importlib.import_module(f"{PACKAGE}.grpc_service"),
         email=importlib.import_module(f"{PACKAGE}.models.email").EmailPayload,
         push=importlib.import_module(f"{PACKAGE}.models.push_alerts").PushAlertsPayload,
@@ -255,7 +255,7 @@ async def served(gen: Generated) -> AsyncIterator[Served]:
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield Served(gen.grpc.ChannelsStub(channel), enqueuer)
+            yield Served(gen.grpc.ChannelsServiceStub(channel), enqueuer)
     finally:
         await server.stop(None)
 

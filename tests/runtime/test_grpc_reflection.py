@@ -20,11 +20,11 @@ from tests.runtime.conftest import Probe, ServeFactory, events_of
 
 
 def _enqueue_by_reflection(target: str, job: str) -> tuple[list[str], str]:
-    """(the Channels service's methods, the job id returned), using only reflection."""
+    """(the ChannelsService's methods, the job id returned), using only reflection."""
     with grpc.insecure_channel(target) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = list(database.get_services())
-        service_name = next(name for name in services if name.endswith(".Channels"))
+        service_name = next(name for name in services if name.endswith(".ChannelsService"))
         # A pool of our own: nothing here comes from generated stubs.
         pool = descriptor_pool.DescriptorPool(database)
         service = pool.FindServiceByName(service_name)
@@ -71,7 +71,7 @@ def _buf_curl(target: str, protocol: str, *args: str) -> subprocess.CompletedPro
         *args,
     ]
     return subprocess.run(
-        [*command, f"http://{target}/probe.v1.Channels/EnqueueFast"]
+        [*command, f"http://{target}/probe.v1.ChannelsService/EnqueueFast"]
         if "--list-methods" not in args
         else [*command, f"http://{target}"],
         capture_output=True,
@@ -89,7 +89,7 @@ async def test_reflection_v1_and_v1alpha_serve_an_independent_client(
     server = await serve()
     listed = await asyncio.to_thread(_buf_curl, server.grpc_target, protocol, "--list-methods")
     assert listed.returncode == 0, listed.stderr
-    assert "probe.v1.Channels/EnqueueFast" in listed.stdout.split()
+    assert "probe.v1.ChannelsService/EnqueueFast" in listed.stdout.split()
     job = f"buf-{protocol}"
     called = await asyncio.to_thread(
         _buf_curl, server.grpc_target, protocol, "-d", json.dumps({"payload": {"id": job}})

@@ -37,12 +37,12 @@ async def test_http_and_grpc_enqueue_then_drain() -> None:
     ) as app:
         assert app.http is not None
         assert app.grpc_channel is not None
-        pb2 = importlib.import_module(f"{APP}.proto.channels_pb2")
-        pb2_grpc = importlib.import_module(f"{APP}.proto.channels_pb2_grpc")
+        pb2 = importlib.import_module(f"{APP}.proto").channels_pb2
+        pb2_grpc = importlib.import_module(f"{APP}.proto").channels_pb2_grpc
 
         response = await app.http.post("/channels/fast/jobs", json={"id": "in-http"})
         assert response.status_code == 202, response.text
-        stub = pb2_grpc.ChannelsStub(app.grpc_channel)
+        stub = pb2_grpc.ChannelsServiceStub(app.grpc_channel)
         request = pb2.EnqueueFastRequest(payload=pb2.FastPayload(id="in-grpc"))
         reply = await stub.EnqueueFast(request, timeout=10)
         assert reply.job_id

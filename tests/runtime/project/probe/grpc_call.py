@@ -22,11 +22,11 @@ from google.protobuf import json_format
 
 
 async def call_all(app: str, target: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    pb2 = importlib.import_module(f"{app}.proto.channels_pb2")
-    pb2_grpc = importlib.import_module(f"{app}.proto.channels_pb2_grpc")
+    pb2 = importlib.import_module(f"{app}.proto").channels_pb2
+    pb2_grpc = importlib.import_module(f"{app}.proto").channels_pb2_grpc
     results: list[dict[str, Any]] = []
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb2_grpc.ChannelsStub(channel)
+        stub = pb2_grpc.ChannelsServiceStub(channel)
         for call in calls:
             method = call["method"]
             request = json_format.ParseDict(call["request"], getattr(pb2, f"{method}Request")())

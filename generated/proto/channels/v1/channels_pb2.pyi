@@ -8,6 +8,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -46,47 +47,6 @@ JOB_STATE_ACTIVE: JobState.ValueType  # 3
 JOB_STATE_COMPLETED: JobState.ValueType  # 4
 JOB_STATE_FAILED: JobState.ValueType  # 5
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
-
-@_typing.final
-class EnqueueReply(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    JOB_ID_FIELD_NUMBER: _builtins.int
-    job_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        job_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EnqueueReply: _TypeAlias = EnqueueReply  # noqa: Y015
-
-@_typing.final
-class EnqueueBatchReply(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    JOB_IDS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """In the order of the request's payloads."""
-
-    def __init__(
-        self,
-        *,
-        job_ids: _abc.Iterable[_builtins.str] | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___EnqueueBatchReply: _TypeAlias = EnqueueBatchReply  # noqa: Y015
 
 @_typing.final
 class EnqueueEmailRequest(_message.Message):
@@ -150,6 +110,25 @@ class EnqueueEmailRequest(_message.Message):
 Global___EnqueueEmailRequest: _TypeAlias = EnqueueEmailRequest  # noqa: Y015
 
 @_typing.final
+class EnqueueEmailResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueEmailResponse: _TypeAlias = EnqueueEmailResponse  # noqa: Y015
+
+@_typing.final
 class EnqueueEmailBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -168,6 +147,28 @@ class EnqueueEmailBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueEmailBatchRequest: _TypeAlias = EnqueueEmailBatchRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueEmailBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the order of the request's payloads."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueEmailBatchResponse: _TypeAlias = EnqueueEmailBatchResponse  # noqa: Y015
 
 @_typing.final
 class EmailPayload(_message.Message):
@@ -564,6 +565,25 @@ class EnqueuePushRequest(_message.Message):
 Global___EnqueuePushRequest: _TypeAlias = EnqueuePushRequest  # noqa: Y015
 
 @_typing.final
+class EnqueuePushResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueuePushResponse: _TypeAlias = EnqueuePushResponse  # noqa: Y015
+
+@_typing.final
 class EnqueuePushBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -582,6 +602,28 @@ class EnqueuePushBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueuePushBatchRequest: _TypeAlias = EnqueuePushBatchRequest  # noqa: Y015
+
+@_typing.final
+class EnqueuePushBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the order of the request's payloads."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueuePushBatchResponse: _TypeAlias = EnqueuePushBatchResponse  # noqa: Y015
 
 @_typing.final
 class PushPayload(_message.Message):
@@ -831,6 +873,25 @@ class EnqueueSmsRequest(_message.Message):
 Global___EnqueueSmsRequest: _TypeAlias = EnqueueSmsRequest  # noqa: Y015
 
 @_typing.final
+class EnqueueSmsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueSmsResponse: _TypeAlias = EnqueueSmsResponse  # noqa: Y015
+
+@_typing.final
 class EnqueueSmsBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -849,6 +910,28 @@ class EnqueueSmsBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueSmsBatchRequest: _TypeAlias = EnqueueSmsBatchRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueSmsBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the order of the request's payloads."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueSmsBatchResponse: _TypeAlias = EnqueueSmsBatchResponse  # noqa: Y015
 
 @_typing.final
 class SmsPayload(_message.Message):
@@ -1038,6 +1121,25 @@ class EnqueueWhatsappRequest(_message.Message):
 Global___EnqueueWhatsappRequest: _TypeAlias = EnqueueWhatsappRequest  # noqa: Y015
 
 @_typing.final
+class EnqueueWhatsappResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueWhatsappResponse: _TypeAlias = EnqueueWhatsappResponse  # noqa: Y015
+
+@_typing.final
 class EnqueueWhatsappBatchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1056,6 +1158,28 @@ class EnqueueWhatsappBatchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueWhatsappBatchRequest: _TypeAlias = EnqueueWhatsappBatchRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueWhatsappBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In the order of the request's payloads."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueWhatsappBatchResponse: _TypeAlias = EnqueueWhatsappBatchResponse  # noqa: Y015
 
 @_typing.final
 class WhatsappPayload(_message.Message):
@@ -1361,26 +1485,24 @@ class GetJobRequest(_message.Message):
 Global___GetJobRequest: _TypeAlias = GetJobRequest  # noqa: Y015
 
 @_typing.final
-class JobRef(_message.Message):
+class GetJobResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
-    CHANNEL_FIELD_NUMBER: _builtins.int
-    JOB_ID_FIELD_NUMBER: _builtins.int
-    channel: _builtins.str
-    job_id: _builtins.str
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job: ...
     def __init__(
         self,
         *,
-        channel: _builtins.str = ...,
-        job_id: _builtins.str = ...,
+        job: Global___Job | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___JobRef: _TypeAlias = JobRef  # noqa: Y015
+Global___GetJobResponse: _TypeAlias = GetJobResponse  # noqa: Y015
 
 @_typing.final
 class ListJobsRequest(_message.Message):
@@ -1415,7 +1537,7 @@ class ListJobsRequest(_message.Message):
 Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
 
 @_typing.final
-class ListJobsReply(_message.Message):
+class ListJobsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOBS_FIELD_NUMBER: _builtins.int
@@ -1432,10 +1554,76 @@ class ListJobsReply(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListJobsReply: _TypeAlias = ListJobsReply  # noqa: Y015
+Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
 
 @_typing.final
-class DiscardJobReply(_message.Message):
+class RetryJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobRequest: _TypeAlias = RetryJobRequest  # noqa: Y015
+
+@_typing.final
+class RetryJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The job right after the retry."""
+
+    def __init__(
+        self,
+        *,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobResponse: _TypeAlias = RetryJobResponse  # noqa: Y015
+
+@_typing.final
+class DiscardJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscardJobRequest: _TypeAlias = DiscardJobRequest  # noqa: Y015
+
+@_typing.final
+class DiscardJobResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DISCARDED_FIELD_NUMBER: _builtins.int
@@ -1452,7 +1640,7 @@ class DiscardJobReply(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DiscardJobReply: _TypeAlias = DiscardJobReply  # noqa: Y015
+Global___DiscardJobResponse: _TypeAlias = DiscardJobResponse  # noqa: Y015
 
 @_typing.final
 class GetChannelRequest(_message.Message):
@@ -1474,6 +1662,26 @@ class GetChannelRequest(_message.Message):
 Global___GetChannelRequest: _TypeAlias = GetChannelRequest  # noqa: Y015
 
 @_typing.final
+class GetChannelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def counts(self) -> Global___ChannelCounts: ...
+    def __init__(
+        self,
+        *,
+        counts: Global___ChannelCounts | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetChannelResponse: _TypeAlias = GetChannelResponse  # noqa: Y015
+
+@_typing.final
 class Job(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1486,10 +1694,10 @@ class Job(_message.Message):
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     DUE_AT_FIELD_NUMBER: _builtins.int
-    RESULT_JSON_FIELD_NUMBER: _builtins.int
     PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     channel: _builtins.str
     state: Global___JobState.ValueType
@@ -1497,8 +1705,6 @@ class Job(_message.Message):
     """Runs started, this one included."""
     failures: _builtins.int
     """Failed runs since it was enqueued or last retried."""
-    result_json: _builtins.str
-    """What the handler returned, as JSON text; empty until it completes."""
     payload_json: _builtins.str
     """The payload as JSON text; kept while the job is delayed and once it failed, empty
     otherwise. A message that was not JSON: its text, as a JSON string.
@@ -1523,6 +1729,12 @@ class Job(_message.Message):
     def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobError]:
         """The last 10 failures, oldest first."""
 
+    @_builtins.property
+    def result(self) -> _struct_pb2.Value:
+        """What the handler returned, any JSON value; unset until it completes (and when it
+        returned None). Numbers are doubles: an integer above 2^53 loses digits.
+        """
+
     def __init__(
         self,
         *,
@@ -1535,10 +1747,10 @@ class Job(_message.Message):
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         due_at: _timestamp_pb2.Timestamp | None = ...,
-        result_json: _builtins.str = ...,
         payload_json: _builtins.str = ...,
         error: Global___JobError | None = ...,
         errors: _abc.Iterable[Global___JobError] | None = ...,
+        result: _struct_pb2.Value | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal[
         "due_at",
@@ -1549,6 +1761,8 @@ class Job(_message.Message):
         b"error",
         "finished_at",
         b"finished_at",
+        "result",
+        b"result",
         "started_at",
         b"started_at",
     ]  # noqa: Y015
@@ -1574,8 +1788,8 @@ class Job(_message.Message):
         b"id",
         "payload_json",
         b"payload_json",
-        "result_json",
-        b"result_json",
+        "result",
+        b"result",
         "started_at",
         b"started_at",
         "state",

@@ -6,7 +6,9 @@
 import grpc
 import warnings
 
-from generated.proto import channels_pb2 as generated_dot_proto_dot_channels__pb2
+from generated.proto.channels.v1 import (
+    channels_pb2 as generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2,
+)
 
 GRPC_GENERATED_VERSION = "1.85.1"
 GRPC_VERSION = grpc.__version__
@@ -22,14 +24,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f"The grpc package installed is at version {GRPC_VERSION},"
-        + " but the generated code in generated/proto/channels_pb2_grpc.py depends on"
+        + " but the generated code in generated/proto/channels/v1/channels_pb2_grpc.py depends on"
         + f" grpcio>={GRPC_GENERATED_VERSION}."
         + f" Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}"
         + f" or downgrade your generated code using grpcio-tools<={GRPC_VERSION}."
     )
 
 
-class ChannelsStub:
+class ChannelsServiceStub:
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     def __init__(self, channel):
@@ -39,56 +41,56 @@ class ChannelsStub:
             channel: A grpc.Channel.
         """
         self.EnqueueEmail = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueEmail",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueEmailRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueEmail",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailResponse.FromString,
             _registered_method=True,
         )
         self.EnqueueEmailBatch = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueEmailBatch",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueEmailBatchRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueEmailBatch",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchResponse.FromString,
             _registered_method=True,
         )
         self.EnqueuePush = channel.unary_unary(
-            "/channels.v1.Channels/EnqueuePush",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueuePushRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueuePush",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushResponse.FromString,
             _registered_method=True,
         )
         self.EnqueuePushBatch = channel.unary_unary(
-            "/channels.v1.Channels/EnqueuePushBatch",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueuePushBatchRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueuePushBatch",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchResponse.FromString,
             _registered_method=True,
         )
         self.EnqueueSms = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueSms",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueSmsRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueSms",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsResponse.FromString,
             _registered_method=True,
         )
         self.EnqueueSmsBatch = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueSmsBatch",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueSmsBatchRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueSmsBatch",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchResponse.FromString,
             _registered_method=True,
         )
         self.EnqueueWhatsapp = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueWhatsapp",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueWhatsappRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueWhatsapp",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappResponse.FromString,
             _registered_method=True,
         )
         self.EnqueueWhatsappBatch = channel.unary_unary(
-            "/channels.v1.Channels/EnqueueWhatsappBatch",
-            request_serializer=generated_dot_proto_dot_channels__pb2.EnqueueWhatsappBatchRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueWhatsappBatch",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchResponse.FromString,
             _registered_method=True,
         )
 
 
-class ChannelsServicer:
+class ChannelsServiceServicer:
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     def EnqueueEmail(self, request, context):
@@ -140,58 +142,58 @@ class ChannelsServicer:
         raise NotImplementedError("Method not implemented!")
 
 
-def add_ChannelsServicer_to_server(servicer, server):
+def add_ChannelsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
         "EnqueueEmail": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueEmail,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueEmailRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailResponse.SerializeToString,
         ),
         "EnqueueEmailBatch": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueEmailBatch,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueEmailBatchRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchResponse.SerializeToString,
         ),
         "EnqueuePush": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueuePush,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueuePushRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushResponse.SerializeToString,
         ),
         "EnqueuePushBatch": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueuePushBatch,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueuePushBatchRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchResponse.SerializeToString,
         ),
         "EnqueueSms": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueSms,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueSmsRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsResponse.SerializeToString,
         ),
         "EnqueueSmsBatch": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueSmsBatch,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueSmsBatchRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchResponse.SerializeToString,
         ),
         "EnqueueWhatsapp": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueWhatsapp,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueWhatsappRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappResponse.SerializeToString,
         ),
         "EnqueueWhatsappBatch": grpc.unary_unary_rpc_method_handler(
             servicer.EnqueueWhatsappBatch,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.EnqueueWhatsappBatchRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchResponse.SerializeToString,
         ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-        "channels.v1.Channels", rpc_method_handlers
+        "channels.v1.ChannelsService", rpc_method_handlers
     )
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers("channels.v1.Channels", rpc_method_handlers)
+    server.add_registered_method_handlers("channels.v1.ChannelsService", rpc_method_handlers)
 
 
 # This class is part of an EXPERIMENTAL API.
-class Channels:
+class ChannelsService:
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     @staticmethod
@@ -210,9 +212,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueEmail",
-            generated_dot_proto_dot_channels__pb2.EnqueueEmailRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueEmail",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -240,9 +242,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueEmailBatch",
-            generated_dot_proto_dot_channels__pb2.EnqueueEmailBatchRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueEmailBatch",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueEmailBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -270,9 +272,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueuePush",
-            generated_dot_proto_dot_channels__pb2.EnqueuePushRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueuePush",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -300,9 +302,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueuePushBatch",
-            generated_dot_proto_dot_channels__pb2.EnqueuePushBatchRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueuePushBatch",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueuePushBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -330,9 +332,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueSms",
-            generated_dot_proto_dot_channels__pb2.EnqueueSmsRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueSms",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -360,9 +362,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueSmsBatch",
-            generated_dot_proto_dot_channels__pb2.EnqueueSmsBatchRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueSmsBatch",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueSmsBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -390,9 +392,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueWhatsapp",
-            generated_dot_proto_dot_channels__pb2.EnqueueWhatsappRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueWhatsapp",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -420,9 +422,9 @@ class Channels:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Channels/EnqueueWhatsappBatch",
-            generated_dot_proto_dot_channels__pb2.EnqueueWhatsappBatchRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.EnqueueBatchReply.FromString,
+            "/channels.v1.ChannelsService/EnqueueWhatsappBatch",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.EnqueueWhatsappBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -435,7 +437,7 @@ class Channels:
         )
 
 
-class JobsStub:
+class JobsServiceStub:
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
@@ -447,38 +449,38 @@ class JobsStub:
             channel: A grpc.Channel.
         """
         self.GetJob = channel.unary_unary(
-            "/channels.v1.Jobs/GetJob",
-            request_serializer=generated_dot_proto_dot_channels__pb2.GetJobRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.Job.FromString,
+            "/channels.v1.JobsService/GetJob",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobResponse.FromString,
             _registered_method=True,
         )
         self.ListJobs = channel.unary_unary(
-            "/channels.v1.Jobs/ListJobs",
-            request_serializer=generated_dot_proto_dot_channels__pb2.ListJobsRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.ListJobsReply.FromString,
+            "/channels.v1.JobsService/ListJobs",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsResponse.FromString,
             _registered_method=True,
         )
         self.RetryJob = channel.unary_unary(
-            "/channels.v1.Jobs/RetryJob",
-            request_serializer=generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.Job.FromString,
+            "/channels.v1.JobsService/RetryJob",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobResponse.FromString,
             _registered_method=True,
         )
         self.DiscardJob = channel.unary_unary(
-            "/channels.v1.Jobs/DiscardJob",
-            request_serializer=generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.DiscardJobReply.FromString,
+            "/channels.v1.JobsService/DiscardJob",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobResponse.FromString,
             _registered_method=True,
         )
         self.GetChannel = channel.unary_unary(
-            "/channels.v1.Jobs/GetChannel",
-            request_serializer=generated_dot_proto_dot_channels__pb2.GetChannelRequest.SerializeToString,
-            response_deserializer=generated_dot_proto_dot_channels__pb2.ChannelCounts.FromString,
+            "/channels.v1.JobsService/GetChannel",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelResponse.FromString,
             _registered_method=True,
         )
 
 
-class JobsServicer:
+class JobsServiceServicer:
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
@@ -520,41 +522,43 @@ class JobsServicer:
         raise NotImplementedError("Method not implemented!")
 
 
-def add_JobsServicer_to_server(servicer, server):
+def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
         "GetJob": grpc.unary_unary_rpc_method_handler(
             servicer.GetJob,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.GetJobRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.Job.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobResponse.SerializeToString,
         ),
         "ListJobs": grpc.unary_unary_rpc_method_handler(
             servicer.ListJobs,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.ListJobsRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.ListJobsReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsResponse.SerializeToString,
         ),
         "RetryJob": grpc.unary_unary_rpc_method_handler(
             servicer.RetryJob,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.JobRef.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.Job.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobResponse.SerializeToString,
         ),
         "DiscardJob": grpc.unary_unary_rpc_method_handler(
             servicer.DiscardJob,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.JobRef.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.DiscardJobReply.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobResponse.SerializeToString,
         ),
         "GetChannel": grpc.unary_unary_rpc_method_handler(
             servicer.GetChannel,
-            request_deserializer=generated_dot_proto_dot_channels__pb2.GetChannelRequest.FromString,
-            response_serializer=generated_dot_proto_dot_channels__pb2.ChannelCounts.SerializeToString,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelResponse.SerializeToString,
         ),
     }
-    generic_handler = grpc.method_handlers_generic_handler("channels.v1.Jobs", rpc_method_handlers)
+    generic_handler = grpc.method_handlers_generic_handler(
+        "channels.v1.JobsService", rpc_method_handlers
+    )
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers("channels.v1.Jobs", rpc_method_handlers)
+    server.add_registered_method_handlers("channels.v1.JobsService", rpc_method_handlers)
 
 
 # This class is part of an EXPERIMENTAL API.
-class Jobs:
+class JobsService:
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
@@ -575,9 +579,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Jobs/GetJob",
-            generated_dot_proto_dot_channels__pb2.GetJobRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.Job.FromString,
+            "/channels.v1.JobsService/GetJob",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -605,9 +609,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Jobs/ListJobs",
-            generated_dot_proto_dot_channels__pb2.ListJobsRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.ListJobsReply.FromString,
+            "/channels.v1.JobsService/ListJobs",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -635,9 +639,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Jobs/RetryJob",
-            generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.Job.FromString,
+            "/channels.v1.JobsService/RetryJob",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.RetryJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -665,9 +669,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Jobs/DiscardJob",
-            generated_dot_proto_dot_channels__pb2.JobRef.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.DiscardJobReply.FromString,
+            "/channels.v1.JobsService/DiscardJob",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.DiscardJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -695,9 +699,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            "/channels.v1.Jobs/GetChannel",
-            generated_dot_proto_dot_channels__pb2.GetChannelRequest.SerializeToString,
-            generated_dot_proto_dot_channels__pb2.ChannelCounts.FromString,
+            "/channels.v1.JobsService/GetChannel",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.GetChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,7 +6,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
-from generated.proto import channels_pb2 as _channels_pb2
+from generated.proto.channels.v1 import channels_pb2 as _channels_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -27,85 +27,85 @@ class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ig
 GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
-class ChannelsStub:
+class ChannelsServiceStub:
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> ChannelsAsyncStub: ...
+    def __new__(cls, channel: _aio.Channel) -> ChannelsServiceAsyncStub: ...
     EnqueueEmail: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueEmailResponse
     ]
     """Transactional email over SMTP."""
     EnqueueEmailBatch: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueEmailBatchResponse
     ]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueuePush: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueuePushResponse
     ]
     """Mobile push notifications to device tokens."""
     EnqueuePushBatch: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueuePushBatchResponse
     ]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueueSms: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueSmsResponse
     ]
     """Text messages through the SMS provider's HTTP API."""
     EnqueueSmsBatch: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueSmsBatchResponse
     ]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueueWhatsapp: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueWhatsappResponse
     ]
     """WhatsApp template messages through the WhatsApp Business API."""
     EnqueueWhatsappBatch: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueWhatsappBatchResponse
     ]
     """All or nothing: one invalid payload rejects the whole batch."""
 
 @_typing.type_check_only
-class ChannelsAsyncStub(ChannelsStub):
+class ChannelsServiceAsyncStub(ChannelsServiceStub):
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     EnqueueEmail: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueEmailRequest, _channels_pb2.EnqueueEmailResponse
     ]  # type: ignore[assignment]
     """Transactional email over SMTP."""
     EnqueueEmailBatch: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueEmailBatchRequest, _channels_pb2.EnqueueEmailBatchResponse
     ]  # type: ignore[assignment]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueuePush: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueuePushRequest, _channels_pb2.EnqueuePushResponse
     ]  # type: ignore[assignment]
     """Mobile push notifications to device tokens."""
     EnqueuePushBatch: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueuePushBatchRequest, _channels_pb2.EnqueuePushBatchResponse
     ]  # type: ignore[assignment]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueueSms: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueSmsRequest, _channels_pb2.EnqueueSmsResponse
     ]  # type: ignore[assignment]
     """Text messages through the SMS provider's HTTP API."""
     EnqueueSmsBatch: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueSmsBatchRequest, _channels_pb2.EnqueueSmsBatchResponse
     ]  # type: ignore[assignment]
     """All or nothing: one invalid payload rejects the whole batch."""
     EnqueueWhatsapp: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueReply
+        _channels_pb2.EnqueueWhatsappRequest, _channels_pb2.EnqueueWhatsappResponse
     ]  # type: ignore[assignment]
     """WhatsApp template messages through the WhatsApp Business API."""
     EnqueueWhatsappBatch: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueBatchReply
+        _channels_pb2.EnqueueWhatsappBatchRequest, _channels_pb2.EnqueueWhatsappBatchResponse
     ]  # type: ignore[assignment]
     """All or nothing: one invalid payload rejects the whole batch."""
 
-class ChannelsServicer(metaclass=_abc_1.ABCMeta):
+class ChannelsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Enqueue jobs on the channels declared in channels.yaml."""
 
     @_abc_1.abstractmethod
@@ -113,7 +113,9 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.EnqueueEmailRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
+    ) -> _typing.Union[
+        _channels_pb2.EnqueueEmailResponse, _abc.Awaitable[_channels_pb2.EnqueueEmailResponse]
+    ]:
         """Transactional email over SMTP."""
 
     @_abc_1.abstractmethod
@@ -122,7 +124,8 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueEmailBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[
-        _channels_pb2.EnqueueBatchReply, _abc.Awaitable[_channels_pb2.EnqueueBatchReply]
+        _channels_pb2.EnqueueEmailBatchResponse,
+        _abc.Awaitable[_channels_pb2.EnqueueEmailBatchResponse],
     ]:
         """All or nothing: one invalid payload rejects the whole batch."""
 
@@ -131,7 +134,9 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.EnqueuePushRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
+    ) -> _typing.Union[
+        _channels_pb2.EnqueuePushResponse, _abc.Awaitable[_channels_pb2.EnqueuePushResponse]
+    ]:
         """Mobile push notifications to device tokens."""
 
     @_abc_1.abstractmethod
@@ -140,7 +145,8 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueuePushBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[
-        _channels_pb2.EnqueueBatchReply, _abc.Awaitable[_channels_pb2.EnqueueBatchReply]
+        _channels_pb2.EnqueuePushBatchResponse,
+        _abc.Awaitable[_channels_pb2.EnqueuePushBatchResponse],
     ]:
         """All or nothing: one invalid payload rejects the whole batch."""
 
@@ -149,7 +155,9 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.EnqueueSmsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
+    ) -> _typing.Union[
+        _channels_pb2.EnqueueSmsResponse, _abc.Awaitable[_channels_pb2.EnqueueSmsResponse]
+    ]:
         """Text messages through the SMS provider's HTTP API."""
 
     @_abc_1.abstractmethod
@@ -158,7 +166,7 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueSmsBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[
-        _channels_pb2.EnqueueBatchReply, _abc.Awaitable[_channels_pb2.EnqueueBatchReply]
+        _channels_pb2.EnqueueSmsBatchResponse, _abc.Awaitable[_channels_pb2.EnqueueSmsBatchResponse]
     ]:
         """All or nothing: one invalid payload rejects the whole batch."""
 
@@ -167,7 +175,9 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.EnqueueWhatsappRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.EnqueueReply, _abc.Awaitable[_channels_pb2.EnqueueReply]]:
+    ) -> _typing.Union[
+        _channels_pb2.EnqueueWhatsappResponse, _abc.Awaitable[_channels_pb2.EnqueueWhatsappResponse]
+    ]:
         """WhatsApp template messages through the WhatsApp Business API."""
 
     @_abc_1.abstractmethod
@@ -176,15 +186,16 @@ class ChannelsServicer(metaclass=_abc_1.ABCMeta):
         request: _channels_pb2.EnqueueWhatsappBatchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[
-        _channels_pb2.EnqueueBatchReply, _abc.Awaitable[_channels_pb2.EnqueueBatchReply]
+        _channels_pb2.EnqueueWhatsappBatchResponse,
+        _abc.Awaitable[_channels_pb2.EnqueueWhatsappBatchResponse],
     ]:
         """All or nothing: one invalid payload rejects the whole batch."""
 
-def add_ChannelsServicer_to_server(
-    servicer: ChannelsServicer, server: _typing.Union[_grpc.Server, _aio.Server]
+def add_ChannelsServiceServicer_to_server(
+    servicer: ChannelsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]
 ) -> None: ...
 
-class JobsStub:
+class JobsServiceStub:
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
@@ -192,57 +203,65 @@ class JobsStub:
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
-    def __new__(cls, channel: _aio.Channel) -> JobsAsyncStub: ...
-    GetJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.Job]
+    def __new__(cls, channel: _aio.Channel) -> JobsServiceAsyncStub: ...
+    GetJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.GetJobResponse]
     """One job: state, attempts, timestamps, result, payload and errors."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsReply
+        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsResponse
     ]
     """Jobs in one state: failed, completed and delayed newest first; waiting and active
     oldest first.
     """
-    RetryJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.Job]
+    RetryJob: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.RetryJobRequest, _channels_pb2.RetryJobResponse
+    ]
     """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
     or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
     """
-    DiscardJob: _grpc.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.DiscardJobReply]
+    DiscardJob: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.DiscardJobRequest, _channels_pb2.DiscardJobResponse
+    ]
     """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
     active (a job in the stream cannot be removed).
     """
     GetChannel: _grpc.UnaryUnaryMultiCallable[
-        _channels_pb2.GetChannelRequest, _channels_pb2.ChannelCounts
+        _channels_pb2.GetChannelRequest, _channels_pb2.GetChannelResponse
     ]
     """Counts per state and the rate limiter's current window."""
 
 @_typing.type_check_only
-class JobsAsyncStub(JobsStub):
+class JobsServiceAsyncStub(JobsServiceStub):
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    GetJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.Job]  # type: ignore[assignment]
+    GetJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.GetJobRequest, _channels_pb2.GetJobResponse]  # type: ignore[assignment]
     """One job: state, attempts, timestamps, result, payload and errors."""
     ListJobs: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsReply
+        _channels_pb2.ListJobsRequest, _channels_pb2.ListJobsResponse
     ]  # type: ignore[assignment]
     """Jobs in one state: failed, completed and delayed newest first; waiting and active
     oldest first.
     """
-    RetryJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.Job]  # type: ignore[assignment]
+    RetryJob: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.RetryJobRequest, _channels_pb2.RetryJobResponse
+    ]  # type: ignore[assignment]
     """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
     or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
     """
-    DiscardJob: _aio.UnaryUnaryMultiCallable[_channels_pb2.JobRef, _channels_pb2.DiscardJobReply]  # type: ignore[assignment]
+    DiscardJob: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.DiscardJobRequest, _channels_pb2.DiscardJobResponse
+    ]  # type: ignore[assignment]
     """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
     active (a job in the stream cannot be removed).
     """
     GetChannel: _aio.UnaryUnaryMultiCallable[
-        _channels_pb2.GetChannelRequest, _channels_pb2.ChannelCounts
+        _channels_pb2.GetChannelRequest, _channels_pb2.GetChannelResponse
     ]  # type: ignore[assignment]
     """Counts per state and the rate limiter's current window."""
 
-class JobsServicer(metaclass=_abc_1.ABCMeta):
+class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
     /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
     """
@@ -252,7 +271,7 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.GetJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.Job, _abc.Awaitable[_channels_pb2.Job]]:
+    ) -> _typing.Union[_channels_pb2.GetJobResponse, _abc.Awaitable[_channels_pb2.GetJobResponse]]:
         """One job: state, attempts, timestamps, result, payload and errors."""
 
     @_abc_1.abstractmethod
@@ -260,7 +279,9 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.ListJobsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.ListJobsReply, _abc.Awaitable[_channels_pb2.ListJobsReply]]:
+    ) -> _typing.Union[
+        _channels_pb2.ListJobsResponse, _abc.Awaitable[_channels_pb2.ListJobsResponse]
+    ]:
         """Jobs in one state: failed, completed and delayed newest first; waiting and active
         oldest first.
         """
@@ -268,9 +289,11 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def RetryJob(
         self,
-        request: _channels_pb2.JobRef,
+        request: _channels_pb2.RetryJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.Job, _abc.Awaitable[_channels_pb2.Job]]:
+    ) -> _typing.Union[
+        _channels_pb2.RetryJobResponse, _abc.Awaitable[_channels_pb2.RetryJobResponse]
+    ]:
         """Run a failed job again, its failures reset; the reply is the job right after (WAITING,
         or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
         """
@@ -278,10 +301,10 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
     def DiscardJob(
         self,
-        request: _channels_pb2.JobRef,
+        request: _channels_pb2.DiscardJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[
-        _channels_pb2.DiscardJobReply, _abc.Awaitable[_channels_pb2.DiscardJobReply]
+        _channels_pb2.DiscardJobResponse, _abc.Awaitable[_channels_pb2.DiscardJobResponse]
     ]:
         """Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
         active (a job in the stream cannot be removed).
@@ -292,9 +315,11 @@ class JobsServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _channels_pb2.GetChannelRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_channels_pb2.ChannelCounts, _abc.Awaitable[_channels_pb2.ChannelCounts]]:
+    ) -> _typing.Union[
+        _channels_pb2.GetChannelResponse, _abc.Awaitable[_channels_pb2.GetChannelResponse]
+    ]:
         """Counts per state and the rate limiter's current window."""
 
-def add_JobsServicer_to_server(
-    servicer: JobsServicer, server: _typing.Union[_grpc.Server, _aio.Server]
+def add_JobsServiceServicer_to_server(
+    servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]
 ) -> None: ...
