@@ -150,7 +150,7 @@ class Launcher:
         request = self._limiter.global_request()
         now = now_ms()
         try:
-            started = await self._scripts.start([job.job_id for job in jobs], now, request)
+            started = await self._scripts.start(self._consumer, jobs, now, request)
         except (RedisError, OSError):
             # Not started (Redis down, or refusing writes when out of memory): the jobs
             # stay claimed here and heartbeated, and are tried again, never left pending
@@ -158,6 +158,8 @@ class Launcher:
             self.held = jobs + self.held
             self.limited_ms = RETRY_START_MS
             raise
+        if started.dropped:
+            jobs = self._drop_lost(jobs, started.dropped)
         granted = started.granted
         if granted < len(jobs):
             self.held = jobs[granted:] + self.held
@@ -180,6 +182,21 @@ class Launcher:
             )
         if request is not None:
             await self._limiter.restamp(request, granted, started.used)
+
+    def _drop_lost(self, jobs: list[ClaimedJob], dropped: list[int]) -> list[ClaimedJob]:
+        """Jobs start.lua did not start because another process holds them now (this one
+        was paused past the stalled interval): left to their owner."""
+        gone = set(dropped)
+        lost = [job.job_id for index, job in enumerate(jobs) if index in gone]
+        logger.warning(
+            "%s: %d job(s) not started: another process took %s over while this one was "
+            "paused (it missed its stalled interval); their owner runs them",
+            self.channel.name,
+            len(lost),
+            ", ".join(lost[:20]) + (" ..." if len(lost) > 20 else ""),
+            extra={"channel": self.channel.name, "job_ids": lost},
+        )
+        return [job for index, job in enumerate(jobs) if index not in gone]
 
     def _poison(self, entry: StreamEntry, error: ValidationError | str) -> None:
         """A message that cannot become a job goes to the failed set, with the reason."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -33,6 +33,7 @@ from runtime.engine.script_loader import load_script
 
 __all__ = [
     "ChannelScripts",
+    "Claim",
     "NewJob",
     "RateLimit",
     "Reclaimed",
@@ -84,15 +85,31 @@ class RunNumbers:
     failures: int
 
 
+class Claim(Protocol):
+    """A job read from the stream by this consumer: start.lua starts it only while the
+    entry is still pending for this consumer with this delivery count."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def stream_id(self) -> str: ...
+
+    @property
+    def delivery(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
-    """What start.lua did with a batch: the first `granted` jobs started (their runs in
+    """What start.lua did with a batch: the jobs at `dropped` (0-based positions) were not
+    started, their claim lost; of the others, the first `granted` started (their runs in
     `runs`), the rest wait `wait_ms` for the rate limit; `used` grants are in its window."""
 
     granted: int
     wait_ms: int
     runs: list[RunNumbers]
     used: int
+    dropped: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,23 +188,38 @@ class ChannelScripts:
         return [self.keys.limiter(limit.group), self.keys.limiter_total(limit.group)]
 
     async def start(
-        self, job_ids: Sequence[str], now_ms: int, limit: RateLimit | None = None
+        self,
+        consumer: str,
+        claims: Sequence[Claim],
+        now_ms: int,
+        limit: RateLimit | None = None,
     ) -> Started:
-        """Start the jobs `limit` allows (all without one), in order."""
-        keys = [] if limit is None else self._limit_keys(limit)
+        """Start, in order, the claimed jobs `consumer` still holds, as many as `limit`
+        allows (all without one)."""
+        keys = [self.keys.stream]
+        if limit is not None:
+            keys += self._limit_keys(limit)
         window, max_starts, token = (
             (0, 0, "") if limit is None else (limit.window_ms, limit.max, limit.token)
         )
-        granted, wait, rows, used = await _call(
-            self._scripts.start,
-            keys,
-            [self.keys.job_prefix, now_ms, window, max_starts, token, *job_ids],
-        )
+        args: list[Any] = [
+            self.keys.job_prefix,
+            now_ms,
+            window,
+            max_starts,
+            token,
+            CONSUMER_GROUP,
+            consumer,
+        ]
+        for claim in claims:
+            args += (claim.job_id, claim.stream_id, claim.delivery)
+        granted, wait, rows, used, dropped = await _call(self._scripts.start, keys, args)
         return Started(
             granted=int(granted),
             wait_ms=int(wait),
             runs=[RunNumbers(int(attempt), int(failures)) for attempt, failures in rows],
             used=int(used),
+            dropped=[int(position) - 1 for position in dropped],
         )
 
     async def finish(

@@ -33,8 +33,8 @@ A job runs again only when the process it was delivered to lost it before acknow
 it, so nothing else may run twice. A paused process runs on what it held once resumed, but
 its outcomes are dropped (the claim moved on), so a job is never recorded twice.
 
-It is marked xfail (strict, for RestartedAfterTakeOver only: any other failure fails it)
-while a runtime bug makes jobs end in two states after a pause: see the mark's reason.
+A resumed process does not start again what it no longer holds either (start.lua checks
+the claim), so no job is marked active after its owner completed it.
 
 **test_jobs_after_an_empty_redis_restart_all_complete**: Redis keeps nothing (no
 persistence) and restarts empty: every job it held is gone, and with it the consumer
@@ -549,18 +549,10 @@ def _logged(chaos: Chaos, needle: str) -> int:
 
 
 class RestartedAfterTakeOver(AssertionError):
-    """The runtime bug this module's first test is marked for (see its xfail reason)."""
+    """A job completed by its new owner, then started again by a process resumed after a
+    pause (start.lua must check the claim)."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RestartedAfterTakeOver,
-    reason="runtime/engine/lua/start.lua does not check the claim: a process resumed after "
-    "a pause starts jobs it no longer holds (an XREADGROUP reply Redis served while it was "
-    "stopped), overwriting the new owner's 'completed' with 'active'; its outcome is then "
-    "dropped, so the job stays 'active' while in the completed set "
-    "(tests/runtime/test_reliability_pause.py pins it on its own)",
-)
 async def test_jobs_survive_killed_and_paused_processes_and_a_redis_restart(chaos: Chaos) -> None:
     began = time.monotonic()
     await asyncio.gather(*(chaos.start(slot) for slot in range(PROCESSES)))
@@ -578,8 +570,8 @@ async def test_jobs_survive_killed_and_paused_processes_and_a_redis_restart(chao
     all_ids = [job_id for channel in CHANNELS for job_id in ids[channel]]
     runs = final.runs
     lost = [j for j in all_ids if final.states[j] != "completed"]
-    # Completed, then marked active again by a stale start (the xfail's bug): not lost, but
-    # not in one state either.
+    # Completed, then marked active again by a stale start: not lost, but not in one state
+    # either (start.lua's claim check prevents it).
     overwritten = [
         j for j in lost if final.states[j] == "active" and final.sets.get(j) == {"completed"}
     ]

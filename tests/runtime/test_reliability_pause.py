@@ -247,16 +247,6 @@ async def _delivered_to(redis: Redis, fleet: Fleet, pid: int) -> int:
     return sum(int(c["pending"]) for c in consumers if f"-{pid}-" in c["name"].decode())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runtime/engine/lua/start.lua marks jobs active and counts an attempt without "
-    "checking the claim (launcher.py Launcher._start passes job ids only): a process resumed "
-    "after a pause starts entries it no longer holds (the reply of an XREADGROUP Redis "
-    "served while it was stopped, or jobs it held), overwriting the new owner's 'completed' "
-    "with 'active'; its run's outcome is then dropped by finish.lua, so the job stays "
-    "'active' for good while its id is in the completed set",
-)
 async def test_a_job_delivered_to_a_paused_process_is_not_restarted_there_after_a_take_over(
     fleet: Fleet, redis: Redis
 ) -> None:
@@ -275,8 +265,7 @@ async def test_a_job_delivered_to_a_paused_process_is_not_restarted_there_after_
             response = await http.post(
                 f"/channels/{CHANNEL}/jobs", json={"id": f"d{n}", "seconds": 0.2}
             )
-            if response.status_code != 202:  # not an assert: the xfail expects one
-                pytest.fail(f"enqueue refused: {response.text}")
+            assert response.status_code == 202, f"enqueue refused: {response.text}"
             await asyncio.sleep(0.2)
             if await _delivered_to(redis, fleet, paused.pid):
                 job_id = response.json()["id"]

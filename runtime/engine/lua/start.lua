@@ -3,31 +3,54 @@
   rate limit (all of them without one), mark the granted jobs active and count their
   attempts. The rate limit costs no round trip of its own.
 
-  KEYS[1] limiter window  } only when the channel has a global rate limit
-  KEYS[2] limiter total   }
+  Fenced like finish.lua: a job starts only while its stream entry is pending for this
+  consumer with the delivery count it was claimed under. A process resumed after a
+  pause may hold entries another process has taken over (and maybe finished) since:
+  those are dropped here, not started again.
+
+  KEYS[1] stream
+  KEYS[2] limiter window  } only when the channel has a global rate limit
+  KEYS[3] limiter total   }
   ARGV[1] job hash prefix
   ARGV[2] now (ms)
   ARGV[3] window ms, ARGV[4] max starts in a window, ARGV[5] grant token (unused
           without a limiter)
-  ARGV[6..] job ids, in the order they should start
+  ARGV[6] consumer group
+  ARGV[7] this consumer
+  ARGV[8..] per job, in the order they should start, 3 values: job id, stream id,
+          delivery count of the claim
 
   Returns {granted, wait ms until the next grant, {attempt, failures} per granted job
-  in order, grants now in the window}.
+  in order, grants now in the window, positions (from 1) of the jobs dropped because
+  the claim is no longer this consumer's}. Granted jobs are the first `granted` of the
+  jobs not dropped.
 ]]
 --- @include "include/limit.lua"
-local prefix, now = ARGV[1], ARGV[2]
-local wanted = #ARGV - 5
+local prefix, now, group, consumer = ARGV[1], ARGV[2], ARGV[6], ARGV[7]
+local held, dropped = {}, {}
+local position = 0
+for i = 8, #ARGV, 3 do
+  position = position + 1
+  local sid, delivery = ARGV[i + 1], tonumber(ARGV[i + 2])
+  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
+  if claim and claim[2] == consumer and claim[4] == delivery then
+    held[#held + 1] = ARGV[i]
+  else
+    dropped[#dropped + 1] = position
+  end
+end
+local wanted = #held
 local granted, wait, used = wanted, 0, 0
-if #KEYS > 0 then
+if #KEYS > 1 and wanted > 0 then
   local window, max = tonumber(ARGV[3]), tonumber(ARGV[4])
-  granted, wait, used = limit(KEYS[1], KEYS[2], window, max, wanted, ARGV[5])
+  granted, wait, used = limit(KEYS[2], KEYS[3], window, max, wanted, ARGV[5])
 end
 local rows = {}
-for i = 6, 5 + granted do
-  local key = prefix .. ARGV[i]
+for i = 1, granted do
+  local key = prefix .. held[i]
   redis.call('HSET', key, 'state', 'active', 'started_at', now)
   local attempt = redis.call('HINCRBY', key, 'attempts', 1)
   local failures = tonumber(redis.call('HGET', key, 'failures') or '0') or 0
   rows[#rows + 1] = {attempt, failures}
 end
-return {granted, wait, rows, used}
+return {granted, wait, rows, used, dropped}

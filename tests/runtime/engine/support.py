@@ -98,6 +98,19 @@ async def read(
     return [StreamEntry(sid.decode(), bytes(fields[b"data"])) for sid, fields in response[0][1]]
 
 
+@dataclass(slots=True)
+class EntryClaim:
+    """A read entry as start.lua's claim: the job id, its stream id and delivery count."""
+
+    job_id: str
+    stream_id: str
+    delivery: int
+
+
+def claim_of(entry: StreamEntry) -> EntryClaim:
+    return EntryClaim(job_id_in(entry.message), entry.stream_id, entry.deliveries)
+
+
 async def claim(
     redis: Redis, scripts: ChannelScripts, job_ids: list[str], consumer: str = "worker"
 ) -> dict[str, tuple[StreamEntry, RunNumbers]]:
@@ -109,7 +122,9 @@ async def claim(
     entries = await read(redis, scripts.keys, consumer)
     by_id = {job_id_in(entry.message): entry for entry in entries}
     assert sorted(by_id) == sorted(job_ids)
-    started = await scripts.start(job_ids, now_ms())
+    started = await scripts.start(
+        consumer, [claim_of(by_id[job_id]) for job_id in job_ids], now_ms()
+    )
     assert started.granted == len(job_ids)
     return {
         job_id: (by_id[job_id], numbers)

@@ -38,6 +38,7 @@ from tests.runtime.engine.support import (
     PartsFor,
     add,
     claim,
+    claim_of,
     counted,
     eventually,
     job_hash,
@@ -248,7 +249,7 @@ async def test_runner_retries_while_attempts_are_left_then_fails(
     # the retry comes due: moved to the stream, read and started again, and fails for good
     assert (await scripts.move_due(now_ms() + 60_000, 10))[0] == 1
     [again] = await read(redis, keys, "worker")
-    started = await scripts.start(["j1"], now_ms())
+    started = await scripts.start("worker", [claim_of(again)], now_ms())
     assert started.runs == [RunNumbers(2, 1)]
     parts.runner.run(claimed(again), started.runs[0])
     await parts.runner.wait(10)

@@ -25,6 +25,7 @@ from runtime.engine.scripts import (
 from tests.runtime.engine.support import (
     add,
     claim,
+    claim_of,
     claims,
     eventually,
     job_hash,
@@ -105,13 +106,15 @@ async def test_enqueue_of_an_existing_id_changes_nothing(
 # start.lua
 
 
+@pytest.mark.usefixtures("group")
 async def test_start_counts_attempts_and_marks_jobs_active(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     await scripts.enqueue([NewJob("a", message("a")), NewJob("b", message("b"))], now_ms())
+    a, b = await read(redis, keys, "worker")
     now = now_ms()
 
-    started = await scripts.start(["a", "b"], now)
+    started = await scripts.start("worker", [claim_of(a), claim_of(b)], now)
 
     assert started.granted == 2
     assert started.wait_ms == 0
@@ -122,19 +125,21 @@ async def test_start_counts_attempts_and_marks_jobs_active(
         assert stored["started_at"] == str(now)
         assert stored["attempts"] == "1"
 
-    again = await scripts.start(["a"], now + 10)
+    again = await scripts.start("worker", [claim_of(a)], now + 10)
     assert again.runs == [RunNumbers(2, 0)]
     assert (await job_hash(redis, keys, "a"))["started_at"] == str(now + 10)
 
 
+@pytest.mark.usefixtures("group")
 async def test_start_under_a_rate_limit_grants_what_the_window_allows(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     ids = [f"j{n}" for n in range(5)]
     await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ids], now_ms())
+    claims = [claim_of(entry) for entry in await read(redis, keys, "worker")]
     limit = RateLimit(group=None, window_ms=10_000, max=2, token="t1")
 
-    started = await scripts.start(ids, now_ms(), limit)
+    started = await scripts.start("worker", claims, now_ms(), limit)
 
     assert started.granted == 2
     assert 0 < started.wait_ms <= 10_000
@@ -146,10 +151,34 @@ async def test_start_under_a_rate_limit_grants_what_the_window_allows(
     assert await redis.get(keys.limiter_total()) == b"2"
 
     # the window is full: nothing more starts, and the wait says until when
-    later = await scripts.start(ids[2:], now_ms(), RateLimit(None, 10_000, 2, "t2"))
+    later = await scripts.start("worker", claims[2:], now_ms(), RateLimit(None, 10_000, 2, "t2"))
     assert (later.granted, later.runs, later.used) == (0, [], 2)
     assert 0 < later.wait_ms <= 10_000
     assert (await job_hash(redis, keys, "j2"))["state"] == "waiting"
+
+
+@pytest.mark.usefixtures("group")
+async def test_start_leaves_a_job_whose_claim_was_taken_over_to_its_owner(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    """A process resumed after a pause must not start again what another took over."""
+    await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}", n)) for n in range(3)], now_ms())
+    j0, j1, j2 = await read(redis, keys, "paused")
+    await take_over(redis, keys, j1.stream_id, "other")
+
+    started = await scripts.start("paused", [claim_of(j0), claim_of(j1), claim_of(j2)], now_ms())
+
+    assert started.dropped == [1]
+    assert started.granted == 2
+    assert [(await job_hash(redis, keys, job_id))["state"] for job_id in ("j0", "j1", "j2")] == [
+        "active",
+        "waiting",
+        "active",
+    ]
+    assert (await job_hash(redis, keys, "j1"))["attempts"] == "0"
+    # a delivery count the entry no longer has is no claim either
+    stale = await scripts.start("other", [claim_of(j1)], now_ms())
+    assert (stale.granted, stale.dropped) == (0, [0])
 
 
 # finish.lua
