@@ -17,11 +17,16 @@ from typing import Annotated, Any
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    NotFoundException,
+    ValidationException,
+)
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
-from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_409_CONFLICT
+from litestar.status_codes import HTTP_409_CONFLICT
 from litestar.types import Method, OperationIDCreator
 
 from runtime.engine.client import Client
@@ -174,13 +179,21 @@ class JobRoutes(Controller):
 
 
 # How a failed job operation answers over HTTP: the error's message is the detail.
-_STATUS_OF_JOB_ERROR: Mapping[type[JobOperationError], int] = {
-    JobNotFound: HTTP_404_NOT_FOUND,
-    JobStateConflict: HTTP_409_CONFLICT,
+class _Conflict(ClientException):
+    status_code = HTTP_409_CONFLICT
+
+
+# Exception classes whose status is a class attribute: Litestar's logging reads the
+# class's status code to leave a refused request (4xx) without a traceback.
+_ANSWER_TO_JOB_ERROR: Mapping[type[JobOperationError], type[HTTPException]] = {
+    JobNotFound: NotFoundException,
+    JobStateConflict: _Conflict,
 }
 
 
 def http_error(error: JobOperationError) -> HTTPException:
     """`error` as the HTTP answer of the table above."""
-    status = next(code for kind, code in _STATUS_OF_JOB_ERROR.items() if isinstance(error, kind))
-    return HTTPException(status_code=status, detail=str(error))
+    answer = next(
+        answer for kind, answer in _ANSWER_TO_JOB_ERROR.items() if isinstance(error, kind)
+    )
+    return answer(detail=str(error))

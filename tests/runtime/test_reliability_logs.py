@@ -84,15 +84,6 @@ async def test_a_handler_blocking_the_loop_is_named_with_its_job(
     assert f"channel 'blocking' (its handler), job(s) {job_id}" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runtime/engine/loop_monitor.py:46 (_report) reads the running jobs when the "
-    "monitor's own step runs, loop iterations after the block ended (BackgroundLoop.sleep "
-    "wakes through wait_for); a handler that blocked and then returned has left "
-    "JobRunner.running by then (runner.py:125, the finally of _run), so the report says "
-    "'no job was running'",
-)
 async def test_a_handler_blocking_the_loop_as_its_last_act_is_named_with_its_job(
     fleet: Fleet, redis: Redis
 ) -> None:
@@ -102,14 +93,6 @@ async def test_a_handler_blocking_the_loop_as_its_last_act_is_named_with_its_job
     assert f"channel 'blocking_last' (its handler), job(s) {job_id}" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="runtime/http/routes.py:186 raises a plain HTTPException(status_code=404/409); "
-    "Litestar's disable_stack_trace check (runtime/http/app.py _CLIENT_ERRORS) looks at the "
-    "exception class's status_code (500 for HTTPException), so a lookup of an unknown job "
-    "logs 'ERROR litestar: Uncaught exception' with a traceback",
-)
 async def test_a_job_that_does_not_exist_is_a_404_without_a_traceback(fleet: Fleet) -> None:
     serve = await fleet.start(api=True)
     async with httpx.AsyncClient(base_url=serve.http_url, timeout=10) as http:
