@@ -8,12 +8,14 @@ levels deep with a 500. Here a route that takes a body (`data`) gets:
     422  the body is empty, not JSON, nests deeper than MAX_DEPTH, or repeats a key
 
 The body is read once (Litestar keeps it for the route) and parsed by the C JSON parser;
-the only Python work per object is the duplicate-key check.
+the only Python work per object is the duplicate-key check. Depth is read from the
+brackets before any parser sees the body.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -43,20 +45,22 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    """True when `value` nests more than `limit` containers deep (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+# A JSON string (escapes included); what is inside one is not structure.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_OPENING = frozenset(b"[{")
+
+
+def _too_deep(body: bytes, limit: int) -> bool:
+    """True when `body` nests more than `limit` arrays and objects deep, read from its
+    brackets outside strings: no parser runs on it, so a hostile depth never reaches
+    one (a RecursionError inside a C decoder can leave the interpreter's recursion count
+    off for the rest of the process)."""
+    depth = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in _OPENING else -1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
 
 
@@ -85,19 +89,15 @@ async def check_json_body(request: Request[Any, Any, State]) -> Response[Any] | 
     body = await request.body()
     if not body.strip():
         return _refuse(HTTP_422_UNPROCESSABLE_ENTITY, "body", "a JSON body is required")
+    # Only a body with more brackets than the bound can nest past it: counting is a C scan.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(body, MAX_DEPTH):
+        return _refuse(
+            HTTP_422_UNPROCESSABLE_ENTITY, "body", f"nests deeper than {MAX_DEPTH} levels"
+        )
     try:
-        parsed = json.loads(body, object_pairs_hook=_unique)
+        json.loads(body, object_pairs_hook=_unique)
     except _DuplicateKey as error:
         return _refuse(HTTP_422_UNPROCESSABLE_ENTITY, "body", f"key {str(error)!r} appears twice")
-    except RecursionError:
-        return _refuse(
-            HTTP_422_UNPROCESSABLE_ENTITY, "body", f"nests deeper than {MAX_DEPTH} levels"
-        )
     except ValueError as error:
         return _refuse(HTTP_422_UNPROCESSABLE_ENTITY, "body", f"not valid JSON: {error}")
-    # No walk when the body cannot nest that deep: counting brackets is a C scan.
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _depth_over(parsed, MAX_DEPTH):
-        return _refuse(
-            HTTP_422_UNPROCESSABLE_ENTITY, "body", f"nests deeper than {MAX_DEPTH} levels"
-        )
     return None

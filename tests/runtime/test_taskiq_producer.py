@@ -52,6 +52,9 @@ async def test_acl_user_password_and_database_in_the_url(tmp_path: Path) -> None
             job = await app.client.job("sms", response.json()["id"])
             assert job is not None
             assert job.state == "completed"
-        check = Redis.from_url(server.url, db=5)
-        assert await check.exists(f"{app.client.prefix}:{{sms}}:completed")
-        await check.aclose()
+            # the job's keys are in database 5 (read before running_app removes its prefix)
+            check = Redis.from_url(server.url, db=5)
+            try:
+                assert await check.exists(f"{app.client.prefix}:{{sms}}:completed")
+            finally:
+                await check.aclose()
