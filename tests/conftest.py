@@ -28,6 +28,9 @@ from redis.asyncio import Redis
 
 from runtime.serve.embedded_redis import EmbeddedRedis
 
+# The delivery suites' fixtures (`dproject`, `cluster`), shared by several test modules.
+pytest_plugins = ["tests.runtime.delivery_conftest"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # One root per pytest process: `test-s<pid>-<random>-`.
 SESSION_ROOT = f"test-s{os.getpid()}-{uuid.uuid4().hex[:6]}-"

@@ -201,3 +201,18 @@ async def delete_prefix(redis: Redis, prefix: str) -> None:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
     if keys:
         await redis.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def dproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The delivery project, generated once per session."""
+    return delivery_project(tmp_path_factory)
+
+
+@pytest.fixture
+async def cluster(
+    dproject: Path, redis_url: str, key_prefix: str, tmp_path: Path, redis: Redis
+) -> AsyncIterator[Cluster]:
+    """Stopped before `redis` removes the test's keys (it is set up first)."""
+    async with running_cluster(dproject, redis_url, key_prefix, tmp_path) as found:
+        yield found

@@ -7,8 +7,6 @@ errors"). Real `runtime serve` processes on one Redis (delivery_conftest.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,30 +18,14 @@ from tests.runtime.conftest import Server
 from tests.runtime.delivery_conftest import (
     STOP_WITHIN,
     Cluster,
-    delivery_project,
     failed_jobs,
     job_status,
-    running_cluster,
     select,
     wait_events,
     wait_state,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="session")
-def dproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return delivery_project(tmp_path_factory)
-
-
-@pytest.fixture
-async def cluster(
-    dproject: Path, redis_url: str, key_prefix: str, tmp_path: Path, redis: Redis
-) -> AsyncIterator[Cluster]:
-    """Stopped before `redis` removes the test's keys (it is set up first)."""
-    async with running_cluster(dproject, redis_url, key_prefix, tmp_path) as found:
-        yield found
 
 
 async def metric(server: Server, name: str, channel: str) -> float:

@@ -29,7 +29,6 @@ from tests.runtime.conftest import Probe, Server, text
 from tests.runtime.delivery_conftest import (
     Cluster,
     delete_prefix,
-    delivery_project,
     failed_jobs,
     job_status,
     project_module,
@@ -60,11 +59,6 @@ class Shared:
 
     def http(self, index: int = 0) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.servers[index].http_url, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def dproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return delivery_project(tmp_path_factory)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,30 +12,14 @@ from redis.asyncio import Redis
 
 from tests.runtime.delivery_conftest import (
     Cluster,
-    delivery_project,
     failed_jobs,
     job_status,
-    running_cluster,
     select,
     wait_events,
     wait_state,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
-
-
-@pytest.fixture(scope="session")
-def dproject(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return delivery_project(tmp_path_factory)
-
-
-@pytest.fixture
-async def cluster(
-    dproject: Path, redis_url: str, key_prefix: str, tmp_path: Path, redis: Redis
-) -> AsyncIterator[Cluster]:
-    """Stopped before `redis` removes the test's keys (it is set up first)."""
-    async with running_cluster(dproject, redis_url, key_prefix, tmp_path) as found:
-        yield found
 
 
 async def test_a_job_killed_mid_run_runs_again_elsewhere_and_completes_once(
