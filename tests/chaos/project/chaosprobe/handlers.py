@@ -4,7 +4,9 @@ When a run starts: SADD `<prefix>:running:<pid>` and HINCRBY `<prefix>:starts` b
 id. When it ends well: one MULTI that SREMs it from the running set, HINCRBYs
 `<prefix>:runs` and RPUSHes `<channel>:<id>:<pid>` to `<prefix>:log`. Every 37th job
 (`n % 37 == 0`) fails its first attempt, so retries run under the chaos too. A short
-random sleep keeps jobs in flight when a process is killed.
+random sleep keeps jobs in flight when a process is killed; it is drawn from
+`CHAOS_SEED`, the job id and the attempt, so a run replayed with the same seed sleeps the
+same.
 
 `CHAOS_REDIS_URL` and `CHAOS_PREFIX` say where to record; one connection per process.
 The payload is typed structurally: the generated package exists only in the test's
@@ -50,7 +52,8 @@ async def run(payload: Numbered, context: JobContext) -> None:
         pipe.sadd(running, payload.id)
         pipe.hincrby(f"{prefix}:starts", payload.id, 1)
         await pipe.execute()
-    await asyncio.sleep(random.uniform(0.0, 0.1))
+    seed = f"{os.environ.get('CHAOS_SEED', '')}:{payload.id}:{context.attempt}"
+    await asyncio.sleep(random.Random(seed).uniform(0.0, 0.1))
     if payload.n % 37 == 0 and context.attempt == 1:
         await redis.srem(running, payload.id)
         raise RuntimeError(f"planned failure of job {payload.id} on its first attempt")
