@@ -28,6 +28,13 @@ from redis.asyncio import Redis
 
 from runtime.serve.embedded_redis import EmbeddedRedis
 
+# Tests start children with a preexec_fn (die_with_parent), so subprocess forks rather
+# than spawns; with gRPC's fork support on, its after-fork handler restarted gRPC's poller
+# in the child just before subprocess closed the child's file descriptors, and the child
+# aborted ("epoll_wait error: Bad file descriptor"). The suite's processes never use gRPC
+# across a fork: turn the support off before anything initialises gRPC.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 # The delivery suites' fixtures (`dproject`, `cluster`), shared by several test modules.
 pytest_plugins = ["tests.runtime.delivery_conftest"]
 

@@ -200,7 +200,9 @@ async def test_enqueue_while_redis_freezes_and_dies_answers_202_or_503_and_loses
         assert {a.status for a in answers} <= {202, 503}, [
             a for a in answers if a.status not in (202, 503)
         ][:5]
-        assert by_phase["frozen"].get(503), by_phase
+        # A request in flight when Redis froze answers 503 after the 5 s socket timeout
+        # (it is counted in the phase it started in); one sent later may outlast the freeze.
+        assert by_phase["before"].get(503) or by_phase["frozen"].get(503), by_phase
         assert by_phase["down"].get(503), by_phase
         for answer in unavailable:
             assert answer.retry_after == "1", answer
