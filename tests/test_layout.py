@@ -11,14 +11,13 @@ Every import counts: module level, inside functions, under `if TYPE_CHECKING:`.
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, run_python
+
 RUNTIME = ROOT / "runtime"
 
 WEB = ("litestar", "uvicorn")
@@ -168,14 +167,7 @@ def test_importing_the_engine_loads_no_transport() -> None:
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'litestar', 'grpc', 'uvicorn'})))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.split()
     assert not loaded, f"importing runtime.engine loads transports: {loaded}"

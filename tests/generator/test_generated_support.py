@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ast
 import importlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_python
 from tests.generator.test_output import GOLDEN
 
 SUPPORT = "runtime.generated_support"
@@ -81,14 +79,7 @@ def test_a_producer_imports_neither_litestar_nor_grpc() -> None:
         "heavy = ('litestar', 'grpc', 'grpc_health', 'grpc_reflection', 'uvicorn')\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python(script)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
 
@@ -103,12 +94,5 @@ def test_transport_names_load_on_first_use() -> None:
         "assert support.JobsServicer.__module__ == 'runtime.grpc.jobs'\n"
         "assert 'JobsServicer' in vars(support)\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python(script)
     assert completed.returncode == 0, completed.stderr

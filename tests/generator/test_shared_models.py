@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.conftest import run_python
 from tests.generator.conftest import CHANNELS_YAML, OUT, ProjectFactory, run_generate
 
 RECEIPT = {
@@ -81,14 +80,7 @@ def test_a_shared_schema_is_one_module_and_one_class(make_project: ProjectFactor
         "assert CHANNELS_BY_NAME['orders'].result_model is Receipt\n"
         "print(OrdersResult(number='1', lines=[Line(text='x')]).model_dump_json())\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_python(script, project)
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout) == {"number": "1", "lines": [{"text": "x"}]}
     assert run_generate(project, "--check").returncode == 0
