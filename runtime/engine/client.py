@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -17,6 +16,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from runtime.engine.clock import now_ms, text
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.limits import check_delay, check_job_id
@@ -134,7 +134,7 @@ class Client:
             for job_id, payload in zip(job_ids, payloads, strict=True)
         ]
         with redis_errors(EnqueueError, f"{len(jobs)} job(s) of {channel!r} were not enqueued"):
-            await self.scripts(channel).enqueue(jobs, _now_ms())
+            await self.scripts(channel).enqueue(jobs, now_ms())
         if self.metrics is not None:
             self.metrics.enqueued(channel, len(job_ids))
         return job_ids
@@ -200,7 +200,7 @@ class Client:
                 state
             ]
             raw_ids: list[bytes] = await self.redis.zrevrange(index, offset, offset + limit - 1)  # type: ignore[assignment]
-            ids = [_text(job_id) for job_id in raw_ids]
+            ids = [text(job_id) for job_id in raw_ids]
         else:
             if offset + limit > STREAM_LIST_DEPTH:
                 raise InvalidJobRequest(
@@ -227,9 +227,9 @@ class Client:
             groups: list[dict[str, Any]] = await self.redis.xinfo_groups(keys.stream)
         except ResponseError:  # no stream yet
             return []
-        group = next((g for g in groups if _text(g["name"]) == CONSUMER_GROUP), None)
+        group = next((g for g in groups if text(g["name"]) == CONSUMER_GROUP), None)
         if state == "waiting":
-            after = _text(group["last-delivered-id"]) if group is not None else "0-0"
+            after = text(group["last-delivered-id"]) if group is not None else "0-0"
             entries: Any = await self.redis.xrange(
                 keys.stream, min=f"({after}", count=offset + limit
             )
@@ -311,7 +311,7 @@ class _Coalescer:
             while batch := self._pending.pop(channel, []):
                 try:
                     created = await self._scripts(channel).enqueue(
-                        [job for job, _ in batch], _now_ms()
+                        [job for job, _ in batch], now_ms()
                     )
                 except Exception as error:
                     for _, future in batch:
@@ -323,14 +323,6 @@ class _Coalescer:
                         future.set_result(was_created)
         finally:
             self._flushing.discard(channel)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _task_id(data: bytes) -> str | None:

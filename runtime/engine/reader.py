@@ -9,6 +9,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from runtime.engine.clock import text
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.loop import BackgroundLoop
@@ -91,7 +92,7 @@ class StreamReader(BackgroundLoop):
             if not response:
                 return 0.0
             entries = [
-                StreamEntry(_text(sid), bytes(fields.get(b"data", b"")))
+                StreamEntry(text(sid), bytes(fields.get(b"data", b"")))
                 for sid, fields in response[0][1]
             ]
             await self._launcher.launch(entries)
@@ -130,7 +131,3 @@ class StreamReader(BackgroundLoop):
             launcher.limited_ms,
         )
         return launcher.limited_ms / 1000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from runtime.engine.clock import text
 from runtime.engine.jobs import JobError
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.outcomes import Outcome, encode_outcomes
@@ -260,8 +261,7 @@ class ChannelScripts:
         )
         return Reclaimed(
             entries=[
-                StreamEntry(_text(sid), bytes(data), int(delivered))
-                for sid, data, delivered in rows
+                StreamEntry(text(sid), bytes(data), int(delivered)) for sid, data, delivered in rows
             ],
             failed=int(failed),
         )
@@ -271,7 +271,7 @@ class ChannelScripts:
         lost = await _call(
             self._scripts.heartbeat, [self.keys.stream], [CONSUMER_GROUP, consumer, *stream_ids]
         )
-        return [_text(sid) for sid in lost]
+        return [text(sid) for sid in lost]
 
     async def move_due(self, now_ms: int, most: int) -> tuple[int, float | None]:
         """(jobs moved to the stream, due ms of the next delayed job or None)."""
@@ -310,17 +310,13 @@ class ChannelScripts:
             [self.keys.stream, self.keys.failed],
             [self.keys.job_prefix, job_id],
         )
-        return Transition(bool(done), _text(state))
+        return Transition(bool(done), text(state))
 
     async def discard(self, job_id: str) -> Transition:
         keys = [self.keys.delayed, self.keys.completed, self.keys.failed]
         done, state = await _call(self._scripts.discard, keys, [self.keys.job_prefix, job_id])
-        return Transition(bool(done), _text(state))
+        return Transition(bool(done), text(state))
 
 
 async def _call(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
     return await script(keys=keys, args=args)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

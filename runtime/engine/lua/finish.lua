@@ -25,6 +25,7 @@
   was lost.
 ]]
 --- @include "include/append_error.lua"
+--- @include "include/claim.lua"
 --- @include "include/trim.lua"
 local prefix, group, now, consumer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[8]
 local stale = {}
@@ -34,8 +35,7 @@ for i = 9, #ARGV, 7 do
   local kind, sid, delivery, id = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local a, b, c = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   local key = prefix .. id
-  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
-  if not claim or claim[2] ~= consumer or claim[4] ~= delivery then
+  if not holds_claim(KEYS[1], group, consumer, sid, delivery) then
     stale[#stale + 1] = position
     kind = 'stale'
   else

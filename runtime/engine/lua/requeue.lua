@@ -11,12 +11,12 @@
 
   Returns how many entries were put back.
 ]]
+--- @include "include/claim.lua"
 local group, consumer = ARGV[1], ARGV[2]
 local requeued = 0
 for i = 3, #ARGV, 3 do
   local sid, delivery = ARGV[i], tonumber(ARGV[i + 1])
-  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
-  if claim and claim[2] == consumer and claim[4] == delivery then
+  if holds_claim(KEYS[1], group, consumer, sid, delivery) then
     redis.call('XADD', KEYS[1], '*', 'data', ARGV[i + 2])
     redis.call('XACK', KEYS[1], group, sid)
     redis.call('XDEL', KEYS[1], sid)

@@ -25,6 +25,7 @@
   the claim is no longer this consumer's}. Granted jobs are the first `granted` of the
   jobs not dropped.
 ]]
+--- @include "include/claim.lua"
 --- @include "include/limit.lua"
 local prefix, now, group, consumer = ARGV[1], ARGV[2], ARGV[6], ARGV[7]
 local held, dropped = {}, {}
@@ -32,8 +33,7 @@ local position = 0
 for i = 8, #ARGV, 3 do
   position = position + 1
   local sid, delivery = ARGV[i + 1], tonumber(ARGV[i + 2])
-  local claim = redis.call('XPENDING', KEYS[1], group, sid, sid, 1)[1]
-  if claim and claim[2] == consumer and claim[4] == delivery then
+  if holds_claim(KEYS[1], group, consumer, sid, delivery) then
     held[#held + 1] = ARGV[i]
   else
     dropped[#dropped + 1] = position
