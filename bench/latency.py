@@ -51,15 +51,22 @@ def warmup(rate: float) -> int:
     return int(rate // 2)
 
 
-def wait_drained(stream: str, group: str, timeout: float = 60.0) -> None:
+def wait_drained(
+    stream: str, group: str, timeout: float = 60.0, waiting: str | None = None
+) -> None:
+    """Until the group has acked every job and (Channelkit) none is left in `waiting`."""
     client = benchlib.sync_redis()
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            groups: Any = client.xinfo_groups(stream)
+            groups: Any = client.xinfo_groups(stream) if client.exists(stream) else []
             info = groups[0] if groups else {}
-            if int(info.get("pending") or 0) == 0 and (
-                client.xlen(stream) == 0 or info.get("lag") == 0
+            left = int(client.zcard(waiting)) if waiting is not None else 0
+            if (
+                groups
+                and left == 0
+                and int(info.get("pending") or 0) == 0
+                and (client.xlen(stream) == 0 or info.get("lag") == 0)
             ):
                 return
             time.sleep(0.05)
@@ -86,6 +93,7 @@ def run_channelkit(project: Project, rate: float, count: int, base: Path, tag: s
         extra_env={"BENCH_LATENCY_OUT": str(out)},
     )
     stream = f"{prefix}:{{{CHANNEL}}}:stream"
+    waiting = f"{prefix}:{{{CHANNEL}}}:waiting"
     try:
         with benchlib.stopping(proc):
             client = benchlib.sync_redis()
@@ -96,11 +104,11 @@ def run_channelkit(project: Project, rate: float, count: int, base: Path, tag: s
                 async with Client.from_url(benchlib.redis_url(), prefix=prefix) as ck:
                     send, model = (lambda p: ck.enqueue(CHANNEL, p)), project.model(CHANNEL)
                     await paced(send, model, rate, warmup(rate))
-                    wait_drained(stream, "channelkit")
+                    wait_drained(stream, "channelkit", waiting=waiting)
                     await paced(send, model, rate, count)
 
             asyncio.run(produce())
-            wait_drained(stream, "channelkit")
+            wait_drained(stream, "channelkit", waiting=waiting)
     finally:
         benchlib.delete_prefix(prefix)
     return read_latencies(out)

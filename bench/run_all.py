@@ -28,6 +28,7 @@ import memory
 import resources_pool
 import startup
 import throughput
+import waiting_depth
 from benchlib import Row, met_text, ratio_text
 
 MODULES = {
@@ -39,6 +40,7 @@ MODULES = {
     "startup": startup,
     "timing": delivery_timing,
     "resources": resources_pool,
+    "depth": waiting_depth,
 }
 
 

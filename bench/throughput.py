@@ -3,10 +3,11 @@
     .venv/bin/python bench/throughput.py [--jobs 20000] [--rounds 3] [--quick]
 
 What is measured: the bench polls Redis every 2 ms (XLEN and XINFO GROUPS of the
-stream). The clock starts at the first poll that sees the consumer group has read a job
-(entries-read > 0 or pending > 0) and stops at the first poll that sees every job
-acknowledged (pending = 0 and nothing left unread: XLEN = 0 for Channelkit, which
-deletes finished entries, lag = 0 for taskiq). jobs/s = N / that time. Worker CPU per
+stream, and for Channelkit ZCARD of the channel's waiting set). The clock starts at the
+first poll that sees the consumer group has read a job (entries-read > 0 or pending > 0)
+and stops at the first poll that sees every job acknowledged (pending = 0 and nothing
+left unread: for Channelkit, which deletes finished entries, an empty waiting set and
+XLEN = 0; for taskiq lag = 0). jobs/s = N / that time. Worker CPU per
 job = the worker process's utime + stime (/proc/<pid>/stat) between those two polls / N.
 Process start-up and imports are outside both figures.
 
@@ -86,8 +87,16 @@ async def kick_taskiq(queue: str, model: type[Any], items: list[Any]) -> None:
         await broker.shutdown()
 
 
-def watch(stream: str, group: str, jobs: int, pid: int, proc: benchlib.Proc) -> Drain:
-    """Poll until the group has acked every job; see the module docstring."""
+def watch(
+    stream: str,
+    group: str,
+    jobs: int,
+    pid: int,
+    proc: benchlib.Proc,
+    waiting: str | None = None,
+) -> Drain:
+    """Poll until the group has acked every job, and (Channelkit) no job is left in the
+    channel's `waiting` set; see the module docstring."""
     client = benchlib.sync_redis()
     first: float | None = None
     cpu_first = 0.0
@@ -99,7 +108,13 @@ def watch(stream: str, group: str, jobs: int, pid: int, proc: benchlib.Proc) -> 
             pipe = client.pipeline(transaction=False)
             pipe.xlen(stream)
             pipe.xinfo_groups(stream)
-            xlen, groups = pipe.execute()
+            if waiting is not None:
+                pipe.zcard(waiting)
+            # no stream yet: Channelkit's worker creates it with its consumer group
+            xlen, groups, *rest = pipe.execute(raise_on_error=False)
+            if isinstance(groups, Exception):
+                groups = []
+            left = int(rest[0]) if rest else 0
             now = time.perf_counter()
             info: dict[Any, Any] = next(
                 (g for g in groups if g["name"] in (group, group.encode())), {}
@@ -109,7 +124,7 @@ def watch(stream: str, group: str, jobs: int, pid: int, proc: benchlib.Proc) -> 
             lag = info.get("lag")
             if first is None and (read > 0 or pending > 0):
                 first, cpu_first = now, benchlib.cpu_seconds(pid)
-            if first is not None and pending == 0 and (xlen == 0 or lag == 0):
+            if first is not None and pending == 0 and left == 0 and (xlen == 0 or lag == 0):
                 seconds = now - first
                 cpu = benchlib.cpu_seconds(pid) - cpu_first
                 return Drain(jobs / seconds, cpu * 1000 / jobs, seconds)
@@ -160,6 +175,7 @@ def run_channelkit(
     try:
         asyncio.run(enqueue_channelkit(prefix, channel, items))
         stream = f"{prefix}:{{{channel}}}:stream"
+        waiting = f"{prefix}:{{{channel}}}:waiting"
         proc = benchlib.serve(
             project.path,
             project.package,
@@ -171,10 +187,10 @@ def run_channelkit(
         )
         with benchlib.stopping(proc):
             if profile is None:
-                return watch(stream, GROUP, jobs, proc.pid, proc)
+                return watch(stream, GROUP, jobs, proc.pid, proc, waiting)
             spy = profiler(proc.pid, profile)
             try:
-                return watch(stream, GROUP, jobs, proc.pid, proc)
+                return watch(stream, GROUP, jobs, proc.pid, proc, waiting)
             finally:
                 os.kill(spy.pid, signal.SIGINT)
                 spy.popen.wait(30)

@@ -153,6 +153,8 @@ class ChannelConfig:
     payload: dict[str, Any]
     result: dict[str, Any] | None
     key_path: KeyPath
+    priority: int = 5
+    timeout_ms: int | None = None
     resources: ResourcesSignature | None = None
     """The app's resources factory: the processor types its JobContext with what it yields."""
 
@@ -382,6 +384,8 @@ def _build_channel(
         payload=raw["payload"],
         result=raw.get("result"),
         key_path=path,
+        priority=raw.get("priority", 5),
+        timeout_ms=parse_duration(raw["timeout"]) if "timeout" in raw else None,
     )
 
 

@@ -45,6 +45,7 @@ class _ChannelView:
     prefix: str
     payload: str  # the payload message's name in the table
     batch_max: int
+    priority: int  # of jobs enqueued without one
 
     @property
     def constant(self) -> str:
@@ -61,7 +62,7 @@ class _ChannelView:
     def batch_call(self) -> str:
         return _statement(
             "job_ids = await self._enqueuer.enqueue_batch",
-            ["context", self.constant, "request.payloads"],
+            ["context", self.constant, "request"],
         )
 
 
@@ -98,7 +99,13 @@ def render_grpc_service(
         for enum in sorted(proto.enums(), key=lambda e: e.full)
     ]
     views = [
-        _ChannelView(c.channel.name, c.channel.type_prefix, c.payload.full, c.channel.batch_max)
+        _ChannelView(
+            c.channel.name,
+            c.channel.type_prefix,
+            c.payload.full,
+            c.channel.batch_max,
+            c.channel.priority,
+        )
         for c in proto.channels
     ]
     source = (

@@ -99,6 +99,7 @@ class ProtoChannel:
     description: str = ""
     batch_max: int = 0  # the most payloads one batch RPC takes; 0: no limit
     lock: ChannelLock | None = None  # numbers kept from the lock file (generator.lock)
+    priority: int = 5  # of jobs enqueued without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +277,11 @@ def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PA
         out.line("  optional string job_id = 2;")
         out.line("  // Run no earlier than this many milliseconds from now.")
         out.line("  optional uint64 delay_ms = 3;")
+        out.line("  // 1 starts first, 10 last (FIFO within one); unset: the channel's default.")
+        out.line("  optional uint32 priority = 4;")
+        out.line("  // Cancel a run after this many milliseconds (error type `timeout`); unset:")
+        out.line("  // the channel's timeout.")
+        out.line("  optional uint64 timeout_ms = 5;")
         out.line("}")
         out.line()
         out.line(f"message Enqueue{prefix}Response {{")
@@ -283,11 +289,15 @@ def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PA
         out.line("}")
         out.line()
         out.line(f"message Enqueue{prefix}BatchRequest {{")
+        out.line("  // Payloads with the channel's defaults; or use `jobs`, not both.")
         out.line(f"  repeated {payload} payloads = 1;")
+        out.line("  // Items with their own job id (idempotent per item), delay, priority and")
+        out.line("  // timeout.")
+        out.line(f"  repeated Enqueue{prefix}Request jobs = 2;")
         out.line("}")
         out.line()
         out.line(f"message Enqueue{prefix}BatchResponse {{")
-        out.line("  // In the order of the request's payloads.")
+        out.line("  // In the order of the request's payloads (or jobs).")
         out.line("  repeated string job_ids = 1;")
         out.line("}")
         out.line()

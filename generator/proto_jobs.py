@@ -41,32 +41,62 @@ JOBS_TOP_LEVEL = frozenset(
         "ListJobsResponse",
         "RetryJobRequest",
         "RetryJobResponse",
+        "CancelJobRequest",
+        "CancelJobResponse",
+        "CancelJobsRequest",
+        "CancelJobsResponse",
+        "RetryFailedJobsRequest",
+        "RetryFailedJobsResponse",
+        "DiscardFailedJobsRequest",
+        "DiscardFailedJobsResponse",
+        "PauseChannelRequest",
+        "PauseChannelResponse",
+        "ResumeChannelRequest",
+        "ResumeChannelResponse",
         "JOB_STATE_UNSPECIFIED",
         "JOB_STATE_WAITING",
         "JOB_STATE_DELAYED",
         "JOB_STATE_ACTIVE",
         "JOB_STATE_COMPLETED",
         "JOB_STATE_FAILED",
+        "JOB_STATE_CANCELLED",
     }
 )
 
 JOBS_PROTO = """\
-// Inspect channels and their jobs; retry or discard failed jobs. The HTTP twin is
-// /channels/{name}/jobs. An unknown channel or job ends a call with NOT_FOUND.
+// Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
+// channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
+// with NOT_FOUND.
 service JobsService {
   // One job: state, attempts, timestamps, result, payload and errors.
   rpc GetJob(GetJobRequest) returns (GetJobResponse);
-  // Jobs in one state: failed, completed and delayed newest first; waiting and active
-  // oldest first.
+  // Jobs in one state: failed, completed, cancelled and delayed newest first; waiting in
+  // start order (priority, then FIFO); active oldest first.
   rpc ListJobs(ListJobsRequest) returns (ListJobsResponse);
-  // Run a failed job again, its failures reset; the reply is the job right after (WAITING,
-  // or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it is not failed.
+  // Run a failed or cancelled job again, its failures reset; the reply is the job right
+  // after (WAITING, or ACTIVE when a worker took it at once). FAILED_PRECONDITION when it
+  // is in another state.
   rpc RetryJob(RetryJobRequest) returns (RetryJobResponse);
-  // Remove a failed, completed or delayed job. FAILED_PRECONDITION when it is waiting or
-  // active (a job in the stream cannot be removed).
+  // Remove a finished (completed, failed, cancelled) or delayed job. FAILED_PRECONDITION
+  // when it is waiting or active (cancel it first).
   rpc DiscardJob(DiscardJobRequest) returns (DiscardJobResponse);
-  // Counts per state and the rate limiter's current window.
+  // Counts per state, paused or not, and the rate limiter's current window.
   rpc GetChannel(GetChannelRequest) returns (GetChannelResponse);
+  // Cancel a waiting or delayed job at once, or a running one cooperatively (its handler
+  // gets asyncio.CancelledError; the job ends CANCELLED, not retried). FAILED_PRECONDITION
+  // naming the state when it has finished.
+  rpc CancelJob(CancelJobRequest) returns (CancelJobResponse);
+  // Cancel every waiting (or delayed) job of a channel; running ones are not touched.
+  rpc CancelJobs(CancelJobsRequest) returns (CancelJobsResponse);
+  // Run every failed job of a channel again.
+  rpc RetryFailedJobs(RetryFailedJobsRequest) returns (RetryFailedJobsResponse);
+  // Remove every failed job of a channel.
+  rpc DiscardFailedJobs(DiscardFailedJobsRequest) returns (DiscardFailedJobsResponse);
+  // No process starts a job of the channel until it is resumed; running jobs finish and
+  // new jobs are accepted. Lasts across restarts.
+  rpc PauseChannel(PauseChannelRequest) returns (PauseChannelResponse);
+  // Processes start the channel's jobs again.
+  rpc ResumeChannel(ResumeChannelRequest) returns (ResumeChannelResponse);
 }
 
 enum JobState {
@@ -76,6 +106,7 @@ enum JobState {
   JOB_STATE_ACTIVE = 3;
   JOB_STATE_COMPLETED = 4;
   JOB_STATE_FAILED = 5;
+  JOB_STATE_CANCELLED = 6;
 }
 
 message GetJobRequest {
@@ -120,6 +151,63 @@ message DiscardJobResponse {
   bool discarded = 1;
 }
 
+message CancelJobRequest {
+  string channel = 1;
+  string job_id = 2;
+}
+
+message CancelJobResponse {
+  // True: cancelled now (it was waiting or delayed). False: it runs, and its worker was
+  // told to cancel it; the job becomes CANCELLED when the handler has stopped.
+  bool cancelled = 1;
+  // The state the job was found in.
+  JobState state = 2;
+}
+
+message CancelJobsRequest {
+  string channel = 1;
+  // JOB_STATE_WAITING (also when unspecified) or JOB_STATE_DELAYED.
+  JobState state = 2;
+}
+
+message CancelJobsResponse {
+  uint64 count = 1;
+}
+
+message RetryFailedJobsRequest {
+  string channel = 1;
+}
+
+message RetryFailedJobsResponse {
+  uint64 count = 1;
+}
+
+message DiscardFailedJobsRequest {
+  string channel = 1;
+}
+
+message DiscardFailedJobsResponse {
+  uint64 count = 1;
+}
+
+message PauseChannelRequest {
+  string channel = 1;
+}
+
+message PauseChannelResponse {
+  // The channel right after.
+  ChannelCounts counts = 1;
+}
+
+message ResumeChannelRequest {
+  string channel = 1;
+}
+
+message ResumeChannelResponse {
+  // The channel right after.
+  ChannelCounts counts = 1;
+}
+
 message GetChannelRequest {
   string channel = 1;
 }
@@ -145,8 +233,8 @@ message Job {
   // Was `string result_json`: the result as JSON text.
   reserved 10;
   reserved "result_json";
-  // The payload as JSON text; kept while the job is delayed and once it failed, empty
-  // otherwise. A message that was not JSON: its text, as a JSON string.
+  // The payload as JSON text; kept while the job waits, is delayed, failed or cancelled,
+  // empty otherwise. A message that was not JSON: its text, as a JSON string.
   string payload_json = 11;
   // The last failure; unset when it never failed.
   JobError error = 12;
@@ -155,6 +243,12 @@ message Job {
   // What the handler returned, any JSON value; unset until it completes (and when it
   // returned None). Numbers are doubles: an integer above 2^53 loses digits.
   google.protobuf.Value result = 14;
+  // 1 starts first, 10 last.
+  uint32 priority = 15;
+  // What the handler last reported (a number or an object); unset: nothing yet.
+  google.protobuf.Value progress = 16;
+  // Running, and its worker was told to cancel it.
+  bool cancel_requested = 17;
 }
 
 message JobError {
@@ -184,5 +278,12 @@ message ChannelCounts {
   uint64 failed = 6;
   // The channel-wide rate limiter's window (a keyed limiter's groups are not included).
   Limiter limiter = 7;
+  uint64 cancelled = 8;
+  // No process starts the channel's jobs (PauseChannel).
+  bool paused = 9;
+  // Time left of a handler's RetryAfter(scope="channel"); 0: none.
+  uint64 held_back_ms = 10;
+  // Waiting jobs per priority (only priorities with jobs).
+  map<uint32, uint64> waiting_by_priority = 11;
 }
 """

@@ -171,6 +171,7 @@ def proto_channels(
             payload_schema=schemas[c.name].payload,
             description=c.description,
             batch_max=c.batch_max,
+            priority=c.priority,
             lock=lock.channels.get(c.name) if lock is not None else None,
         )
         for c in config.channels

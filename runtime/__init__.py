@@ -1,6 +1,6 @@
 """Channelkit's runtime: serves a generated package and gives handlers what they use.
 
-Handlers import `JobContext` and `PermanentError`; services that enqueue straight into
+Handlers import `JobContext`, `PermanentError` and `RetryAfter`; services that enqueue straight into
 Redis use `Client` with the generated `channels.<name>.enqueue` functions.
 """
 
@@ -17,6 +17,7 @@ from runtime.errors import (
     JobStateConflict,
     PermanentError,
     RedisUnavailable,
+    RetryAfter,
     UnknownChannelError,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "JobContext",
     "JobNotFound",
     "JobOperationError",
+    "JobRequest",
     "JobStateConflict",
     "Keep",
     "Limiter",
@@ -37,18 +39,19 @@ __all__ = [
     "RedisUnavailable",
     "Retention",
     "Retry",
+    "RetryAfter",
     "Stalled",
     "UnknownChannelError",
 ]
 
 if TYPE_CHECKING:
-    from runtime.engine.client import Client
+    from runtime.engine.client import Client, JobRequest
 
 
 def __getattr__(name: str) -> Any:
     # Client pulls in redis; the generator imports runtime.errors and does not need it.
-    if name == "Client":
-        from runtime.engine.client import Client
+    if name in ("Client", "JobRequest"):
+        from runtime.engine import client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

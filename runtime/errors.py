@@ -5,6 +5,8 @@ ChannelkitError
 │                                        (the generator's subclass lists every problem)
 ├── UnknownChannelError (also KeyError)  a channel name that the registry does not have
 ├── PermanentError                       raised by a handler: fail the job now, never retry
+├── RetryAfter                           raised by a handler: run the job again later, not
+│                                        a failure; may hold back its channel or key group
 ├── ResourcesError                       the app's resources factory raised or hung at startup
 ├── RedisUnavailable (also ConnectionError)  Redis could not be reached or refused the
 │   │                                    command; the message says which and why
@@ -21,6 +23,7 @@ FAILED_PRECONDITION / UNAVAILABLE, the CLI's exit codes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 __all__ = [
     "ChannelkitError",
@@ -33,6 +36,7 @@ __all__ = [
     "PermanentError",
     "RedisUnavailable",
     "ResourcesError",
+    "RetryAfter",
     "UnknownChannelError",
 ]
 
@@ -64,6 +68,27 @@ class PermanentError(ChannelkitError):
 
     The job goes straight to the failed set, whatever `retry.attempts` says.
     """
+
+
+class RetryAfter(ChannelkitError):
+    """Raise from a handler when a provider says "not now" (HTTP 429 or 503 with
+    Retry-After): the job runs again after `seconds`, and the attempt is not counted as a
+    failure (retry.attempts is not used up).
+
+    `scope` says what else waits: "job" only this job; "channel" no process starts any
+    job of the channel until then; "key" no job of the same rate-limiter group (the
+    channel's `limiter.key` value of this job's payload) starts until then — on a
+    channel without a keyed limiter, "key" holds back the channel.
+    """
+
+    def __init__(self, seconds: float, scope: Literal["job", "channel", "key"] = "job") -> None:
+        if not seconds >= 0:
+            raise ValueError(f"RetryAfter: seconds must be 0 or more; got {seconds!r}")
+        if scope not in ("job", "channel", "key"):
+            raise ValueError(f"RetryAfter: scope is 'job', 'channel' or 'key'; got {scope!r}")
+        self.seconds = float(seconds)
+        self.scope = scope
+        super().__init__(f"retry after {self.seconds:g} s (scope {scope})")
 
 
 class RedisUnavailable(ChannelkitError, ConnectionError):

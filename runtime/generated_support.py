@@ -26,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
-from runtime.engine.client import Client, Enqueuer
+from runtime.engine.client import Client, Enqueuer, JobRequest
 from runtime.engine.context import JobContext, ResourcesFactory
 from runtime.engine.model import NotNull, Payload
 from runtime.engine.tasks import register_channel_task
@@ -45,15 +45,19 @@ if TYPE_CHECKING:
     from runtime.http.routes import JobRoutes
     from runtime.http.types import (
         ENQUEUE_ERRORS,
+        BatchBody,
         DelayMs,
         EnqueuedBatch,
         EnqueuedJob,
         IdempotencyKey,
+        Priority,
+        TimeoutMs,
     )
 
 __all__ = [
     "ENQUEUE_ERRORS",
     "Backoff",
+    "BatchBody",
     "Channel",
     "ChannelBackend",
     "ChannelSpec",
@@ -66,6 +70,7 @@ __all__ = [
     "FieldSpec",
     "IdempotencyKey",
     "JobContext",
+    "JobRequest",
     "JobRoutes",
     "JobsServicer",
     "Keep",
@@ -75,10 +80,12 @@ __all__ = [
     "MessageTable",
     "NotNull",
     "Payload",
+    "Priority",
     "ResourcesFactory",
     "Retention",
     "Retry",
     "Stalled",
+    "TimeoutMs",
     "batch_operation",
     "register_channel_task",
     "validate_batch",
@@ -91,6 +98,9 @@ _LAZY: dict[str, str] = {
     "validate_batch": "runtime.http.enqueue",
     "ENQUEUE_ERRORS": "runtime.http.types",
     "DelayMs": "runtime.http.types",
+    "Priority": "runtime.http.types",
+    "TimeoutMs": "runtime.http.types",
+    "BatchBody": "runtime.http.types",
     "EnqueuedBatch": "runtime.http.types",
     "EnqueuedJob": "runtime.http.types",
     "IdempotencyKey": "runtime.http.types",

@@ -4,7 +4,11 @@
     runtime jobs show CHANNEL JOB_ID [--json]
     runtime jobs retry CHANNEL JOB_ID
     runtime jobs discard CHANNEL JOB_ID
+    runtime jobs cancel CHANNEL JOB_ID
     runtime jobs counts [CHANNEL] [--json]
+    runtime jobs pause CHANNEL | resume CHANNEL
+    runtime jobs retry-failed CHANNEL | discard-failed CHANNEL
+    runtime jobs cancel-all CHANNEL [--state waiting|delayed]
 
 No server is involved: the commands use `runtime.engine.client.Client` on the Redis that
 `runtime serve` uses (`--redis-url`/REDIS_URL, `--key-prefix`/CHANNELKIT_KEY_PREFIX), and
@@ -58,7 +62,19 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1  # no such job, or not failed (retry) / still in the stream (discard)
 EXIT_USAGE = 2
 
-Action = Literal["list", "show", "retry", "discard", "counts"]
+Action = Literal[
+    "list",
+    "show",
+    "retry",
+    "discard",
+    "cancel",
+    "counts",
+    "pause",
+    "resume",
+    "retry-failed",
+    "discard-failed",
+    "cancel-all",
+]
 
 _EMBEDDED_SOCKET = "redis.sock"  # in the data folder; see runtime.serve.embedded_redis
 _ERROR_WIDTH = 72
@@ -71,7 +87,7 @@ class JobsCommand:
     action: Action
     channel: str | None  # None: every channel (`counts` only)
     job_id: str | None  # `show`, `retry` and `discard`
-    state: JobState  # `list`
+    state: JobState  # `list`, `cancel-all`
     offset: int  # `list`
     limit: int  # `list`
     as_json: bool
@@ -151,12 +167,35 @@ def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
     discard = actions.add_parser(
         "discard",
         parents=[common],
-        help="remove a failed, completed or delayed job",
+        help="remove a finished (completed, failed, cancelled) or delayed job",
         description="Exit 1 when there is no such job or it is waiting or active.",
     )
-    for sub in (show, retry, discard):
+    cancel = actions.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a waiting, delayed or running job",
+        description="A running job is cancelled cooperatively (its handler gets "
+        "asyncio.CancelledError). Exit 1 when there is no such job or it has finished.",
+    )
+    for sub in (show, retry, discard, cancel):
         sub.add_argument("channel", metavar="CHANNEL")
         sub.add_argument("job_id", metavar="JOB_ID")
+    for name, text in (
+        ("pause", "no process starts the channel's jobs until resumed (running ones finish)"),
+        ("resume", "processes start the channel's jobs again"),
+        ("retry-failed", "run every failed job of the channel again; prints how many"),
+        ("discard-failed", "remove every failed job of the channel; prints how many"),
+        ("cancel-all", "cancel every waiting (or delayed) job of the channel; prints how many"),
+    ):
+        sub = actions.add_parser(name, parents=[common], help=text)
+        sub.add_argument("channel", metavar="CHANNEL")
+        if name == "cancel-all":
+            sub.add_argument(
+                "--state",
+                choices=("waiting", "delayed"),
+                default="waiting",
+                help="which jobs (default: waiting)",
+            )
 
     counts = actions.add_parser(
         "counts",
@@ -330,6 +369,39 @@ async def _discard(client: Client, command: JobsCommand, _: Sequence[str], out: 
     return EXIT_OK
 
 
+async def _cancel(client: Client, command: JobsCommand, _: Sequence[str], out: TextIO) -> int:
+    channel, job_id = _required(command.channel), _required(command.job_id)
+    done = await client.cancel(channel, job_id)
+    if done.cancelled:
+        print(f"job {job_id} in {channel!r} cancelled (it was {done.state})", file=out)
+    else:
+        print(f"job {job_id} in {channel!r} is running: its worker was told to cancel it", file=out)
+    return EXIT_OK
+
+
+async def _channel_action(
+    client: Client, command: JobsCommand, _: Sequence[str], out: TextIO
+) -> int:
+    channel = _required(command.channel)
+    match command.action:
+        case "pause":
+            await client.pause(channel)
+            print(f"channel {channel!r} paused: no process starts its jobs", file=out)
+        case "resume":
+            await client.resume(channel)
+            print(f"channel {channel!r} resumed", file=out)
+        case "retry-failed":
+            count = await client.retry_all_failed(channel)
+            print(f"{count} failed job(s) of {channel!r} will run again", file=out)
+        case "discard-failed":
+            count = await client.discard_all_failed(channel)
+            print(f"{count} failed job(s) of {channel!r} discarded", file=out)
+        case _:
+            count = await client.cancel_all(channel, command.state)
+            print(f"{count} {command.state} job(s) of {channel!r} cancelled", file=out)
+    return EXIT_OK
+
+
 async def _counts(client: Client, command: JobsCommand, known: Sequence[str], out: TextIO) -> int:
     names = [command.channel] if command.channel is not None else list(known)
     found: list[ChannelCounts] = [await client.counts(name) for name in names]
@@ -338,13 +410,22 @@ async def _counts(client: Client, command: JobsCommand, known: Sequence[str], ou
         return EXIT_OK
     rows = [
         [
-            c.channel,
-            *(str(n) for n in (c.waiting, c.active, c.delayed, c.completed, c.failed)),
+            c.channel + (" (paused)" if c.paused else ""),
+            *(str(n) for n in (c.waiting, c.active, c.delayed, c.completed, c.failed, c.cancelled)),
             _limiter(c.limiter),
         ]
         for c in found
     ]
-    header = ["CHANNEL", "WAITING", "ACTIVE", "DELAYED", "COMPLETED", "FAILED", "LIMITER"]
+    header = [
+        "CHANNEL",
+        "WAITING",
+        "ACTIVE",
+        "DELAYED",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "LIMITER",
+    ]
     _print_table(header, rows, out)
     return EXIT_OK
 
@@ -356,7 +437,13 @@ _ACTIONS: Mapping[
     "show": _show,
     "retry": _retry,
     "discard": _discard,
+    "cancel": _cancel,
     "counts": _counts,
+    "pause": _channel_action,
+    "resume": _channel_action,
+    "retry-failed": _channel_action,
+    "discard-failed": _channel_action,
+    "cancel-all": _channel_action,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from runtime.engine.context import JobContext
+from runtime.engine.limits import DEFAULT_PRIORITY
 
 __all__ = ["Backoff", "Channel", "Keep", "Limiter", "Retention", "Retry", "Stalled"]
 
@@ -91,3 +92,5 @@ class Channel(Generic[PayloadT, ResultT]):
     retry: Retry
     keep: Keep
     batch_max: int
+    priority: int = DEFAULT_PRIORITY  # of jobs enqueued without one: 1 starts first, 10 last
+    timeout_ms: int | None = None  # a run longer than this is cancelled and fails "timeout"

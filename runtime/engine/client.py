@@ -1,7 +1,9 @@
 """Enqueue jobs into Redis: the producer side, shared by HTTP, gRPC and Python clients.
 
-Jobs are taskiq messages (JSON) on the channel's stream, so any taskiq worker for the
-channel's task can run them. A delayed job waits in a sorted set until a worker moves it.
+Jobs are taskiq messages (JSON). A job waits in the channel's waiting set (by priority,
+then FIFO) until a worker takes it onto the channel's stream; a delayed job waits in a
+sorted set until it is due. Also here: what an operator does to jobs and channels (look
+up, list, count, retry, discard, cancel, pause and resume, and their bulk forms).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -17,15 +20,26 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from runtime.engine.clock import now_ms, text
+from runtime.engine.envelope import TIMEOUT_LABEL
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
-from runtime.engine.limits import check_delay, check_job_id
+from runtime.engine.limits import (
+    DEFAULT_PRIORITY,
+    HIGHEST_PRIORITY,
+    LOWEST_PRIORITY,
+    check_delay,
+    check_job_id,
+    check_priority,
+    check_timeout,
+)
 from runtime.engine.metrics import Metrics
 from runtime.engine.redis_errors import redis_errors
-from runtime.engine.scripts import ChannelScripts, NewJob, ScriptSet
+from runtime.engine.scripts import BulkOperation, Cancellation, ChannelScripts, NewJob, ScriptSet
 from runtime.errors import EnqueueError, InvalidJobRequest, JobNotFound, JobStateConflict
 
-__all__ = ["DEFAULT_PREFIX", "Client", "Enqueuer", "encode_job"]
+__all__ = ["DEFAULT_PREFIX", "CancelResult", "Client", "Enqueuer", "JobRequest", "encode_job"]
+
+BULK_STEP = 1000  # jobs one step of a bulk operation changes (one script call)
 
 DEFAULT_PREFIX = "channelkit"
 # Waiting and active jobs are listed by reading the stream in order: a listing reads at
@@ -33,15 +47,42 @@ DEFAULT_PREFIX = "channelkit"
 STREAM_LIST_DEPTH = 10_000
 
 
-def encode_job(channel: str, payload: BaseModel, job_id: str) -> bytes:
+def encode_job(
+    channel: str, payload: BaseModel, job_id: str, timeout_ms: int | None = None
+) -> bytes:
     """The bytes a worker receives: a taskiq message (taskiq.message.TaskiqMessage as JSON)
-    calling the channel's task. Written by hand: building the taskiq model first would
-    validate and serialise the payload twice on the enqueue hot path."""
+    calling the channel's task; a job's own timeout rides in its labels. Written by hand:
+    building the taskiq model first would validate and serialise the payload twice on the
+    enqueue hot path."""
     body = payload.model_dump_json(by_alias=True, exclude_unset=True)
+    labels = "{}" if timeout_ms is None else f'{{"{TIMEOUT_LABEL}":{int(timeout_ms)}}}'
     return (
         f'{{"task_id":{json.dumps(job_id)},"task_name":"channelkit.{channel}",'
-        f'"labels":{{}},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
+        f'"labels":{labels},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
     ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job of a batch with options of its own (`Client.enqueue_many`): an id (an id
+    that exists already is not enqueued again), a delay, a priority (1 starts first,
+    None: the channel's default as the caller passes it), a timeout."""
+
+    payload: BaseModel
+    job_id: str | None = None
+    delay_ms: int | None = None
+    priority: int | None = None
+    timeout_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """`cancelled`: the job is cancelled now (it was waiting or delayed); False: it is
+    running (or about to start) and its worker was told to cancel it. `state` is the
+    state it was found in."""
+
+    cancelled: bool
+    state: str
 
 
 @runtime_checkable
@@ -55,9 +96,17 @@ class Enqueuer(Protocol):
         *,
         job_id: str | None = None,
         delay_ms: int | None = None,
+        priority: int | None = None,
+        timeout_ms: int | None = None,
     ) -> str: ...
 
-    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]: ...
+    async def enqueue_many(
+        self,
+        channel: str,
+        payloads: Sequence[BaseModel | JobRequest],
+        *,
+        priority: int | None = None,
+    ) -> list[str]: ...
 
 
 class Client:
@@ -107,37 +156,61 @@ class Client:
         *,
         job_id: str | None = None,
         delay_ms: int | None = None,
+        priority: int | None = None,
+        timeout_ms: int | None = None,
     ) -> str:
         """Store one job; returns its id. An id that exists already is not enqueued again
         (idempotent enqueue, for as long as the job is kept): its id is returned.
 
-        Raises InvalidJobRequest for a job id or delay out of bounds (runtime.engine.limits),
-        EnqueueError when Redis does not take the job."""
-        if job_id is None:
-            job_id = uuid.uuid4().hex
-        else:
-            check_job_id(job_id)
-        if delay_ms:
-            check_delay(delay_ms)
-        job = NewJob(job_id, encode_job(channel, payload, job_id), delay_ms or 0)
+        `priority` runs from 1 (starts first) to 10; None is DEFAULT_PRIORITY (the
+        generated producers and APIs pass the channel's declared default). `timeout_ms`
+        overrides the channel's timeout for this job.
+
+        Raises InvalidJobRequest for a job id, delay, priority or timeout out of bounds
+        (runtime.engine.limits), EnqueueError when Redis does not take the job."""
+        job = _new_job(channel, payload, job_id, delay_ms, priority, timeout_ms)
+        job_id = job.job_id
         with redis_errors(EnqueueError, f"job {job_id} of {channel!r} was not enqueued"):
             created = await self._coalescer.enqueue(channel, job)
         if self.metrics is not None and created:
             self.metrics.enqueued(channel, 1)
         return job_id
 
-    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
-        """Store several jobs in one round trip; returns their ids in order."""
-        job_ids = [uuid.uuid4().hex for _ in payloads]
-        jobs = [
-            NewJob(job_id, encode_job(channel, payload, job_id))
-            for job_id, payload in zip(job_ids, payloads, strict=True)
-        ]
+    async def enqueue_many(
+        self,
+        channel: str,
+        payloads: Sequence[BaseModel | JobRequest],
+        *,
+        priority: int | None = None,
+    ) -> list[str]:
+        """Store several jobs in one round trip, all or nothing; returns their ids in
+        order. An item may be a `JobRequest` with its own id, delay, priority and
+        timeout; `priority` is the default of the others.
+
+        Raises InvalidJobRequest naming the first item out of bounds (`items[3].priority:
+        ...`): then nothing is stored."""
+        jobs: list[NewJob] = []
+        for index, item in enumerate(payloads):
+            try:
+                if isinstance(item, JobRequest):
+                    job = _new_job(
+                        channel,
+                        item.payload,
+                        item.job_id,
+                        item.delay_ms,
+                        priority if item.priority is None else item.priority,
+                        item.timeout_ms,
+                    )
+                else:
+                    job = _new_job(channel, item, None, None, priority, None)
+            except InvalidJobRequest as error:
+                raise InvalidJobRequest(f"items[{index}].{error}") from None
+            jobs.append(job)
         with redis_errors(EnqueueError, f"{len(jobs)} job(s) of {channel!r} were not enqueued"):
-            await self.scripts(channel).enqueue(jobs, now_ms())
+            created = await self.scripts(channel).enqueue(jobs, now_ms())
         if self.metrics is not None:
-            self.metrics.enqueued(channel, len(job_ids))
-        return job_ids
+            self.metrics.enqueued(channel, sum(created))
+        return [job.job_id for job in jobs]
 
     async def job(self, channel: str, job_id: str) -> JobInfo | None:
         with redis_errors():
@@ -149,33 +222,55 @@ class Client:
 
     async def counts_many(self, channels: Sequence[str]) -> list[ChannelCounts]:
         """Jobs per state of each channel, in one pipeline (what /metrics reads)."""
+        priorities = range(HIGHEST_PRIORITY, LOWEST_PRIORITY + 1)
+        per_channel = 11 + len(priorities)
         with redis_errors():
             async with self.redis.pipeline(transaction=False) as pipe:
                 for channel in channels:
                     keys = self.keys(channel)
+                    pipe.zcard(keys.waiting)
                     pipe.xlen(keys.stream)
                     pipe.xpending(keys.stream, CONSUMER_GROUP)
                     pipe.zcard(keys.delayed)
                     pipe.zcard(keys.completed)
                     pipe.zcard(keys.failed)
+                    pipe.zcard(keys.cancelled)
                     pipe.get(keys.limiter_total())  # starts granted in the current window
                     pipe.pttl(keys.limiter())
+                    pipe.exists(keys.paused)
+                    pipe.pttl(keys.backoff())
+                    for priority in priorities:
+                        low, high = _priority_range(priority)
+                        pipe.zcount(keys.waiting, low, high)
                 # No consumer group yet (nothing ever consumed) makes XPENDING an error.
                 results = await pipe.execute(raise_on_error=False)
         counts = []
         for index, channel in enumerate(channels):
-            in_stream, pending, delayed, completed, failed, granted, ttl = results[
-                index * 7 : index * 7 + 7
-            ]
+            row = results[index * per_channel : (index + 1) * per_channel]
+            waiting, in_stream, pending, delayed, completed, failed, cancelled = row[:7]
+            granted, ttl, paused, backoff = row[7:11]
             active = int(pending["pending"]) if isinstance(pending, dict) else 0
+            # entries on the stream not yet delivered: written there by a taskiq producer
+            undelivered = max(0, int(in_stream) - active)
+            by_priority = {
+                priority: int(found)
+                for priority, found in zip(priorities, row[11:], strict=True)
+                if int(found)
+            }
+            if undelivered:
+                by_priority[DEFAULT_PRIORITY] = by_priority.get(DEFAULT_PRIORITY, 0) + undelivered
             counts.append(
                 ChannelCounts(
                     channel=channel,
-                    waiting=max(0, int(in_stream) - active),
+                    waiting=int(waiting) + undelivered,
                     active=active,
                     delayed=int(delayed),
                     completed=int(completed),
                     failed=int(failed),
+                    cancelled=int(cancelled),
+                    paused=bool(paused),
+                    held_back_ms=max(int(backoff), 0),
+                    waiting_by_priority=by_priority,
                     limiter={
                         "granted_in_window": int(granted or 0),
                         "window_resets_in_ms": max(int(ttl), 0),
@@ -195,11 +290,18 @@ class Client:
         self, channel: str, state: str, *, offset: int = 0, limit: int = 50
     ) -> list[JobInfo]:
         keys = self.keys(channel)
-        if state in ("failed", "completed", "delayed"):
-            index = {"failed": keys.failed, "completed": keys.completed, "delayed": keys.delayed}[
-                state
-            ]
+        if state in ("failed", "completed", "delayed", "cancelled"):
+            index = {
+                "failed": keys.failed,
+                "completed": keys.completed,
+                "delayed": keys.delayed,
+                "cancelled": keys.cancelled,
+            }[state]
             raw_ids: list[bytes] = await self.redis.zrevrange(index, offset, offset + limit - 1)  # type: ignore[assignment]
+            ids = [text(job_id) for job_id in raw_ids]
+        elif state == "waiting":
+            # in start order: by priority, then FIFO (a page costs O(log n + limit))
+            raw_ids = await self.redis.zrange(keys.waiting, offset, offset + limit - 1)  # type: ignore[assignment]
             ids = [text(job_id) for job_id in raw_ids]
         else:
             if offset + limit > STREAM_LIST_DEPTH:
@@ -221,56 +323,135 @@ class Client:
     async def _stream_job_ids(
         self, keys: ChannelKeys, state: str, offset: int, limit: int
     ) -> list[str]:
-        """Waiting jobs are the entries after the group's last delivered one, active jobs
-        its pending entries: only the page's entries are read in full."""
+        """Active jobs are the group's pending entries: only the page's entries are read
+        in full."""
         try:
-            groups: list[dict[str, Any]] = await self.redis.xinfo_groups(keys.stream)
-        except ResponseError:  # no stream yet
-            return []
-        group = next((g for g in groups if text(g["name"]) == CONSUMER_GROUP), None)
-        if state == "waiting":
-            after = text(group["last-delivered-id"]) if group is not None else "0-0"
-            entries: Any = await self.redis.xrange(
-                keys.stream, min=f"({after}", count=offset + limit
-            )
-        else:
-            if group is None:
-                return []
             pending: Any = await self.redis.xpending_range(
                 keys.stream, CONSUMER_GROUP, min="-", max="+", count=offset + limit
             )
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for item in pending[offset : offset + limit]:
-                    pipe.xrange(keys.stream, min=item["message_id"], max=item["message_id"])
-                ranges: list[Any] = await pipe.execute()
-            entries = [entry for found in ranges for entry in found]
-            offset = 0
+        except ResponseError:  # no stream or group yet
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in pending[offset : offset + limit]:
+                pipe.xrange(keys.stream, min=item["message_id"], max=item["message_id"])
+            ranges: list[Any] = await pipe.execute()
         return [
             job_id
-            for _, fields in entries[offset : offset + limit]
+            for found in ranges
+            for _, fields in found
             if (job_id := _task_id(fields.get(b"data", b"")))
         ]
 
     async def retry(self, channel: str, job_id: str) -> None:
-        """Run a failed job again (its failures reset).
+        """Run a failed or cancelled job again (its failures reset).
 
-        Raises JobNotFound, or JobStateConflict when the job is not failed.
+        Raises JobNotFound, or JobStateConflict when the job is in another state.
         """
         with redis_errors():
             done = await self.scripts(channel).retry_failed(job_id)
         if not done.done:
-            raise _refused(channel, job_id, done.state, "retried", ("failed",))
+            raise _refused(channel, job_id, done.state, "retried", ("failed", "cancelled"))
 
     async def discard(self, channel: str, job_id: str) -> None:
-        """Remove a failed, completed or delayed job.
+        """Remove a failed, completed, cancelled or delayed job.
 
         Raises JobNotFound, or JobStateConflict when the job is waiting or running.
         """
         with redis_errors():
             done = await self.scripts(channel).discard(job_id)
         if not done.done:
-            allowed = ("failed", "completed", "delayed")
+            allowed = ("failed", "completed", "cancelled", "delayed")
             raise _refused(channel, job_id, done.state, "discarded", allowed)
+
+    async def cancel(self, channel: str, job_id: str) -> CancelResult:
+        """Cancel a job: a waiting or delayed one at once; a running one cooperatively
+        (its handler gets asyncio.CancelledError and the job ends cancelled, not retried).
+
+        Raises JobNotFound, or JobStateConflict when the job has ended already.
+        """
+        with redis_errors():
+            found = await self.scripts(channel).cancel(job_id, now_ms())
+        if found.outcome == Cancellation.CANCELLED:
+            return CancelResult(cancelled=True, state=found.state)
+        if found.outcome == Cancellation.REQUESTED:
+            return CancelResult(cancelled=False, state=found.state)
+        allowed = ("waiting", "delayed", "active")
+        raise _refused(channel, job_id, found.state, "cancelled", allowed)
+
+    async def retry_all_failed(self, channel: str) -> int:
+        """Run every failed job of the channel again; returns how many."""
+        return await self._bulk(channel, "retry_failed")
+
+    async def discard_all_failed(self, channel: str) -> int:
+        """Remove every failed job of the channel; returns how many."""
+        return await self._bulk(channel, "discard_failed")
+
+    async def cancel_all(self, channel: str, state: str = "waiting") -> int:
+        """Cancel every waiting (or, with state="delayed", delayed) job of the channel;
+        returns how many. Running jobs are not touched: cancel them one by one."""
+        if state not in ("waiting", "delayed"):
+            raise InvalidJobRequest(f"state: 'waiting' or 'delayed'; got {state!r}")
+        return await self._bulk(
+            channel, "cancel_waiting" if state == "waiting" else "cancel_delayed"
+        )
+
+    async def _bulk(self, channel: str, operation: BulkOperation) -> int:
+        """Steps of BULK_STEP jobs until a step does fewer: Redis is never blocked by one
+        long call, and jobs added meanwhile may or may not be included."""
+        scripts = self.scripts(channel)
+        total = 0
+        with redis_errors():
+            while True:
+                done = await scripts.bulk(operation, BULK_STEP, now_ms())
+                total += done
+                if done < BULK_STEP:
+                    return total
+
+    async def pause(self, channel: str) -> None:
+        """Stop every process from starting jobs of the channel (running ones finish);
+        jobs are still accepted. Lasts until `resume`, across restarts."""
+        with redis_errors():
+            await self.redis.set(self.keys(channel).paused, now_ms())
+
+    async def resume(self, channel: str) -> None:
+        """Let processes start the channel's jobs again (wakes them at once)."""
+        keys = self.keys(channel)
+        with redis_errors():
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.paused)
+                pipe.zadd(keys.marker, {"0": 0})
+                await pipe.execute()
+
+
+def _new_job(
+    channel: str,
+    payload: BaseModel,
+    job_id: str | None,
+    delay_ms: int | None,
+    priority: int | None,
+    timeout_ms: int | None,
+) -> NewJob:
+    """A job to store, its options checked against runtime.engine.limits."""
+    if job_id is None:
+        job_id = uuid.uuid4().hex
+    else:
+        check_job_id(job_id)
+    if delay_ms:
+        check_delay(delay_ms)
+    if priority is None:
+        priority = DEFAULT_PRIORITY
+    else:
+        check_priority(priority)
+    if timeout_ms is not None:
+        check_timeout(timeout_ms)
+    message = encode_job(channel, payload, job_id, timeout_ms)
+    return NewJob(job_id, message, delay_ms or 0, priority)
+
+
+def _priority_range(priority: int) -> tuple[int, int]:
+    """The waiting set's scores of one priority (see include/wait.lua)."""
+    span = 2**44
+    return priority * span, (priority + 1) * span - 1
 
 
 def _refused(

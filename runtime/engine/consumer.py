@@ -1,14 +1,15 @@
 """One channel's worker: small collaborators, each with its own job, started and stopped
 together. Every guarantee is paid per batch, not per job.
 
-    StreamReader     XREADGROUP as many jobs as there are free slots
+    JobReader        takes as many jobs as there are free slots (take.lua), highest
+                     priority first, due delayed jobs included; blocks on the
+                     channel's marker when there are none (no polling)
     Launcher         decode, rate-limit (RateLimiter), mark a batch started (start.lua)
     JobRunner        one task per running job: the handler, then its outcome
     OutcomeRecorder  results, retries, failures, acks and retention: one script call
                      for all the outcomes gathered meanwhile (finish.lua)
     Heartbeat        keeps this process's claim on its running and held jobs fresh
     Reclaimer        takes over jobs whose process died; retention on a quiet channel
-    DelayedMover     puts delayed jobs and retries on the stream when due
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from redis.exceptions import RedisError
 
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
-from runtime.engine.delayed import DelayedMover
+from runtime.engine.clock import now_ms
 from runtime.engine.heartbeat import Heartbeat
 from runtime.engine.launcher import Launcher
 from runtime.engine.limiter import RateLimiter
 from runtime.engine.metrics import ChannelMetrics
-from runtime.engine.reader import StreamReader
+from runtime.engine.reader import JobReader
 from runtime.engine.reclaimer import Reclaimer
 from runtime.engine.recorder import OutcomeRecorder
 from runtime.engine.runner import JobRunner
-from runtime.engine.scripts import Retention
+from runtime.engine.scripts import Claim, Retention
 
 __all__ = ["ChannelConsumer"]
 
@@ -61,7 +62,11 @@ class ChannelConsumer:
             metrics=metrics,
             running=lambda: len(self.runner.running),
         )
-        self.runner = JobRunner(channel, self.recorder, metrics, resources)
+
+        async def write_progress(claim: Claim, value_json: str) -> bool:
+            return await scripts.progress(consumer, claim, value_json, now_ms())
+
+        self.runner = JobRunner(channel, self.recorder, metrics, resources, progress=write_progress)
         self.launcher = Launcher(
             channel,
             scripts,
@@ -71,9 +76,9 @@ class ChannelConsumer:
             recorder=self.recorder,
             metrics=metrics,
         )
-        self.reader = StreamReader(
+        self.reader = JobReader(
             self._redis,
-            self.keys,
+            scripts,
             consumer=consumer,
             launcher=self.launcher,
             runner=self.runner,
@@ -88,7 +93,6 @@ class ChannelConsumer:
             recorder=self.recorder,
             metrics=metrics,
         )
-        self.delayed = DelayedMover(scripts, channel=channel.name)
         self.heartbeat = Heartbeat(
             scripts,
             channel=channel.name,
@@ -123,7 +127,6 @@ class ChannelConsumer:
         self.recorder.start()
         self.reader.start()
         self.reclaimer.start()
-        self.delayed.start()
 
     async def stop(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Stop taking jobs and let running ones finish for up to `timeout` seconds.
@@ -131,7 +134,7 @@ class ChannelConsumer:
         True when all finished. Otherwise the rest are abandoned unacknowledged: another
         process takes them over once their stalled interval has passed.
         """
-        await asyncio.gather(self.reader.stop(), self.reclaimer.stop(), self.delayed.stop())
+        await asyncio.gather(self.reader.stop(), self.reclaimer.stop())
         with contextlib.suppress(RedisError, OSError):
             await self.launcher.release_held()
         clean = await self.runner.wait(timeout)

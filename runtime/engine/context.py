@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, cast
 
 from typing_extensions import TypeVar
 
-__all__ = ["JobContext", "ResourcesFactory"]
+__all__ = ["MAX_PROGRESS_BYTES", "JobContext", "ResourcesFactory"]
+
+MAX_PROGRESS_BYTES = 4096  # a progress value as JSON: a number or a small object
 
 # What the app's resources factory yields. Covariant with `object` as its default, so a
 # handler that declares a bare `JobContext` accepts the `JobContext[Resources]` that the
@@ -39,3 +42,26 @@ class JobContext(Generic[ResourcesT]):
     attempt: int
     logger: logging.Logger
     resources: ResourcesT = field(default=cast(Any, None))
+    progress_writer: Callable[[str], Awaitable[bool]] | None = field(default=None, repr=False)
+
+    async def progress(self, value: float | dict[str, Any]) -> bool:
+        """Store how far the job got (a number, e.g. a percentage, or a small JSON object)
+        on the job, where status readers see it; the last value wins. False when it was
+        not stored: the job was taken over by another process, or it runs outside
+        Channelkit's worker (a plain taskiq worker keeps no job record).
+
+        Raises ValueError for anything else, or an object over MAX_PROGRESS_BYTES as JSON.
+        """
+        if isinstance(value, bool) or not isinstance(value, int | float | dict):
+            raise ValueError(f"progress: a number or a JSON object; got {type(value).__name__}")
+        try:
+            encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"progress: not JSON ({error})") from None
+        if len(encoded.encode()) > MAX_PROGRESS_BYTES:
+            raise ValueError(
+                f"progress: at most {MAX_PROGRESS_BYTES} bytes as JSON; got {len(encoded)}"
+            )
+        if self.progress_writer is None:
+            return False
+        return await self.progress_writer(encoded)

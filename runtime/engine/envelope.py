@@ -14,7 +14,17 @@ from pydantic import Field, ValidationError, create_model
 
 from runtime.engine.channel import Channel
 
-__all__ = ["describe", "envelope_model", "is_payload_error", "job_id_of", "payload_of"]
+__all__ = [
+    "TIMEOUT_LABEL",
+    "describe",
+    "envelope_model",
+    "is_payload_error",
+    "job_id_of",
+    "payload_of",
+    "timeout_of",
+]
+
+TIMEOUT_LABEL = "timeout_ms"  # a job's own timeout, in the message's taskiq labels
 
 
 def job_id_of(data: bytes) -> str | None:
@@ -57,6 +67,7 @@ def envelope_model(channel: Channel[Any, Any]) -> type[Any]:
     return create_model(
         f"_{channel.name}_envelope",
         task_id=(str, ...),
+        labels=(dict[str, Any], {}),
         kwargs=(kwargs | None, None),
         args=(Annotated[list[model], Field(max_length=1)], []),  # type: ignore[valid-type,arg-type]
     )
@@ -66,6 +77,12 @@ def payload_of(envelope: Any) -> Any:
     if envelope.kwargs is not None and envelope.kwargs.payload is not None:
         return envelope.kwargs.payload
     return envelope.args[0] if envelope.args else None
+
+
+def timeout_of(envelope: Any) -> int | None:
+    """The job's own timeout in ms (None: the channel's applies)."""
+    value = envelope.labels.get(TIMEOUT_LABEL) if envelope.labels else None
+    return value if isinstance(value, int) and value > 0 else None
 
 
 def describe(error: ValidationError) -> str:

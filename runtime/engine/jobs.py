@@ -15,12 +15,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from runtime.engine.limits import DEFAULT_PRIORITY
+
 __all__ = ["STATES", "ChannelCounts", "JobError", "JobInfo", "JobState"]
 
 MAX_TRACEBACK = 8000  # characters of a traceback kept (its end, where the error is)
 
-JobState = Literal["waiting", "delayed", "active", "completed", "failed"]
-STATES: tuple[JobState, ...] = ("waiting", "delayed", "active", "completed", "failed")
+JobState = Literal["waiting", "delayed", "active", "completed", "failed", "cancelled"]
+STATES: tuple[JobState, ...] = (
+    "waiting",
+    "delayed",
+    "active",
+    "completed",
+    "failed",
+    "cancelled",
+)
 
 
 def _time(raw: dict[bytes, bytes], name: bytes) -> datetime | None:
@@ -115,6 +124,9 @@ class JobInfo:
     error: JobError | None
     errors: list[JobError] = field(default_factory=list)
     payload: Any = None
+    priority: int = DEFAULT_PRIORITY
+    progress: Any = None  # what the handler last reported (a number or a JSON object)
+    cancel_requested: bool = False  # running, and told to cancel
 
     @classmethod
     def from_hash(cls, channel: str, job_id: str, raw: dict[bytes, bytes]) -> JobInfo:
@@ -140,15 +152,26 @@ class JobInfo:
             error=_error(raw.get(b"error")),
             errors=_errors(raw.get(b"errors")),
             payload=payload,
+            priority=int(raw.get(b"priority") or DEFAULT_PRIORITY),
+            progress=_json(raw.get(b"progress")),
+            # the flag outlives a run whose handler swallowed the cancellation and ended
+            cancel_requested=b"cancel" in raw and state in ("waiting", "active"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelCounts:
+    """Jobs per state; `paused` while the channel is paused; `held_back_ms` while a
+    handler's RetryAfter(scope="channel") holds it back; waiting jobs per priority."""
+
     channel: str
     waiting: int
     active: int
     delayed: int
     completed: int
     failed: int
+    cancelled: int = 0
+    paused: bool = False
+    held_back_ms: int = 0
+    waiting_by_priority: dict[int, int] = field(default_factory=dict)
     limiter: dict[str, Any] | None = None

@@ -25,6 +25,7 @@ from runtime.engine.envelope import (
     is_payload_error,
     job_id_of,
     payload_of,
+    timeout_of,
 )
 from runtime.engine.jobs import JobError
 from runtime.engine.limiter import RateLimiter
@@ -97,12 +98,9 @@ class Launcher:
         await self._start(held)
 
     async def release_held(self) -> None:
-        """Give held jobs back to the stream, for any process to take at once."""
+        """Give held jobs back to the waiting set, for any process to take at once."""
         if self.held:
-            await self._scripts.requeue(
-                self._consumer,
-                [StreamEntry(job.stream_id, job.message, job.delivery) for job in self.held],
-            )
+            await self._scripts.requeue(self._consumer, self.held)
             self.held.clear()
 
     def _decode(self, entries: Sequence[StreamEntry]) -> list[ClaimedJob]:
@@ -118,6 +116,7 @@ class Launcher:
                 self._poison(entry, "message_invalid: the message carries no payload")
                 continue
             due_ms = int(entry.stream_id.split("-", 1)[0])
+            timeout_ms = timeout_of(envelope) or self.channel.timeout_ms
             jobs.append(
                 ClaimedJob(
                     entry.stream_id,
@@ -126,6 +125,7 @@ class Launcher:
                     envelope.task_id,
                     payload,
                     due_ms,
+                    timeout_ms,
                 )
             )
         return jobs
@@ -159,7 +159,11 @@ class Launcher:
             self.limited_ms = RETRY_START_MS
             raise
         if started.dropped:
-            jobs = self._drop_lost(jobs, started.dropped)
+            self._report_lost(jobs, started.dropped)
+        if started.dropped or started.cancelled:
+            gone = {*started.dropped, *started.cancelled}
+            jobs = [job for index, job in enumerate(jobs) if index not in gone]
+            self._metrics.cancelled.inc(len(started.cancelled))
         granted = started.granted
         if granted < len(jobs):
             self.held = jobs[granted:] + self.held
@@ -183,7 +187,7 @@ class Launcher:
         if request is not None:
             await self._limiter.restamp(request, granted, started.used)
 
-    def _drop_lost(self, jobs: list[ClaimedJob], dropped: list[int]) -> list[ClaimedJob]:
+    def _report_lost(self, jobs: list[ClaimedJob], dropped: list[int]) -> None:
         """Jobs start.lua did not start because another process holds them now (this one
         was paused past the stalled interval): left to their owner."""
         gone = set(dropped)
@@ -196,7 +200,6 @@ class Launcher:
             ", ".join(lost[:20]) + (" ..." if len(lost) > 20 else ""),
             extra={"channel": self.channel.name, "job_ids": lost},
         )
-        return [job for index, job in enumerate(jobs) if index not in gone]
 
     def _poison(self, entry: StreamEntry, error: ValidationError | str) -> None:
         """A message that cannot become a job goes to the failed set, with the reason."""

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from runtime.engine.channel import Channel
 from runtime.engine.scripts import ChannelScripts, RateLimit
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "limiter_group"]
 
 
 class RateLimiter:
@@ -53,7 +53,7 @@ class RateLimiter:
         assert self._limiter is not None
         groups: dict[str, list[int]] = {}
         for index, payload in enumerate(payloads):
-            groups.setdefault(str(getattr(payload, self._field, "")), []).append(index)
+            groups.setdefault(_group_of(payload, self._field), []).append(index)
         answers: list[tuple[bool, int]] = [(True, 0)] * len(payloads)
         for group, members in groups.items():
             request = RateLimit(group, self.window_ms, self._limiter.max, self._token())
@@ -81,6 +81,17 @@ class RateLimiter:
     def _token(self) -> str:
         self._token_count += 1
         return f"{self._token_seed}:{self._token_count}"
+
+
+def limiter_group(channel: Channel[Any, Any], payload: BaseModel) -> str | None:
+    """The keyed limiter's group of a payload (None: the channel has no keyed limiter)."""
+    if channel.limiter is None or channel.limiter.key is None:
+        return None
+    return _group_of(payload, _field_name(channel))
+
+
+def _group_of(payload: BaseModel, field: str) -> str:
+    return str(getattr(payload, field, ""))
 
 
 def _field_name(channel: Channel[Any, Any]) -> str:

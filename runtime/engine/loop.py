@@ -1,5 +1,5 @@
 """A background task that repeats one step until it is stopped: the shape every
-consumer collaborator with a loop shares (heartbeat, reclaimer, delayed mover, reader)."""
+consumer collaborator with a loop shares (heartbeat, reclaimer, reader)."""
 
 from __future__ import annotations
 

@@ -48,6 +48,9 @@ class ChannelMetrics:
     wait_seconds: Histogram
     running: Gauge
     limited_seconds: Counter
+    cancelled: Counter
+    deferred: Counter
+    timed_out: Counter
 
 
 class Metrics:
@@ -96,6 +99,25 @@ class Metrics:
         self._running = Gauge(
             "channelkit_jobs_running", "Jobs running in this process now.", label, registry=r
         )
+        self._cancelled = Counter(
+            "channelkit_jobs_cancelled",
+            "Jobs cancelled in this process: handlers cancelled, and jobs taken but not "
+            "started because their cancellation was asked for.",
+            label,
+            registry=r,
+        )
+        self._deferred = Counter(
+            "channelkit_jobs_deferred",
+            "Runs that raised RetryAfter: back to delayed, not counted as failures.",
+            label,
+            registry=r,
+        )
+        self._timed_out = Counter(
+            "channelkit_jobs_timed_out",
+            "Runs cancelled at their timeout (counted as failed or retried too).",
+            label,
+            registry=r,
+        )
         self._limited = Counter(
             "channelkit_limiter_wait_seconds",
             "Time jobs were held back by the rate limiter.",
@@ -106,6 +128,18 @@ class Metrics:
         # Read from Redis when scraped: the same value on every process (use max, not sum).
         depth_help = "Jobs in this state in Redis (cluster-wide: aggregate with max, not sum)."
         self._depth = Gauge("channelkit_queue_jobs", depth_help, ["channel", "state"], registry=r)
+        self._waiting_by_priority = Gauge(
+            "channelkit_queue_waiting_jobs",
+            "Waiting jobs by priority (1 starts first), read from Redis when scraped.",
+            ["channel", "priority"],
+            registry=r,
+        )
+        self._paused = Gauge(
+            "channelkit_channel_paused",
+            "1 while the channel is paused (cluster-wide), read from Redis when scraped.",
+            ["channel"],
+            registry=r,
+        )
         self._http = Histogram(
             "channelkit_http_request_seconds",
             "HTTP requests by route template, method and status.",
@@ -126,6 +160,12 @@ class Metrics:
 
     def set_depth(self, channel: str, state: str, value: int) -> None:
         self._depth.labels(channel, state).set(value)
+
+    def set_waiting_by_priority(self, channel: str, priority: int, value: int) -> None:
+        self._waiting_by_priority.labels(channel, str(priority)).set(value)
+
+    def set_paused(self, channel: str, paused: bool) -> None:
+        self._paused.labels(channel).set(1 if paused else 0)
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         self._http.labels(route, method, str(status)).observe(seconds)
@@ -149,4 +189,7 @@ class Metrics:
             wait_seconds=self._wait.labels(name),
             running=self._running.labels(name),
             limited_seconds=self._limited.labels(name),
+            cancelled=self._cancelled.labels(name),
+            deferred=self._deferred.labels(name),
+            timed_out=self._timed_out.labels(name),
         )

@@ -3,7 +3,10 @@
     Completed   the handler returned (its result as JSON, '' for none)
     Retrying    it raised and has attempts left: back to the delayed set until `due_ms`
     Failed      it raised for good, or its message could not become a job: the failed set
-    Deferred    a keyed rate limit held it back before it ran: delayed, not a failure
+    Deferred    a keyed rate limit held it back before it ran, or its handler raised
+                RetryAfter: delayed, not a failure (`hold` may hold back the channel or
+                one limiter group too)
+    Cancelled   its handler was cancelled on request
 
 One record per job on the hot path: plain slotted dataclasses (a frozen one costs three
 times as much to create). `encode_outcomes` is the one place that lays them out as the
@@ -21,7 +24,15 @@ from typing import ClassVar
 
 from runtime.engine.jobs import JobError
 
-__all__ = ["Completed", "Deferred", "Failed", "Outcome", "Retrying", "encode_outcomes"]
+__all__ = [
+    "Cancelled",
+    "Completed",
+    "Deferred",
+    "Failed",
+    "Outcome",
+    "Retrying",
+    "encode_outcomes",
+]
 
 
 @dataclass(slots=True)
@@ -62,9 +73,19 @@ class Deferred:
     job_id: str
     due_ms: int
     message: bytes
+    hold: str = ""  # '' the job only, 'channel', or 'k:<group>' a limiter group
 
 
-Outcome = Completed | Retrying | Failed | Deferred
+@dataclass(slots=True)
+class Cancelled:
+    kind: ClassVar[str] = "cancel"
+    stream_id: str
+    delivery: int
+    job_id: str
+    message: bytes
+
+
+Outcome = Completed | Retrying | Failed | Deferred | Cancelled
 
 
 def encode_outcomes(outcomes: Iterable[Outcome]) -> list[str | bytes | int]:
@@ -80,5 +101,7 @@ def encode_outcomes(outcomes: Iterable[Outcome]) -> list[str | bytes | int]:
             case Failed():
                 args += (outcome.error.to_json(), outcome.message, "")
             case Deferred():
-                args += (outcome.due_ms, outcome.message, "")
+                args += (outcome.due_ms, outcome.message, outcome.hold)
+            case Cancelled():
+                args += ("", outcome.message, "")
     return args

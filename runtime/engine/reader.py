@@ -1,5 +1,13 @@
-"""Reads new jobs from the channel's stream, as many as there are free slots (never
-more: nothing is parked in this process that it is not running)."""
+"""Takes jobs for the channel's free slots, highest priority first, and waits without
+polling when there are none.
+
+    take.lua  ── due delayed jobs join the waiting set; up to `free` jobs move from it
+              │  to the stream, claimed by this consumer (nothing while paused or held
+              │  back by a RetryAfter)
+              └─ nothing taken: block on the channel's marker (BZPOPMIN) until a new
+                 job, an earlier delayed one, a resume, the next due time, or
+                 IDLE_WAKE_S, whichever comes first
+"""
 
 from __future__ import annotations
 
@@ -9,49 +17,56 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from runtime.engine.clock import text
+from runtime.engine.clock import now_ms
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.loop import BackgroundLoop
 from runtime.engine.metrics import ChannelMetrics
 from runtime.engine.runner import JobRunner
-from runtime.engine.scripts import StreamEntry
+from runtime.engine.scripts import PAUSED, ChannelScripts, Taken
 
-__all__ = ["StreamReader"]
+__all__ = ["IDLE_WAKE_S", "JobReader"]
 
 logger = logging.getLogger("channelkit.worker")
 
-READ_BLOCK_MS = 500  # how long an idle read waits; also the longest a stop waits for it
+# The longest an idle reader sleeps: also the longest a stop waits for it, and the
+# latest a job that another producer wrote straight onto the stream (a taskiq producer)
+# or a delayed job whose waker died is seen.
+IDLE_WAKE_S = 0.5
+MOVE_BATCH = 500  # most due delayed jobs one take moves
 RETRY_AFTER_ERROR_S = 1.0
 
 
-class StreamReader(BackgroundLoop):
-    """XREADGROUP for free slots, hand the entries to the launcher; while the rate
-    limit holds jobs back, wait here until a start is due (no polling).
+class JobReader(BackgroundLoop):
+    """take.lua for free slots, hand the entries to the launcher; while the rate limit
+    holds jobs back, wait here until a start is due (no polling).
 
     The consumer group is (re)created here: at start, and whenever Redis says it is gone
     (NOGROUP: Redis restarted empty, a failover to an empty replica, the stream deleted).
     What keeps the reader from working is `problem`, for readiness; None when it works.
+    `paused` is True while the channel is paused (as last seen).
     """
 
     def __init__(
         self,
         redis: Redis,
-        keys: ChannelKeys,
+        scripts: ChannelScripts,
         *,
         consumer: str,
         launcher: Launcher,
         runner: JobRunner,
         metrics: ChannelMetrics,
     ) -> None:
-        super().__init__(f"read:{keys.channel}")
+        self._keys: ChannelKeys = scripts.keys
+        super().__init__(f"read:{self._keys.channel}")
         self._redis = redis
-        self._keys = keys
+        self._scripts = scripts
         self._consumer = consumer
         self._launcher = launcher
         self._runner = runner
         self._metrics = metrics
         self.problem: str | None = "starting"
+        self.paused = False
         self._group_ready = False
 
     async def ensure_group(self) -> None:
@@ -81,21 +96,13 @@ class StreamReader(BackgroundLoop):
                 self._runner.slot_freed.clear()
                 await self._runner.slot_freed.wait()
                 return 0.0
-            response: Any = await self._redis.xreadgroup(
-                CONSUMER_GROUP,
-                self._consumer,
-                {self._keys.stream: ">"},
-                count=free,
-                block=READ_BLOCK_MS,
-            )
+            taken = await self._scripts.take(self._consumer, now_ms(), free, MOVE_BATCH)
             self.problem = None
-            if not response:
+            self._set_paused(taken.hold == PAUSED)
+            if not taken.entries:
+                await self._wait_for_work(taken)
                 return 0.0
-            entries = [
-                StreamEntry(text(sid), bytes(fields.get(b"data", b"")))
-                for sid, fields in response[0][1]
-            ]
-            await self._launcher.launch(entries)
+            await self._launcher.launch(taken.entries)
             return self._limited_wait()
         except ResponseError as error:
             if "NOGROUP" not in str(error):
@@ -110,6 +117,31 @@ class StreamReader(BackgroundLoop):
             return 0.0
         except (RedisError, OSError) as error:
             return self._failed(f"Redis error: {error}")
+
+    async def _wait_for_work(self, taken: Taken) -> None:
+        """Block on the marker until there may be work: a marker set by a new job (or a
+        resume, a retry from the failed set), the next delayed job's due time, the end
+        of a RetryAfter hold, or IDLE_WAKE_S."""
+        timeout = IDLE_WAKE_S
+        if taken.hold > 0:
+            timeout = min(timeout, taken.hold / 1000)
+        if taken.next_due_ms is not None:
+            timeout = min(timeout, (taken.next_due_ms - now_ms()) / 1000)
+        if timeout < 0.001:
+            return
+        popped: Any = await self._redis.bzpopmin(self._keys.marker, timeout)
+        if popped is None:
+            return
+        member, due = popped[1], float(popped[2])
+        if member == b"d" and due > now_ms() + 1:
+            # an earlier delayed job than the one known: sleep until it is due, or until
+            # another marker (a new job) comes
+            await self._redis.bzpopmin(self._keys.marker, min(IDLE_WAKE_S, (due - now_ms()) / 1000))
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            logger.info("%s: channel %s", self._keys.channel, "paused" if paused else "resumed")
 
     def _failed(self, problem: str) -> float:
         if problem != self.problem:  # once per kind of trouble, not every second

@@ -1,5 +1,12 @@
 """Runs started jobs: one task per job calls the channel's handler and turns how it
-ended into an outcome for the recorder."""
+ended into an outcome for the recorder.
+
+    returned            Completed
+    raised              Retrying while attempts are left, else Failed
+    over its timeout    cancelled, then as raised, with the error type "timeout"
+    raised RetryAfter   Deferred: runs again later, not a failure
+    cancelled by cancel Cancelled (asyncio.CancelledError reached the handler)
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +24,20 @@ from runtime.engine.channel import Channel
 from runtime.engine.clock import now_ms
 from runtime.engine.context import JobContext
 from runtime.engine.jobs import JobError
+from runtime.engine.limiter import limiter_group
 from runtime.engine.metrics import ChannelMetrics
-from runtime.engine.outcomes import Completed, Failed, Outcome, Retrying
+from runtime.engine.outcomes import Cancelled, Completed, Deferred, Failed, Outcome, Retrying
 from runtime.engine.recorder import OutcomeRecorder
 from runtime.engine.retry import backoff_ms
-from runtime.engine.scripts import RunNumbers
-from runtime.errors import PermanentError
+from runtime.engine.scripts import Claim, RunNumbers
+from runtime.errors import PermanentError, RetryAfter
 
-__all__ = ["ClaimedJob", "JobRunner"]
+__all__ = ["TIMEOUT", "ClaimedJob", "JobRunner", "ProgressWriter"]
+
+TIMEOUT = "timeout"  # the error type of a run cancelled at its timeout
+
+ProgressWriter = Callable[[Claim, str], Awaitable[bool]]
+"""Stores a running job's progress (JSON) while its run holds the claim."""
 
 
 @dataclass(slots=True)
@@ -36,6 +50,7 @@ class ClaimedJob:
     job_id: str
     payload: BaseModel
     due_ms: int  # when it became ready to run (the stream id's time)
+    timeout_ms: int | None = None  # its run is cancelled after this long
 
 
 class JobRunner:
@@ -47,10 +62,13 @@ class JobRunner:
         recorder: OutcomeRecorder,
         metrics: ChannelMetrics,
         resources: object = None,
+        progress: ProgressWriter | None = None,
     ) -> None:
         self.channel = channel
         self._resources = resources  # what the app's resources factory yielded
+        self._progress = progress
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._cancelling: set[str] = set()  # stream ids whose cancellation was asked for
         # Running jobs whose claim another process took (this one missed its stalled
         # interval): they run on, no longer heartbeated; finish.lua drops their outcome.
         self.lost: set[str] = set()
@@ -79,6 +97,17 @@ class JobRunner:
         # Named by the job id, so that what runs can be told (LoopMonitor, debugging).
         self.running[job.stream_id] = asyncio.create_task(self._run(job, numbers), name=job.job_id)
 
+    def cancel(self, job_id: str) -> bool:
+        """Cancel the handler of the running job `job_id` (asked for with Client.cancel):
+        asyncio.CancelledError reaches it, and the job ends cancelled. False when it does
+        not run here."""
+        for stream_id, task in self.running.items():
+            if task.get_name() == job_id:
+                self._cancelling.add(stream_id)
+                task.cancel()
+                return True
+        return False
+
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
         """Let running jobs finish for up to `timeout` seconds. True when all did;
         otherwise the rest are cancelled and abandoned, unacknowledged: another process
@@ -101,26 +130,45 @@ class JobRunner:
 
     async def _run(self, job: ClaimedJob, numbers: RunNumbers) -> None:
         channel = self.channel
+        progress = self._progress
         context = JobContext(
             job_id=job.job_id,
             channel=channel.name,
             attempt=numbers.attempt,
             logger=self._job_logger,
             resources=self._resources,
+            progress_writer=None if progress is None else lambda value: progress(job, value),
         )
         started = time.perf_counter()
         outcome: Outcome
+        deadline = None if job.timeout_ms is None else asyncio.timeout(job.timeout_ms / 1000)
         try:
-            result = await channel.process(job.payload, context)
+            if deadline is None:
+                result = await channel.process(job.payload, context)
+            else:
+                async with deadline:
+                    result = await channel.process(job.payload, context)
             outcome = Completed(
                 job.stream_id, job.delivery, job.job_id, self._encode_result(result)
             )
         except asyncio.CancelledError:
             if self._abandoned:
                 return  # left unacknowledged for another process
-            raise
+            if job.stream_id not in self._cancelling:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            outcome = Cancelled(job.stream_id, job.delivery, job.job_id, job.message)
+            self._metrics.cancelled.inc()
+            self._job_logger.info(
+                "job cancelled", extra=self._fields(job, numbers.attempt, 0, "cancelled")
+            )
+        except RetryAfter as signal:
+            outcome = self._deferral(job, signal)
         except Exception as error:
-            outcome = self._failure(job, numbers, error)
+            timed_out = deadline is not None and deadline.expired()
+            if timed_out:
+                error = _over_timeout(job, error)
+            outcome = self._failure(job, numbers, error, TIMEOUT if timed_out else None)
             self._log_failure(job, numbers.attempt, outcome, error, time.perf_counter() - started)
         finally:
             task = asyncio.current_task()
@@ -129,6 +177,7 @@ class JobRunner:
                 self.lost.discard(job.stream_id)
             else:
                 self.superseded.discard(task)
+            self._cancelling.discard(job.stream_id)
             self.slot_freed.set()
         elapsed = time.perf_counter() - started
         self._metrics.run_seconds.observe(elapsed)
@@ -138,10 +187,31 @@ class JobRunner:
             )
         self._recorder.record(outcome)
 
-    def _failure(self, job: ClaimedJob, numbers: RunNumbers, error: Exception) -> Outcome:
+    def _deferral(self, job: ClaimedJob, signal: RetryAfter) -> Deferred:
+        """Back to the delayed set for `signal.seconds`, holding back what its scope says."""
+        hold = ""
+        if signal.scope == "channel" or (signal.scope == "key" and self.channel.limiter is None):
+            hold = "channel"
+        elif signal.scope == "key":
+            group = limiter_group(self.channel, job.payload)
+            hold = "channel" if group is None else f"k:{group}"
+        self._metrics.deferred.inc()
+        self._job_logger.info(
+            "job deferred: %s",
+            signal,
+            extra={"channel": self.channel.name, "job_id": job.job_id, "outcome": "deferred"},
+        )
+        due = now_ms() + round(signal.seconds * 1000)
+        return Deferred(job.stream_id, job.delivery, job.job_id, due, job.message, hold)
+
+    def _failure(
+        self, job: ClaimedJob, numbers: RunNumbers, error: Exception, kind: str | None = None
+    ) -> Outcome:
         """Retry while attempts are left and the error is not permanent; else fail."""
         channel = self.channel
-        record = JobError.from_exception(error, numbers.attempt)
+        record = JobError.from_exception(error, numbers.attempt, kind)
+        if kind == TIMEOUT:
+            self._metrics.timed_out.inc()
         permanent = isinstance(error, PermanentError | ValidationError)
         if not permanent and numbers.failures + 1 < channel.retry.attempts:
             due = now_ms() + backoff_ms(channel.retry.backoff, numbers.failures + 1)
@@ -180,3 +250,9 @@ class JobRunner:
             self._job_logger.warning("job failed, will retry", extra=fields)
         else:
             self._job_logger.error("job failed", extra=fields, exc_info=error)
+
+
+def _over_timeout(job: ClaimedJob, error: Exception) -> TimeoutError:
+    """asyncio.timeout raises a bare TimeoutError: say which limit the run went over."""
+    over = TimeoutError(f"the run took longer than its timeout of {job.timeout_ms} ms")
+    return over.with_traceback(error.__traceback__)

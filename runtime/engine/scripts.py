@@ -6,35 +6,42 @@ KEYS, ARGV and return value; `script_loader` resolves their includes. `ScriptSet
 registers every script once per Redis connection; `ChannelScripts` binds them to one
 channel's keys and turns arguments and replies into typed records.
 
-Every state change a job goes through (enqueued, started, finished, retried, failed,
-reclaimed, moved when due, retried from the failed set) is one script call for many
-jobs: the receive path pays Redis round trips per batch, not per job. All keys of a
+Every state change a job goes through (enqueued, taken, started, finished, retried,
+failed, cancelled, reclaimed, moved when due, retried from the failed set) is one script
+call for many jobs: the receive path pays Redis round trips per batch, not per job. All keys of a
 channel share its hash tag, so the scripts stay legal in Redis Cluster.
 
-Job hash fields: state, attempts (runs started), failures, enqueued_at, started_at,
-finished_at, due_at (ms since the epoch), result (JSON), error (a `JobError` as JSON),
-errors (JSON list of the last 10), data (the message; kept while delayed and once
-failed, so the job can run again).
+Job hash fields: state, priority, attempts (runs started), failures, enqueued_at,
+started_at, finished_at, due_at (ms since the epoch), result (JSON), error (a `JobError`
+as JSON), errors (JSON list of the last 10), progress (JSON) and progress_at, cancel
+(set while a cancellation waits for the worker), data (the message; kept until a worker
+takes the job, and again while delayed and once failed or cancelled, so the job can run
+again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from runtime.engine.clock import text
 from runtime.engine.jobs import JobError
-from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys, cancel_channel
+from runtime.engine.limits import DEFAULT_PRIORITY
 from runtime.engine.outcomes import Outcome, encode_outcomes
 from runtime.engine.script_loader import load_script
 
 __all__ = [
+    "PAUSED",
+    "BulkOperation",
+    "Cancellation",
     "ChannelScripts",
     "Claim",
+    "HeldJob",
     "NewJob",
     "RateLimit",
     "Reclaimed",
@@ -43,17 +50,23 @@ __all__ = [
     "ScriptSet",
     "Started",
     "StreamEntry",
+    "Taken",
     "Transition",
 ]
+
+BulkOperation = Literal["retry_failed", "discard_failed", "cancel_waiting", "cancel_delayed"]
+PAUSED = -1  # Taken.hold of a paused channel
 
 
 @dataclass(slots=True)  # one per job: not frozen, which costs 3x to create
 class NewJob:
-    """A job to enqueue: its id, its message, and how long it waits first (0: none)."""
+    """A job to enqueue: its id, its message, how long it waits first (0: none) and its
+    priority (1 starts first)."""
 
     job_id: str
     message: bytes
     delay_ms: int = 0
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(slots=True)  # one per job: not frozen, which costs 3x to create
@@ -101,16 +114,48 @@ class Claim(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Taken:
+    """What take.lua gave this consumer: entries to start in order, when the next delayed
+    job is due (None: none is), and why nothing was taken when the channel holds still
+    (`hold`: 0 it does not, PAUSED, or the ms a RetryAfter holds it back)."""
+
+    entries: list[StreamEntry]
+    next_due_ms: int | None
+    hold: int
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """What start.lua did with a batch: the jobs at `dropped` (0-based positions) were not
-    started, their claim lost; of the others, the first `granted` started (their runs in
-    `runs`), the rest wait `wait_ms` for the rate limit; `used` grants are in its window."""
+    started, their claim lost; those at `cancelled` were cancelled before they started;
+    of the others, the first `granted` started (their runs in `runs`), the rest wait
+    `wait_ms` for the rate limit; `used` grants are in its window."""
 
     granted: int
     wait_ms: int
     runs: list[RunNumbers]
     used: int
     dropped: list[int]
+    cancelled: list[int]
+
+
+class HeldJob(Claim, Protocol):
+    """A claim with its message: what requeue.lua gives back to the waiting set."""
+
+    @property
+    def message(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What cancel.lua did: `outcome` CANCELLED, REQUESTED (a worker has the job and is
+    told to stop it) or 0 refused; the state the job was found in ('' no such job)."""
+
+    CANCELLED: ClassVar[int] = 1
+    REQUESTED: ClassVar[int] = 2
+
+    outcome: int
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +203,19 @@ class ScriptSet:
 
     def __init__(self, redis: Redis) -> None:
         self.enqueue = redis.register_script(load_script("enqueue"))
+        self.take = redis.register_script(load_script("take"))
         self.start = redis.register_script(load_script("start"))
         self.finish = redis.register_script(load_script("finish"))
         self.reclaim = redis.register_script(load_script("reclaim"))
         self.heartbeat = redis.register_script(load_script("heartbeat"))
-        self.move_due = redis.register_script(load_script("move_due"))
         self.requeue = redis.register_script(load_script("requeue"))
         self.limit = redis.register_script(load_script("limit"))
         self.restamp = redis.register_script(load_script("restamp"))
         self.retry_failed = redis.register_script(load_script("retry_failed"))
         self.discard = redis.register_script(load_script("discard"))
+        self.cancel = redis.register_script(load_script("cancel"))
+        self.bulk = redis.register_script(load_script("bulk"))
+        self.progress = redis.register_script(load_script("progress"))
 
 
 class ChannelScripts:
@@ -176,14 +224,43 @@ class ChannelScripts:
     def __init__(self, scripts: ScriptSet, keys: ChannelKeys) -> None:
         self.keys = keys
         self._scripts = scripts
+        k = keys
+        self._enqueue_keys = [k.waiting, k.delayed, k.sequence, k.marker]
+        self._take_keys = [k.stream, k.waiting, k.delayed, k.sequence, k.marker, k.paused]
+        self._take_keys.append(k.backoff())
+        self._finish_keys = [k.stream, k.delayed, k.completed, k.failed, k.cancelled]
+        self._finish_keys += [k.marker, k.backoff()]
+        self._bulk_keys = [k.waiting, k.delayed, k.failed, k.cancelled, k.sequence, k.marker]
 
     async def enqueue(self, jobs: Sequence[NewJob], now_ms: int) -> list[bool]:
         """One flag per job: False where its id existed already (nothing written)."""
         args: list[Any] = [self.keys.job_prefix, now_ms]
         for job in jobs:
-            args += (job.job_id, job.message, job.delay_ms)
-        created = await _call(self._scripts.enqueue, [self.keys.stream, self.keys.delayed], args)
+            args += (job.job_id, job.message, job.delay_ms, job.priority)
+        created = await _call(self._scripts.enqueue, self._enqueue_keys, args)
         return [bool(flag) for flag in created]
+
+    async def take(self, consumer: str, now_ms: int, most: int, most_moved: int) -> Taken:
+        """Up to `most` jobs for `consumer`, highest priority first (due delayed jobs,
+        at most `most_moved`, join the waiting ones first)."""
+        entries, next_due, hold = await _call(
+            self._scripts.take,
+            self._take_keys,
+            [
+                self.keys.job_prefix,
+                CONSUMER_GROUP,
+                consumer,
+                now_ms,
+                most,
+                most_moved,
+                DEFAULT_PRIORITY,
+            ],
+        )
+        return Taken(
+            entries=[StreamEntry(text(sid), bytes(data)) for sid, data in entries],
+            next_due_ms=int(next_due) if next_due else None,
+            hold=int(hold),
+        )
 
     def _limit_keys(self, limit: RateLimit) -> list[str]:
         return [self.keys.limiter(limit.group), self.keys.limiter_total(limit.group)]
@@ -197,7 +274,7 @@ class ChannelScripts:
     ) -> Started:
         """Start, in order, the claimed jobs `consumer` still holds, as many as `limit`
         allows (all without one)."""
-        keys = [self.keys.stream]
+        keys = [self.keys.stream, self.keys.cancelled, self.keys.paused]
         if limit is not None:
             keys += self._limit_keys(limit)
         window, max_starts, token = (
@@ -214,13 +291,14 @@ class ChannelScripts:
         ]
         for claim in claims:
             args += (claim.job_id, claim.stream_id, claim.delivery)
-        granted, wait, rows, used, dropped = await _call(self._scripts.start, keys, args)
+        granted, wait, rows, used, dropped, cancelled = await _call(self._scripts.start, keys, args)
         return Started(
             granted=int(granted),
             wait_ms=int(wait),
             runs=[RunNumbers(int(attempt), int(failures)) for attempt, failures in rows],
             used=int(used),
             dropped=[int(position) - 1 for position in dropped],
+            cancelled=[int(position) - 1 for position in cancelled],
         )
 
     async def finish(
@@ -231,8 +309,7 @@ class ChannelScripts:
         another run holds the claim now."""
         args: list[Any] = [self.keys.job_prefix, CONSUMER_GROUP, now_ms, *keep.argv(), consumer]
         args += encode_outcomes(outcomes)
-        keys = [self.keys.stream, self.keys.delayed, self.keys.completed, self.keys.failed]
-        positions = await _call(self._scripts.finish, keys, args)
+        positions = await _call(self._scripts.finish, self._finish_keys, args)
         return [outcomes[int(position) - 1] for position in positions]
 
     async def reclaim(
@@ -247,7 +324,7 @@ class ChannelScripts:
     ) -> Reclaimed:
         rows, failed = await _call(
             self._scripts.reclaim,
-            [self.keys.stream, self.keys.failed],
+            [self.keys.stream, self.keys.failed, self.keys.paused],
             [
                 self.keys.job_prefix,
                 CONSUMER_GROUP,
@@ -273,27 +350,22 @@ class ChannelScripts:
         )
         return [text(sid) for sid in lost]
 
-    async def move_due(self, now_ms: int, most: int) -> tuple[int, float | None]:
-        """(jobs moved to the stream, due ms of the next delayed job or None)."""
-        moved, next_due = await _call(
-            self._scripts.move_due,
-            [self.keys.delayed, self.keys.stream],
-            [self.keys.job_prefix, now_ms, most],
-        )
-        return int(moved), (float(next_due) if next_due else None)
-
-    async def requeue(self, consumer: str, entries: Sequence[StreamEntry]) -> int:
-        """Give entries `consumer` still holds back to the stream; returns how many."""
-        args: list[Any] = [CONSUMER_GROUP, consumer]
-        for entry in entries:
-            args += (entry.stream_id, entry.deliveries, entry.message)
-        return int(await _call(self._scripts.requeue, [self.keys.stream], args))
+    async def requeue(self, consumer: str, claims: Sequence[HeldJob]) -> int:
+        """Give jobs `consumer` took but did not start back to the waiting set; returns
+        how many (those whose claim it still held)."""
+        k = self.keys
+        args: list[Any] = [CONSUMER_GROUP, consumer, k.job_prefix, DEFAULT_PRIORITY]
+        for claim in claims:
+            args += (claim.stream_id, claim.delivery, claim.job_id, claim.message)
+        keys = [k.stream, k.waiting, k.sequence, k.marker]
+        return int(await _call(self._scripts.requeue, keys, args))
 
     async def limit(self, limit: RateLimit, wanted: int) -> tuple[int, int]:
-        """(granted, wait ms until the next grant is possible) for `wanted` starts."""
+        """(granted, wait ms until the next grant is possible) for `wanted` starts; none
+        while a RetryAfter holds the group back."""
         granted, wait = await _call(
             self._scripts.limit,
-            self._limit_keys(limit),
+            [*self._limit_keys(limit), self.keys.backoff(limit.group)],
             [limit.window_ms, limit.max, wanted, limit.token],
         )
         return int(granted), int(wait)
@@ -305,17 +377,47 @@ class ChannelScripts:
         )
 
     async def retry_failed(self, job_id: str) -> Transition:
+        k = self.keys
         done, state = await _call(
             self._scripts.retry_failed,
-            [self.keys.stream, self.keys.failed],
-            [self.keys.job_prefix, job_id],
+            [k.waiting, k.sequence, k.marker, k.failed, k.cancelled],
+            [k.job_prefix, job_id, DEFAULT_PRIORITY],
         )
         return Transition(bool(done), text(state))
 
     async def discard(self, job_id: str) -> Transition:
-        keys = [self.keys.delayed, self.keys.completed, self.keys.failed]
-        done, state = await _call(self._scripts.discard, keys, [self.keys.job_prefix, job_id])
+        k = self.keys
+        keys = [k.delayed, k.completed, k.failed, k.cancelled]
+        done, state = await _call(self._scripts.discard, keys, [k.job_prefix, job_id])
         return Transition(bool(done), text(state))
+
+    async def cancel(self, job_id: str, now_ms: int) -> Cancellation:
+        k = self.keys
+        outcome, state = await _call(
+            self._scripts.cancel,
+            [k.waiting, k.delayed, k.cancelled],
+            [k.job_prefix, job_id, now_ms, cancel_channel(k.prefix), k.channel],
+        )
+        return Cancellation(int(outcome), text(state))
+
+    async def bulk(self, operation: BulkOperation, most: int, now_ms: int) -> int:
+        """One step of `operation` on at most `most` jobs; returns how many it changed."""
+        args = [self.keys.job_prefix, operation, most, now_ms, DEFAULT_PRIORITY]
+        return int(await _call(self._scripts.bulk, self._bulk_keys, args))
+
+    async def progress(self, consumer: str, claim: Claim, value_json: str, now_ms: int) -> bool:
+        """Store a running job's progress while `consumer` holds its claim."""
+        args = [
+            self.keys.job_prefix,
+            CONSUMER_GROUP,
+            consumer,
+            claim.stream_id,
+            claim.delivery,
+            claim.job_id,
+            value_json,
+            now_ms,
+        ]
+        return bool(await _call(self._scripts.progress, [self.keys.stream], args))
 
 
 async def _call(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from runtime.engine.cancellations import CancelListener
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
@@ -56,6 +57,13 @@ class Workers:
             for channel in channels
         ]
         self.monitor = LoopMonitor(self.running_job_ids)
+        self._by_name = {consumer.channel.name: consumer for consumer in self.consumers}
+        self.cancellations = CancelListener(client.redis, client.prefix, self.cancel)
+
+    def cancel(self, channel: str, job_id: str) -> bool:
+        """Cancel the job's handler if it runs in this process."""
+        consumer = self._by_name.get(channel)
+        return consumer is not None and consumer.runner.cancel(job_id)
 
     def running_job_ids(self) -> dict[str, list[str]]:
         """The ids of the jobs running now, by channel."""
@@ -79,6 +87,8 @@ class Workers:
         for consumer in self.consumers:
             await consumer.start()
         self.monitor.start()
+        if self.consumers:
+            self.cancellations.start()
         names = ", ".join(consumer.channel.name for consumer in self.consumers)
         logger.info("workers started for %s as consumer %s", names or "no channel", self.consumer)
 
@@ -93,5 +103,6 @@ class Workers:
         results = await asyncio.gather(
             *(consumer.stop(self.shutdown_timeout) for consumer in self.consumers)
         )
+        await self.cancellations.stop()
         await self.monitor.stop()
         return all(results)

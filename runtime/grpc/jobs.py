@@ -1,9 +1,9 @@
 """`service JobsService`, the same in every generated package: inspect jobs and channels,
-retry or discard failed jobs.
+retry, discard or cancel jobs, pause and resume channels.
 
     JobsServicer(store, channels, messages)   the servicer; `add_to_server(server)` serves it
                                               with the generated package's messages
-    JobsAdmin(store, channels)                the five operations, raising ChannelkitErrors
+    JobsAdmin(store, channels)                the operations, raising ChannelkitErrors
     STATUS_CODES                              which error ends a call with which status
     await_or_abort(context, call)             `call`'s value, or the call ended with it
                                               (the Channels service's enqueues use it too)
@@ -17,8 +17,9 @@ message as the details:
 
     UnknownChannelError   NOT_FOUND             a channel not declared in channels.yaml
     JobNotFound           NOT_FOUND             never enqueued, or removed by retention
-    JobStateConflict      FAILED_PRECONDITION   retry of a job that is not failed; discard
-                                                of a waiting or active job
+    JobStateConflict      FAILED_PRECONDITION   retry of a job that is not failed or
+                                                cancelled; discard of a waiting or active
+                                                job; cancel of a finished one
     InvalidJobRequest     INVALID_ARGUMENT      an empty job id, an unknown state, a limit
                                                 over 500
     RedisUnavailable      UNAVAILABLE           Redis could not be reached or refused
@@ -43,7 +44,7 @@ from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from runtime.engine.client import Enqueuer
+from runtime.engine.client import CancelResult, Enqueuer
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
 from runtime.errors import (
     ChannelkitError,
@@ -88,6 +89,7 @@ STATE_NUMBERS: Mapping[JobState, int] = {
     "active": 3,
     "completed": 4,
     "failed": 5,
+    "cancelled": 6,
 }
 _STATES_BY_NUMBER: Mapping[int, JobState] = {n: s for s, n in STATE_NUMBERS.items()}
 
@@ -128,6 +130,19 @@ class JobStore(Protocol):
 
     async def discard(self, channel: str, job_id: str) -> None:
         """Raises JobNotFound, or JobStateConflict when the job is waiting or active."""
+
+    async def cancel(self, channel: str, job_id: str) -> CancelResult:
+        """Raises JobNotFound, or JobStateConflict when the job has finished."""
+
+    async def cancel_all(self, channel: str, state: str = "waiting") -> int: ...
+
+    async def retry_all_failed(self, channel: str) -> int: ...
+
+    async def discard_all_failed(self, channel: str) -> int: ...
+
+    async def pause(self, channel: str) -> None: ...
+
+    async def resume(self, channel: str) -> None: ...
 
 
 class ChannelBackend(Enqueuer, JobStore, Protocol):
@@ -176,6 +191,37 @@ class JobsAdmin:
         self._check(channel)
         return await self._store.counts(channel)
 
+    async def cancel(self, channel: str, job_id: str) -> CancelResult:
+        self._check(channel, job_id)
+        return await self._store.cancel(channel, job_id)
+
+    async def cancel_all(self, channel: str, state: int) -> int:
+        """`state` 0 (unspecified) cancels waiting jobs; else WAITING or DELAYED."""
+        self._check(channel)
+        name = _STATES_BY_NUMBER.get(state or STATE_NUMBERS["waiting"])
+        if name not in ("waiting", "delayed"):
+            raise InvalidJobRequest(
+                f"state: JOB_STATE_WAITING or JOB_STATE_DELAYED; got {name or state}"
+            )
+        return await self._store.cancel_all(channel, name)
+
+    async def retry_all_failed(self, channel: str) -> int:
+        self._check(channel)
+        return await self._store.retry_all_failed(channel)
+
+    async def discard_all_failed(self, channel: str) -> int:
+        self._check(channel)
+        return await self._store.discard_all_failed(channel)
+
+    async def pause(self, channel: str, paused: bool) -> ChannelCounts:
+        """Pause (or resume) the channel; returns its counts right after."""
+        self._check(channel)
+        if paused:
+            await self._store.pause(channel)
+        else:
+            await self._store.resume(channel)
+        return await self._store.counts(channel)
+
     def _check(self, channel: str, job_id: str | None = None) -> None:
         if channel not in self._channels:
             raise UnknownChannelError(channel, self._channels)
@@ -220,6 +266,42 @@ class JobsMessages(Protocol):
     def GetChannelResponse(self) -> type[ProtoMessage]: ...
 
     @property
+    def CancelJobRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def CancelJobResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def CancelJobsRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def CancelJobsResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def RetryFailedJobsRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def RetryFailedJobsResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def DiscardFailedJobsRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def DiscardFailedJobsResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def PauseChannelRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def PauseChannelResponse(self) -> type[ProtoMessage]: ...
+
+    @property
+    def ResumeChannelRequest(self) -> type[ProtoMessage]: ...
+
+    @property
+    def ResumeChannelResponse(self) -> type[ProtoMessage]: ...
+
+    @property
     def Job(self) -> type[ProtoMessage]: ...
 
     @property
@@ -253,6 +335,14 @@ class _ListJobsRequest(Protocol):
 class _ChannelRequest(Protocol):
     @property
     def channel(self) -> str: ...
+
+
+class _ChannelStateRequest(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def state(self) -> int: ...
 
 
 # An RPC: its implementation, request class and reply class.
@@ -301,8 +391,41 @@ class JobsServicer:
             {"counts": _counts_data(counts)}, self._messages.GetChannelResponse()
         )
 
+    async def CancelJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
+        done = await await_or_abort(context, self._admin.cancel(request.channel, request.job_id))
+        state = STATE_NUMBERS.get(done.state, 0)  # type: ignore[call-overload]
+        return json_format.ParseDict(
+            {"cancelled": done.cancelled, "state": state}, self._messages.CancelJobResponse()
+        )
+
+    async def CancelJobs(self, request: _ChannelStateRequest, context: Context) -> ProtoMessage:
+        count = await await_or_abort(
+            context, self._admin.cancel_all(request.channel, request.state)
+        )
+        return json_format.ParseDict({"count": count}, self._messages.CancelJobsResponse())
+
+    async def RetryFailedJobs(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
+        count = await await_or_abort(context, self._admin.retry_all_failed(request.channel))
+        return json_format.ParseDict({"count": count}, self._messages.RetryFailedJobsResponse())
+
+    async def DiscardFailedJobs(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
+        count = await await_or_abort(context, self._admin.discard_all_failed(request.channel))
+        return json_format.ParseDict({"count": count}, self._messages.DiscardFailedJobsResponse())
+
+    async def PauseChannel(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
+        counts = await await_or_abort(context, self._admin.pause(request.channel, True))
+        return json_format.ParseDict(
+            {"counts": _counts_data(counts)}, self._messages.PauseChannelResponse()
+        )
+
+    async def ResumeChannel(self, request: _ChannelRequest, context: Context) -> ProtoMessage:
+        counts = await await_or_abort(context, self._admin.pause(request.channel, False))
+        return json_format.ParseDict(
+            {"counts": _counts_data(counts)}, self._messages.ResumeChannelResponse()
+        )
+
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Serve the five methods on `server`."""
+        """Serve every method of the service on `server`."""
         m = self._messages
         methods: dict[str, _Method] = {
             "GetJob": (self.GetJob, m.GetJobRequest, m.GetJobResponse),
@@ -310,6 +433,24 @@ class JobsServicer:
             "RetryJob": (self.RetryJob, m.RetryJobRequest, m.RetryJobResponse),
             "DiscardJob": (self.DiscardJob, m.DiscardJobRequest, m.DiscardJobResponse),
             "GetChannel": (self.GetChannel, m.GetChannelRequest, m.GetChannelResponse),
+            "CancelJob": (self.CancelJob, m.CancelJobRequest, m.CancelJobResponse),
+            "CancelJobs": (self.CancelJobs, m.CancelJobsRequest, m.CancelJobsResponse),
+            "RetryFailedJobs": (
+                self.RetryFailedJobs,
+                m.RetryFailedJobsRequest,
+                m.RetryFailedJobsResponse,
+            ),
+            "DiscardFailedJobs": (
+                self.DiscardFailedJobs,
+                m.DiscardFailedJobsRequest,
+                m.DiscardFailedJobsResponse,
+            ),
+            "PauseChannel": (self.PauseChannel, m.PauseChannelRequest, m.PauseChannelResponse),
+            "ResumeChannel": (
+                self.ResumeChannel,
+                m.ResumeChannelRequest,
+                m.ResumeChannelResponse,
+            ),
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
@@ -350,7 +491,11 @@ def _job_data(info: JobInfo) -> dict[str, Any]:
         "attempts": info.attempts,
         "failures": info.failures,
         "errors": [_error(error) for error in info.errors],
+        "priority": info.priority,
+        "cancel_requested": info.cancel_requested,
     }
+    if info.progress is not None:
+        data["progress"] = info.progress
     times = {
         "enqueued_at": info.enqueued_at,
         "started_at": info.started_at,
@@ -381,6 +526,12 @@ def _counts_data(counts: ChannelCounts) -> dict[str, Any]:
         "delayed": counts.delayed,
         "completed": counts.completed,
         "failed": counts.failed,
+        "cancelled": counts.cancelled,
+        "paused": counts.paused,
+        "held_back_ms": counts.held_back_ms,
+        "waiting_by_priority": {
+            str(priority): count for priority, count in counts.waiting_by_priority.items()
+        },
     }
     if counts.limiter is not None:
         data["limiter"] = {

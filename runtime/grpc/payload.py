@@ -35,7 +35,8 @@ import grpc
 from google.protobuf.message import Message as ProtoMessage
 from pydantic import BaseModel, ValidationError
 
-from runtime.engine.client import Enqueuer
+from runtime.engine.client import Enqueuer, JobRequest
+from runtime.engine.limits import DEFAULT_PRIORITY
 from runtime.errors import ChannelkitError
 from runtime.grpc.jobs import await_or_abort
 
@@ -191,6 +192,7 @@ class ChannelSpec(Generic[ModelT]):
     model: type[ModelT]  # its payload model
     message: str  # its payload message's name in the table
     batch_max: int = 0  # the most payloads in one batch; 0: no limit
+    priority: int = DEFAULT_PRIORITY  # of jobs enqueued without one
 
 
 class EnqueueRequest(Protocol):
@@ -205,7 +207,25 @@ class EnqueueRequest(Protocol):
     @property
     def delay_ms(self) -> int: ...
 
-    def HasField(self, field_name: Literal["job_id", "delay_ms"]) -> bool: ...
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def timeout_ms(self) -> int: ...
+
+    def HasField(
+        self, field_name: Literal["job_id", "delay_ms", "priority", "timeout_ms"]
+    ) -> bool: ...
+
+
+class EnqueueBatchRequest(Protocol):
+    """`Enqueue<Channel>BatchRequest`: payloads, or jobs with options of their own."""
+
+    @property
+    def payloads(self) -> Sequence[ProtoMessage]: ...
+
+    @property
+    def jobs(self) -> Sequence[EnqueueRequest]: ...
 
 
 class MessageEnqueuer:
@@ -228,21 +248,31 @@ class MessageEnqueuer:
             payload = validate(request.payload, channel.model, self._table, channel.message)
         except PayloadInvalid as error:
             await abort_invalid(context, error)
+        job = _job_request(request, payload, channel)
         enqueued = self._enqueuer.enqueue(
             channel.name,
-            payload,
-            job_id=request.job_id if request.HasField("job_id") else None,
-            delay_ms=request.delay_ms if request.HasField("delay_ms") else None,
+            job.payload,
+            job_id=job.job_id,
+            delay_ms=job.delay_ms,
+            priority=job.priority,
+            timeout_ms=job.timeout_ms,
         )
         return await await_or_abort(context, enqueued)
 
     async def enqueue_batch(
-        self, context: Context, channel: ChannelSpec[Any], payloads: Sequence[ProtoMessage]
+        self, context: Context, channel: ChannelSpec[Any], request: EnqueueBatchRequest
     ) -> list[str]:
-        """The job ids of `payloads`, in order; every one valid, or none enqueued."""
+        """The job ids of the request's payloads (or jobs), in order; every one valid, or
+        none enqueued."""
+        if request.payloads and request.jobs:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "payloads, jobs: send either payloads or jobs, not both",
+            )
+        jobs = list(request.jobs)
         try:
             models = validate_batch(
-                payloads,
+                [job.payload for job in jobs] if jobs else request.payloads,
                 channel.model,
                 self._table,
                 channel.message,
@@ -250,7 +280,26 @@ class MessageEnqueuer:
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)
-        return await await_or_abort(context, self._enqueuer.enqueue_many(channel.name, models))
+        items: list[Any] = list(models)
+        if jobs:
+            items = [
+                _job_request(job, model, channel) for job, model in zip(jobs, models, strict=True)
+            ]
+        enqueued = self._enqueuer.enqueue_many(channel.name, items, priority=channel.priority)
+        return await await_or_abort(context, enqueued)
+
+
+def _job_request(
+    request: EnqueueRequest, payload: BaseModel, channel: ChannelSpec[Any]
+) -> JobRequest:
+    """A request's validated payload with its job options (unset: the channel's)."""
+    return JobRequest(
+        payload,
+        job_id=request.job_id if request.HasField("job_id") else None,
+        delay_ms=request.delay_ms if request.HasField("delay_ms") else None,
+        priority=request.priority if request.HasField("priority") else channel.priority,
+        timeout_ms=request.timeout_ms if request.HasField("timeout_ms") else None,
+    )
 
 
 def _message(message: ProtoMessage, table: MessageTable, spec: MessageSpec) -> Any:

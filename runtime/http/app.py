@@ -22,6 +22,8 @@ from pydantic import BaseModel
 
 from runtime.auth import ApiKeys
 from runtime.engine.client import Client
+from runtime.engine.jobs import STATES
+from runtime.engine.limits import HIGHEST_PRIORITY, LOWEST_PRIORITY
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
 from runtime.http.body import check_json_body
@@ -173,8 +175,12 @@ def _metrics_route(metrics: Metrics, client: Client, channels: Sequence[str]) ->
     @get("/metrics", summary="Prometheus metrics of this process", include_in_schema=False)
     async def scrape() -> Response[bytes]:
         for counts in await client.counts_many(channels):
-            for state in ("waiting", "active", "delayed", "completed", "failed"):
+            for state in STATES:
                 metrics.set_depth(counts.channel, state, getattr(counts, state))
+            metrics.set_paused(counts.channel, counts.paused)
+            for priority in range(HIGHEST_PRIORITY, LOWEST_PRIORITY + 1):
+                waiting = counts.waiting_by_priority.get(priority, 0)
+                metrics.set_waiting_by_priority(counts.channel, priority, waiting)
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return scrape

@@ -1,19 +1,25 @@
-"""HTTP routes to inspect a channel and its jobs, and to retry or discard failed jobs.
+"""HTTP routes to inspect a channel and its jobs, and to act on them.
 
 Each generated channel controller subclasses `JobRoutes`, adding its typed enqueue
 routes beside these:
 
-    GET    /channels/{name}                      counts per state, the limiter's window
+    GET    /channels/{name}                      counts per state, paused, the limiter
     GET    /channels/{name}/jobs?state=failed    jobs in one state
     GET    /channels/{name}/jobs/{id}            one job: state, attempts, result, errors
-    POST   /channels/{name}/jobs/{id}/retry      run a failed job again
-    DELETE /channels/{name}/jobs/{id}            remove a failed, completed or delayed job
+    POST   /channels/{name}/jobs/{id}/retry      run a failed or cancelled job again
+    POST   /channels/{name}/jobs/{id}/cancel     cancel a waiting, delayed or running job
+    DELETE /channels/{name}/jobs/{id}            remove a finished or delayed job
+    POST   /channels/{name}/jobs/cancel?state=   cancel every waiting (or delayed) job
+    POST   /channels/{name}/failed/retry         run every failed job again
+    DELETE /channels/{name}/failed               remove every failed job
+    POST   /channels/{name}/pause                no process starts the channel's jobs
+    POST   /channels/{name}/resume               processes start them again
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
@@ -36,6 +42,8 @@ from runtime.http.types import (
     BAD_REQUEST,
     INVALID,
     UNAVAILABLE,
+    BulkDone,
+    CancelAccepted,
     ChannelSummary,
     ErrorBody,
     JobList,
@@ -95,8 +103,9 @@ class JobRoutes(Controller):
         "/jobs",
         summary="Jobs in one state, newest first",
         operation_id=_operation_id("list_{channel}_jobs"),
-        description="Failed, completed and delayed jobs newest first; waiting and active "
-        "jobs oldest first, read from the stream: for them offset + limit is at most 10,000.",
+        description="Failed, completed, cancelled and delayed jobs newest first; waiting "
+        "jobs in the order they will start (priority, then FIFO); active jobs oldest "
+        "first, for them offset + limit is at most 10,000.",
         responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
     )
     async def list_jobs(
@@ -105,7 +114,8 @@ class JobRoutes(Controller):
         job_state: Annotated[
             JobState,
             QueryParameter(
-                name="state", description="waiting, delayed, active, completed or failed"
+                name="state",
+                description="waiting, delayed, active, completed, failed or cancelled",
             ),
         ] = "failed",
         offset: Annotated[int, QueryParameter(ge=0, le=MAX_OFFSET)] = 0,
@@ -143,9 +153,10 @@ class JobRoutes(Controller):
     @post(
         "/jobs/{job_id:str}/retry",
         status_code=202,
-        summary="Run a failed job again",
+        summary="Run a failed or cancelled job again",
         operation_id=_operation_id("retry_{channel}_job"),
-        description="Only a failed job: it goes back on the stream, waiting, failures reset.",
+        description="Only a failed or cancelled job: it waits again at its priority, "
+        "failures reset.",
         responses={**_JOB_ERRORS, **_CONFLICT},
     )
     async def retry(
@@ -159,10 +170,98 @@ class JobRoutes(Controller):
             raise http_error(error) from None
         return RetryAccepted(id=job_id, state="waiting")
 
+    @post(
+        "/jobs/{job_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a waiting, delayed or running job",
+        operation_id=_operation_id("cancel_{channel}_job"),
+        description="A waiting or delayed job is cancelled at once (`cancelled: true`). A "
+        "running one is cancelled cooperatively: its handler gets asyncio.CancelledError "
+        "and the job ends cancelled, not retried (`cancelled: false` until then). A "
+        "finished job cannot be cancelled (409 naming its state).",
+        responses={**_JOB_ERRORS, **_CONFLICT},
+    )
+    async def cancel(
+        self,
+        job_id: FromPath[str],
+        client: NamedDependency[Client],
+    ) -> CancelAccepted:
+        try:
+            done = await client.cancel(self.channel_name, job_id)
+        except JobOperationError as error:
+            raise http_error(error) from None
+        return CancelAccepted(id=job_id, cancelled=done.cancelled, state=done.state)  # type: ignore[arg-type]
+
+    @post(
+        "/jobs/cancel",
+        status_code=200,
+        summary="Cancel every waiting (or delayed) job of the channel",
+        operation_id=_operation_id("cancel_all_{channel}_jobs"),
+        description="Running jobs are not touched (cancel them one by one). Returns how many "
+        "jobs were cancelled.",
+        responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
+    )
+    async def cancel_all(
+        self,
+        client: NamedDependency[Client],
+        job_state: Annotated[
+            Literal["waiting", "delayed"],
+            QueryParameter(name="state", description="waiting (default) or delayed"),
+        ] = "waiting",
+    ) -> BulkDone:
+        count = await client.cancel_all(self.channel_name, job_state)
+        return BulkDone(channel=self.channel_name, count=count)
+
+    @post(
+        "/failed/retry",
+        status_code=200,
+        summary="Run every failed job of the channel again",
+        operation_id=_operation_id("retry_all_{channel}_failed"),
+        description="Each waits again at its priority, failures reset. Returns how many.",
+        responses=UNAVAILABLE,
+    )
+    async def retry_all_failed(self, client: NamedDependency[Client]) -> BulkDone:
+        count = await client.retry_all_failed(self.channel_name)
+        return BulkDone(channel=self.channel_name, count=count)
+
+    @delete(
+        "/failed",
+        status_code=200,
+        summary="Remove every failed job of the channel",
+        operation_id=_operation_id("discard_all_{channel}_failed"),
+        description="Returns how many were removed.",
+        responses=UNAVAILABLE,
+    )
+    async def discard_all_failed(self, client: NamedDependency[Client]) -> BulkDone:
+        count = await client.discard_all_failed(self.channel_name)
+        return BulkDone(channel=self.channel_name, count=count)
+
+    @post(
+        "/pause",
+        status_code=204,
+        summary="Pause the channel in every process",
+        operation_id=_operation_id("pause_{channel}"),
+        description="No process starts a job of the channel until it is resumed; running "
+        "jobs finish, new jobs are still accepted. Lasts across restarts.",
+        responses=UNAVAILABLE,
+    )
+    async def pause(self, client: NamedDependency[Client]) -> None:
+        await client.pause(self.channel_name)
+
+    @post(
+        "/resume",
+        status_code=204,
+        summary="Resume a paused channel",
+        operation_id=_operation_id("resume_{channel}"),
+        responses=UNAVAILABLE,
+    )
+    async def resume(self, client: NamedDependency[Client]) -> None:
+        await client.resume(self.channel_name)
+
     @delete(
         "/jobs/{job_id:str}",
         status_code=204,
-        summary="Remove a failed, completed or delayed job",
+        summary="Remove a finished (completed, failed, cancelled) or delayed job",
         operation_id=_operation_id("discard_{channel}_job"),
         description="A waiting or active job cannot be discarded (409).",
         responses={**_JOB_ERRORS, **_CONFLICT},

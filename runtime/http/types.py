@@ -17,6 +17,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, KwargDefinition, QueryParameter
 
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
+from runtime.engine.limits import HIGHEST_PRIORITY, LOWEST_PRIORITY, MAX_TIMEOUT_MS
 
 __all__ = [
     "BAD_REQUEST",
@@ -113,6 +114,25 @@ class RetryAccepted:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelAccepted:
+    """What a cancel did: `cancelled` true when the job is cancelled now (it was waiting
+    or delayed); false when it runs and its worker was told to cancel it (the job's
+    state becomes cancelled when the handler has stopped)."""
+
+    id: str
+    cancelled: bool
+    state: Annotated[JobState, _doc("The state the job was in")]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkDone:
+    """How many jobs a bulk operation changed."""
+
+    channel: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class JobErrorRecord:
     """One failed run (or a job that could not run)."""
 
@@ -149,7 +169,15 @@ class JobStatus:
     result: Annotated[Any, _doc("What the handler returned, as JSON; null until completed")]
     error: JobErrorRecord | None
     errors: Annotated[list[JobErrorRecord], _doc("The last 10 errors, oldest first")]
-    payload: Annotated[Any, _doc("The payload while the job is delayed or failed; otherwise null")]
+    payload: Annotated[
+        Any,
+        _doc("The payload while the job waits, is delayed, failed or cancelled; otherwise null"),
+    ]
+    priority: Annotated[int, _doc("1 starts first, 10 last")]
+    progress: Annotated[Any, _doc("What the handler last reported: a number or an object")]
+    cancel_requested: Annotated[
+        bool, _doc("Running, and its worker was told to cancel it (POST .../cancel)")
+    ]
 
     @classmethod
     def of(cls, info: JobInfo) -> JobStatus:
@@ -167,6 +195,9 @@ class JobStatus:
             error=JobErrorRecord.of(info.error) if info.error is not None else None,
             errors=[JobErrorRecord.of(error) for error in info.errors],
             payload=info.payload,
+            priority=info.priority,
+            progress=info.progress,
+            cancel_requested=info.cancel_requested,
         )
 
 
@@ -204,6 +235,14 @@ class ChannelSummary:
     delayed: int
     completed: int
     failed: int
+    cancelled: int
+    paused: Annotated[bool, _doc("No process starts the channel's jobs (POST .../pause)")]
+    held_back_ms: Annotated[
+        int, _doc("Time left of a handler's RetryAfter(scope='channel'); 0: none")
+    ]
+    waiting_by_priority: Annotated[
+        dict[str, int], _doc("Waiting jobs per priority (only priorities with jobs)")
+    ]
     limiter: LimiterWindow | None
 
     @classmethod
@@ -215,6 +254,13 @@ class ChannelSummary:
             delayed=counts.delayed,
             completed=counts.completed,
             failed=counts.failed,
+            cancelled=counts.cancelled,
+            paused=counts.paused,
+            held_back_ms=counts.held_back_ms,
+            waiting_by_priority={
+                str(priority): count
+                for priority, count in sorted(counts.waiting_by_priority.items())
+            },
             limiter=LimiterWindow.of(counts.limiter) if counts.limiter is not None else None,
         )
 
@@ -239,3 +285,24 @@ DelayMs = Annotated[
         ge=0, description="Run the job no earlier than this many milliseconds from now."
     ),
 ]
+Priority = Annotated[
+    int | None,
+    QueryParameter(
+        ge=HIGHEST_PRIORITY,
+        le=LOWEST_PRIORITY,
+        description="1 starts first, 10 last (FIFO within one priority); without it the "
+        "channel's default.",
+    ),
+]
+TimeoutMs = Annotated[
+    int | None,
+    QueryParameter(
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="Cancel a run of this job after this many milliseconds (error type "
+        "`timeout`); without it the channel's timeout.",
+    ),
+]
+BatchBody = list[dict[str, Any]] | dict[str, Any]
+"""A batch: a list of payloads, or `{"jobs": [{"payload": ..., "job_id": ..., "delay_ms":
+..., "priority": ..., "timeout_ms": ...}]}` for items with options of their own."""

@@ -295,9 +295,15 @@ class Probe:
     def keys(self, channel: str) -> ChannelKeys:
         return ChannelKeys(self.key_prefix, channel)
 
-    async def stream_length(self, channel: str) -> int:
-        length: int = await self.redis.xlen(self.keys(channel).stream)
-        return length
+    async def queued(self, channel: str) -> int:
+        """Jobs stored and not finished: waiting (the waiting set) or taken by a worker
+        (on the stream, until finished)."""
+        keys = self.keys(channel)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(keys.waiting)
+            pipe.xlen(keys.stream)
+            waiting, taken = await pipe.execute()
+        return int(waiting) + int(taken)
 
     async def pending(self, channel: str) -> int:
         """How many of the channel's jobs were delivered and not acknowledged."""

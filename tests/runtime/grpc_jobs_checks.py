@@ -164,7 +164,8 @@ async def test_retry_and_discard_need_the_right_state(served: Served) -> None:
             channels_pb2.RetryJobRequest(channel="sms", job_id="later"), metadata=AUTH
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "is delayed; only failed jobs can be retried" in (caught.value.details() or "")
+    details = caught.value.details() or ""
+    assert "is delayed; only failed or cancelled jobs can be retried" in details
 
     job = (
         await served.jobs.GetJob(

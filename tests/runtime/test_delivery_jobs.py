@@ -312,7 +312,7 @@ async def test_retention_keeps_the_last_100_of_2000_jobs(shared: Shared) -> None
     assert [r.status_code for r in responses] == [202] * (total // chunk)
     deadline = time.monotonic() + 200  # a hang bound, not a speed goal
     while True:
-        length = await shared.probe.stream_length("bulk")
+        length = await shared.probe.queued("bulk")
         pending = await shared.probe.pending("bulk")
         delayed = await shared.redis.zcard(keys.delayed)
         if length == pending == delayed == 0:
@@ -379,7 +379,7 @@ async def test_undecodable_messages_go_to_the_failed_set_and_the_worker_goes_on(
     assert failed[bad_id]["error"]["type"] == "payload_invalid"
     assert "id" in failed[bad_id]["error"]["message"]
     assert failed[bad_id]["payload"] == {"id": ""}
-    assert await shared.probe.stream_length("mark") == 0
+    assert await shared.probe.queued("mark") == 0
     assert await shared.probe.pending("mark") == 0
     events = await wait_events(shared.probe, lambda seen: True)
     assert len(select(events, "run", "mark", "after-poison")) == 1

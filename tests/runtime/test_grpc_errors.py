@@ -7,6 +7,7 @@ from typing import Any, NoReturn
 import grpc
 import pytest
 
+from runtime.engine.client import CancelResult
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.errors import (
     EnqueueError,
@@ -51,6 +52,24 @@ class FakeStore:
         raise self.error
 
     async def discard(self, channel: str, job_id: str) -> None:
+        raise self.error
+
+    async def cancel(self, channel: str, job_id: str) -> CancelResult:
+        raise self.error
+
+    async def cancel_all(self, channel: str, state: str = "waiting") -> int:
+        raise self.error
+
+    async def retry_all_failed(self, channel: str) -> int:
+        raise self.error
+
+    async def discard_all_failed(self, channel: str) -> int:
+        raise self.error
+
+    async def pause(self, channel: str) -> None:
+        raise self.error
+
+    async def resume(self, channel: str) -> None:
         raise self.error
 
 

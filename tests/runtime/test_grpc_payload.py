@@ -14,6 +14,7 @@ import grpc
 import pytest
 from pydantic import BaseModel
 
+from runtime.engine.client import JobRequest
 from runtime.grpc.payload import PayloadInvalid, to_json, validate, validate_batch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "generator" / "fixtures"
@@ -231,11 +232,19 @@ class FakeEnqueuer:
         *,
         job_id: str | None = None,
         delay_ms: int | None = None,
+        priority: int | None = None,
+        timeout_ms: int | None = None,
     ) -> str:
         self.calls.append((channel, payload, {"job_id": job_id, "delay_ms": delay_ms}))
         return job_id or f"job-{len(self.calls)}"
 
-    async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
+    async def enqueue_many(
+        self,
+        channel: str,
+        payloads: Sequence[BaseModel | JobRequest],
+        *,
+        priority: int | None = None,
+    ) -> list[str]:
         self.calls.append((channel, list(payloads), {}))
         return [f"job-{i}" for i, _ in enumerate(payloads)]
 

@@ -52,7 +52,7 @@ async def test_bounds_are_checked_before_redis_is_needed(
     assert too_late.status_code == 422, too_late.text
     assert too_late.json()["errors"][0]["field"] == "delay_ms"
     too_deep = await http_without_redis.get(
-        "/channels/sms/jobs", params={"state": "waiting", "offset": 100_000, "limit": 500}
+        "/channels/sms/jobs", params={"state": "active", "offset": 100_000, "limit": 500}
     )
     assert too_deep.status_code == 422, too_deep.text
     assert too_deep.json()["errors"][0]["field"] == "offset"

@@ -104,11 +104,13 @@ async def test_list_show_retry_discard_and_counts(
         "DELAYED",
         "COMPLETED",
         "FAILED",
+        "CANCELLED",
         "LIMITER",
     ]
     assert [row.split()[:6] for row in rows] == [
         ["fast", "0", "0", "0", "1", "1"],
         ["other", "0", "0", "0", "0", "0"],
+        ["provider", "0", "0", "0", "0", "0"],
         ["slow", "0", "0", "0", "0", "0"],
     ]
     [fast] = json_of(await jobs("counts", "fast", "--json"))
@@ -143,7 +145,7 @@ async def test_list_show_retry_discard_and_counts(
 
     not_failed = await jobs("retry", "fast", good)
     assert not_failed.returncode == 1
-    assert "is completed; only failed jobs can be retried" in not_failed.stderr
+    assert "is completed; only failed or cancelled jobs can be retried" in not_failed.stderr
 
     retried = await jobs("retry", "fast", "bad-1")
     assert (retried.returncode, retried.stdout) == (
@@ -164,7 +166,7 @@ async def test_list_show_retry_discard_and_counts(
 async def test_unknown_channel_and_bad_flags_are_usage_errors(jobs: Jobs) -> None:
     unknown = await jobs("list", "fax")
     assert unknown.returncode == 2
-    assert "unknown channel 'fax'; channels declared: fast, other, slow" in unknown.stderr
+    assert "unknown channel 'fax'; channels declared: fast, other, provider, slow" in unknown.stderr
     bad_limit = await jobs("list", "fast", "--limit", "0")
     assert bad_limit.returncode == 2
     assert "expected 1 to 500, got 0" in bad_limit.stderr

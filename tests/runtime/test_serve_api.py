@@ -96,13 +96,13 @@ async def test_invalid_payload_is_refused_and_nothing_enqueued(
     assert missing["code"] == "INVALID_ARGUMENT", missing
     assert "id" in missing["details"]
 
-    assert await probe.stream_length("slow") == 0
+    assert await probe.queued("slow") == 0
 
     # The control: a valid job does land in the same stream.
     async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
         response = await http.post("/channels/slow/jobs", json={"id": "ok", "seconds": 0.0})
     assert response.status_code == 202, response.text
-    assert await probe.stream_length("slow") == 1
+    assert await probe.queued("slow") == 1
 
 
 async def test_api_keys_guard_http_and_grpc(
@@ -163,11 +163,11 @@ async def test_body_over_the_limit_is_refused(
     [result] = await grpc_calls(probe_project, server, [_call("EnqueueFast", {"id": big})])
     assert result["code"] == "RESOURCE_EXHAUSTED", result
 
-    assert await probe.stream_length("fast") == 0
+    assert await probe.queued("fast") == 0
     async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
         response = await http.post("/channels/fast/jobs", json={"id": "small"})
     assert response.status_code == 202, response.text
-    assert await probe.stream_length("fast") == 1
+    assert await probe.queued("fast") == 1
 
 
 async def _aiter(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:

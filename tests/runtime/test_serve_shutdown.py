@@ -43,7 +43,7 @@ async def test_sigterm_lets_the_running_job_finish(serve: ServeFactory, probe: P
     assert events_of(events, "end") == [("long", server.pid)], events
     assert stopped_after > 1.0, "stopped before the job could have finished"
     assert await probe.pending("slow") == 0
-    assert await probe.stream_length("slow") == 0
+    assert await probe.queued("slow") == 0
     assert "SIGTERM: stopping" in server.output()
     assert "unacknowledged" not in server.output()
 

@@ -100,8 +100,8 @@ async def test_worker_channels_limits_what_a_process_consumes(
     assert events_of(events, "fast") == [("f", server.pid)]
     assert not events_of(events, "start")
     assert not events_of(events, "other")
-    assert await probe.stream_length("slow") == 1
-    assert await probe.stream_length("other") == 1
+    assert await probe.queued("slow") == 1
+    assert await probe.queued("other") == 1
     assert re.search(r"ready: .* workers=fast$", server.output(), re.MULTILINE)
 
 
@@ -116,8 +116,8 @@ async def test_workers_disabled_accepts_but_consumes_nothing(
         assert response.status_code == 202, response.text
     await asyncio.sleep(QUIET_SECONDS)
     assert await probe.events() == []
-    assert await probe.stream_length("fast") == 1
-    assert await probe.stream_length("slow") == 1
+    assert await probe.queued("fast") == 1
+    assert await probe.queued("slow") == 1
 
 
 async def test_workers_only_process_opens_no_port_and_consumes(
@@ -139,9 +139,9 @@ async def test_workers_only_process_opens_no_port_and_consumes(
 async def _until_acknowledged(probe: Probe, channel: str, within: float = 5.0) -> None:
     """The handler's last event comes just before the ack: wait for the ack, briefly."""
     deadline = time.monotonic() + within
-    while (await probe.pending(channel), await probe.stream_length(channel)) != (0, 0):
+    while (await probe.pending(channel), await probe.queued(channel)) != (0, 0):
         if time.monotonic() > deadline:
             pending = await probe.pending(channel)
-            length = await probe.stream_length(channel)
+            length = await probe.queued(channel)
             pytest.fail(f"{channel}: {pending} pending, {length} in the stream after {within} s")
         await asyncio.sleep(0.02)

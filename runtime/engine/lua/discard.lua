@@ -1,8 +1,8 @@
 --[[
-  Remove a finished or delayed job; a job waiting in or running from the stream cannot
-  be removed.
+  Remove a finished, cancelled or delayed job; a job waiting or running cannot be
+  removed (cancel it first).
 
-  KEYS[1] delayed set, KEYS[2] completed set, KEYS[3] failed set
+  KEYS[1] delayed set, KEYS[2] completed set, KEYS[3] failed set, KEYS[4] cancelled set
   ARGV[1] job hash prefix
   ARGV[2] job id
 
@@ -12,9 +12,10 @@
 local key = ARGV[1] .. ARGV[2]
 local state = redis.call('HGET', key, 'state')
 if not state then return {0, ''} end
-if state ~= 'failed' and state ~= 'completed' and state ~= 'delayed' then return {0, state} end
+if state ~= 'failed' and state ~= 'completed' and state ~= 'delayed'
+   and state ~= 'cancelled' then
+  return {0, state}
+end
 redis.call('DEL', key)
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
+for i = 1, 4 do redis.call('ZREM', KEYS[i], ARGV[2]) end
 return {1, state}

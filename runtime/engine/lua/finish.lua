@@ -7,19 +7,27 @@
   over, and maybe finished it): its outcome is dropped, so a job never ends in two
   states and a stale failure never schedules a retry beside the new owner's run.
 
-  KEYS[1] stream, KEYS[2] delayed set, KEYS[3] completed set, KEYS[4] failed set
+  A retry or deferral of a job whose cancellation was asked for meanwhile (cancel.lua)
+  ends it as cancelled instead.
+
+  KEYS[1] stream, KEYS[2] delayed set, KEYS[3] completed set, KEYS[4] failed set,
+  KEYS[5] cancelled set, KEYS[6] marker, KEYS[7] channel back-off (a limiter group's
+  back-off is this key + ':' + the group: same hash tag, so the same slot)
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] now (ms)
   ARGV[4], ARGV[5] keep completed: count (-1: no bound), age ms (0: no bound)
-  ARGV[6], ARGV[7] keep failed: count, age ms
+  ARGV[6], ARGV[7] keep failed (and cancelled): count, age ms
   ARGV[8] this consumer
   ARGV[9..] outcome records of 7 values each (runtime.engine.outcomes encodes them):
     kind, stream id, delivery count of the claim, job id, a, b, c
       done:  a = result JSON or ''
       retry: a = error JSON, b = due ms, c = message
       fail:  a = error JSON, b = message
-      defer: a = due ms, b = message (held back by a keyed rate limit; not a failure)
+      defer: a = due ms, b = message, c = what waits: '' this job (a keyed rate limit,
+             a RetryAfter), 'channel' the whole channel, 'k:<group>' one limiter group
+             (a RetryAfter of that scope): not a failure
+      cancel: the handler was cancelled on request (cancel.lua)
 
   Returns the positions (from 1, in ARGV order) of the records dropped because the claim
   was lost.
@@ -48,14 +56,31 @@ for i = 9, #ARGV, 7 do
     redis.call('HSET', key, 'state', 'completed', 'finished_at', now)
     if a ~= '' then redis.call('HSET', key, 'result', a) end
     redis.call('ZADD', KEYS[3], now, id)
+  elseif kind == 'cancel' or ((kind == 'defer' or kind == 'retry')
+                               and redis.call('HEXISTS', key, 'cancel') == 1) then
+    if kind == 'retry' then append_error(key, a) end
+    redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now,
+               'data', kind == 'retry' and c or b)
+    redis.call('HDEL', key, 'cancel')
+    redis.call('ZADD', KEYS[5], now, id)
   elseif kind == 'defer' then
     redis.call('HSET', key, 'state', 'delayed', 'due_at', a, 'data', b)
     redis.call('ZADD', KEYS[2], tonumber(a), id)
+    redis.call('ZADD', KEYS[6], 'LT', tonumber(a), 'd')
+    if c ~= '' then
+      local hold = KEYS[7]
+      if c ~= 'channel' then hold = hold .. ':' .. string.sub(c, 3) end
+      local ms = tonumber(a) - now
+      if ms > 0 and redis.call('PTTL', hold) < ms then
+        redis.call('SET', hold, a, 'PX', ms)
+      end
+    end
   elseif kind == 'retry' then
     append_error(key, a)
     redis.call('HINCRBY', key, 'failures', 1)
     redis.call('HSET', key, 'state', 'delayed', 'due_at', b, 'data', c)
     redis.call('ZADD', KEYS[2], tonumber(b), id)
+    redis.call('ZADD', KEYS[6], 'LT', tonumber(b), 'd')
   else
     append_error(key, a)
     redis.call('HINCRBY', key, 'failures', 1)
@@ -65,4 +90,5 @@ for i = 9, #ARGV, 7 do
 end
 trim(KEYS[3], prefix, tonumber(ARGV[4]), tonumber(ARGV[5]), now)
 trim(KEYS[4], prefix, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
+trim(KEYS[5], prefix, tonumber(ARGV[6]), tonumber(ARGV[7]), now)
 return stale

@@ -3,7 +3,9 @@
   count, so delivered - 1 is how often the job stalled; past the channel's maximum the
   job goes to the failed set instead.
 
-  KEYS[1] stream, KEYS[2] failed set
+  Nothing is taken over while the channel is paused: the jobs wait for the resume.
+
+  KEYS[1] stream, KEYS[2] failed set, KEYS[3] paused flag
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] this consumer
@@ -17,6 +19,7 @@
   how many failed as stalled}.
 ]]
 --- @include "include/append_error.lua"
+if redis.call('EXISTS', KEYS[3]) == 1 then return {{}, 0} end
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local max_stalled, now, err = tonumber(ARGV[6]), ARGV[7], ARGV[8]
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[4], '0-0',

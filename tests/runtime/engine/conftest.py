@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from runtime.engine import reader as reader_module
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.keys import ChannelKeys
@@ -29,6 +30,14 @@ def scripts(redis: Redis, keys: ChannelKeys) -> ChannelScripts:
 @pytest.fixture
 def client(redis: Redis, key_prefix: str) -> Client:
     return Client(redis, prefix=key_prefix)  # the redis fixture closes the connection
+
+
+@pytest.fixture
+def no_idle_wake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle reader sleeps until the channel's marker wakes it (or a minute passes): in
+    a test, what wakes it is the marker, never its periodic look (IDLE_WAKE_S). Stop such
+    readers with `support.stop_awake`."""
+    monkeypatch.setattr(reader_module, "IDLE_WAKE_S", 60.0)
 
 
 @pytest.fixture

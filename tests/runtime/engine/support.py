@@ -1,6 +1,8 @@
 """Helpers shared by the engine's unit tests: a channel declared in code, its jobs'
-messages, readers of the Redis state the scripts leave behind, a take-over by another
-consumer, and a channel's recorder, runner, limiter and launcher wired together."""
+messages, taking jobs as a reader does (take.lua), readers of the Redis state the scripts
+leave behind (job hashes, sorted sets, the marker, pending entries), a take-over by
+another consumer, stopping readers asleep on the marker, and a channel's recorder,
+runner, limiter and launcher wired together."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from redis.asyncio import Redis
 from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
 from runtime.engine.client import encode_job
 from runtime.engine.context import JobContext
-from runtime.engine.jobs import JobInfo
+from runtime.engine.jobs import JobError, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.limiter import RateLimiter
@@ -25,7 +27,7 @@ from runtime.engine.metrics import Metrics
 from runtime.engine.model import Payload
 from runtime.engine.recorder import OutcomeRecorder
 from runtime.engine.runner import JobRunner
-from runtime.engine.scripts import ChannelScripts, NewJob, RunNumbers, StreamEntry
+from runtime.engine.scripts import ChannelScripts, NewJob, RunNumbers, ScriptSet, StreamEntry
 from runtime.engine.scripts import Retention as FinishRetention
 
 CHANNEL = "jobs"
@@ -89,13 +91,10 @@ async def create_group(redis: Redis, keys: ChannelKeys) -> None:
 async def read(
     redis: Redis, keys: ChannelKeys, consumer: str, count: int = 100
 ) -> list[StreamEntry]:
-    """XREADGROUP new entries as `consumer` (they become pending for it)."""
-    response: Any = await redis.xreadgroup(
-        CONSUMER_GROUP, consumer, {keys.stream: ">"}, count=count
-    )
-    if not response:
-        return []
-    return [StreamEntry(sid.decode(), bytes(fields[b"data"])) for sid, fields in response[0][1]]
+    """Take waiting jobs as `consumer`, as a worker's reader does (take.lua: they become
+    pending entries for it, highest priority first)."""
+    taken = await ChannelScripts(ScriptSet(redis), keys).take(consumer, now_ms(), count, 500)
+    return taken.entries
 
 
 @dataclass(slots=True)
@@ -109,6 +108,17 @@ class EntryClaim:
 
 def claim_of(entry: StreamEntry) -> EntryClaim:
     return EntryClaim(job_id_in(entry.message), entry.stream_id, entry.deliveries)
+
+
+@dataclass(slots=True)
+class HeldEntry(EntryClaim):
+    """A read entry as requeue.lua's held job: its claim and its message."""
+
+    message: bytes
+
+
+def held_of(entry: StreamEntry) -> HeldEntry:
+    return HeldEntry(job_id_in(entry.message), entry.stream_id, entry.deliveries, entry.message)
 
 
 async def claim(
@@ -152,6 +162,12 @@ async def job_info(redis: Redis, keys: ChannelKeys, job_id: str) -> JobInfo:
     return JobInfo.from_hash(keys.channel, job_id, raw)
 
 
+async def markers(redis: Redis, keys: ChannelKeys) -> dict[str, int]:
+    """The channel's marker: '0' while jobs wait, 'd' the due ms of a delayed job."""
+    raw = cast("list[tuple[bytes, float]]", await redis.zrange(keys.marker, 0, -1, withscores=True))
+    return {member.decode(): int(score) for member, score in raw}
+
+
 async def members(redis: Redis, key: str) -> list[str]:
     """A sorted set's members, lowest score first."""
     raw = cast("list[bytes]", await redis.zrange(key, 0, -1))
@@ -172,6 +188,15 @@ async def claims(redis: Redis, keys: ChannelKeys) -> dict[str, tuple[str, int]]:
         row["message_id"].decode(): (row["consumer"].decode(), row["times_delivered"])
         for row in await pending(redis, keys)
     }
+
+
+async def reclaim_entries(scripts: ChannelScripts, consumer: str) -> list[StreamEntry]:
+    """Take over every pending entry for `consumer` (reclaim.lua with no idle minimum)."""
+    stalled = JobError(type="stalled", message="stalled", traceback="", attempt=0, at=0)
+    reclaimed = await scripts.reclaim(
+        consumer, min_idle_ms=0, count=100, max_stalled=10, now_ms=now_ms(), error=stalled
+    )
+    return reclaimed.entries
 
 
 async def take_over(redis: Redis, keys: ChannelKeys, stream_id: str, consumer: str) -> None:
@@ -201,6 +226,18 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {within} s: {what}")
         await asyncio.sleep(0.02)
+
+
+async def stop_awake(redis: Redis, keys: ChannelKeys, *stops: Awaitable[object]) -> None:
+    """Run the stops of readers that may sleep on the channel's marker (for a minute under
+    the `no_idle_wake` fixture): a stop waits for the step a reader is in, so wake them
+    as an enqueue would (one marker wakes one reader) until every stop is done."""
+    tasks = [asyncio.ensure_future(stop) for stop in stops]
+    async with asyncio.timeout(10):
+        while tasks:
+            await redis.zadd(keys.marker, {"0": 0})
+            _, still = await asyncio.wait(tasks, timeout=0.05)
+            tasks = list(still)
 
 
 async def state_of(redis: Redis, keys: ChannelKeys, job_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Client.retry/discard say why they could not act (JobNotFound, JobStateConflict), and
+"""Client.retry/discard/cancel say why they could not act (JobNotFound, JobStateConflict), and
 Redis being away reaches callers as RedisUnavailable (EnqueueError when enqueueing)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from runtime.engine.scripts import ChannelScripts, Retention
 from runtime.errors import (
     ChannelkitError,
     EnqueueError,
+    InvalidJobRequest,
     JobNotFound,
     JobOperationError,
     JobStateConflict,
@@ -57,8 +58,11 @@ async def test_retry_of_a_completed_job_raises_job_state_conflict(
 
     error = raised.value
     assert (error.channel, error.job_id) == (CHANNEL, "j1")
-    assert (error.state, error.action, error.allowed) == ("completed", "retried", ("failed",))
-    assert str(error) == "job j1 in 'jobs' is completed; only failed jobs can be retried"
+    assert (error.state, error.action) == ("completed", "retried")
+    assert error.allowed == ("failed", "cancelled")
+    assert str(error) == (
+        "job j1 in 'jobs' is completed; only failed or cancelled jobs can be retried"
+    )
     assert not isinstance(error, LookupError)
     assert (await job_hash(redis, keys, "j1"))["state"] == "completed"
 
@@ -73,10 +77,10 @@ async def test_discard_of_a_waiting_job_raises_job_state_conflict(
 
     error = raised.value
     assert (error.state, error.action) == ("waiting", "discarded")
-    assert error.allowed == ("failed", "completed", "delayed")
+    assert error.allowed == ("failed", "completed", "cancelled", "delayed")
     assert str(error) == (
-        f"job {job_id} in 'jobs' is waiting; only failed, completed or delayed jobs "
-        "can be discarded"
+        f"job {job_id} in 'jobs' is waiting; only failed, completed, cancelled or delayed "
+        "jobs can be discarded"
     )
     assert await redis.exists(keys.job(job_id)) == 1
 
@@ -140,3 +144,36 @@ async def test_reads_without_redis_raise_redis_unavailable(unreachable: Client) 
         assert not isinstance(raised.value, EnqueueError)
         assert isinstance(raised.value, ConnectionError)
         assert isinstance(raised.value.__cause__, RedisConnectionError)
+
+
+@pytest.mark.usefixtures("group")
+async def test_cancel_of_a_completed_job_raises_job_state_conflict_naming_its_state(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, client: Client
+) -> None:
+    jobs = await claim(redis, scripts, ["j1"])
+    done = Completed(jobs["j1"][0].stream_id, 1, "j1", "")
+    assert await scripts.finish("worker", [done], now_ms(), KEEP_ALL) == []
+
+    with pytest.raises(JobStateConflict) as raised:
+        await client.cancel(CHANNEL, "j1")
+
+    error = raised.value
+    assert (error.state, error.action) == ("completed", "cancelled")
+    assert error.allowed == ("waiting", "delayed", "active")
+    assert str(error) == (
+        "job j1 in 'jobs' is completed; only waiting, delayed or active jobs can be cancelled"
+    )
+    stored = await job_hash(redis, keys, "j1")
+    assert stored["state"] == "completed"
+    assert "cancel" not in stored
+
+
+async def test_cancel_of_a_missing_job_raises_job_not_found(client: Client) -> None:
+    with pytest.raises(JobNotFound) as raised:
+        await client.cancel(CHANNEL, "nope")
+    assert (raised.value.channel, raised.value.job_id) == (CHANNEL, "nope")
+
+
+async def test_cancel_all_of_a_state_it_cannot_cancel_is_refused(client: Client) -> None:
+    with pytest.raises(InvalidJobRequest, match=r"^state: 'waiting' or 'delayed'; got 'active'"):
+        await client.cancel_all(CHANNEL, "active")

@@ -1,6 +1,7 @@
 """The consumer's collaborators, each started and stopped on its own against a real
-Redis: OutcomeRecorder, JobRunner, DelayedMover, Heartbeat, Reclaimer, RateLimiter,
-StreamReader with Launcher, and ChannelConsumer composing them all.
+Redis: OutcomeRecorder, JobRunner, Heartbeat, Reclaimer, RateLimiter, JobReader with
+Launcher (due delayed jobs and the marker that wakes it included), and ChannelConsumer
+composing them all.
 
 Waits have generous deadlines; the assertions are about order and state, not speed."""
 
@@ -17,14 +18,13 @@ from runtime.engine.channel import Limiter, Retry, Stalled
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
 from runtime.engine.context import JobContext
-from runtime.engine.delayed import DelayedMover
 from runtime.engine.heartbeat import Heartbeat
 from runtime.engine.jobs import JobError
 from runtime.engine.keys import ChannelKeys
 from runtime.engine.limiter import RateLimiter
 from runtime.engine.metrics import Metrics
 from runtime.engine.outcomes import Completed, Failed, Retrying
-from runtime.engine.reader import StreamReader
+from runtime.engine.reader import JobReader
 from runtime.engine.reclaimer import Reclaimer
 from runtime.engine.recorder import OutcomeRecorder
 from runtime.engine.runner import ClaimedJob
@@ -35,6 +35,7 @@ from tests.runtime.engine.support import (
     KEEP_ALL,
     Mail,
     Message,
+    Parts,
     PartsFor,
     add,
     claim,
@@ -46,12 +47,14 @@ from tests.runtime.engine.support import (
     job_info,
     keyed,
     make_channel,
+    markers,
     members,
     message,
     now_ms,
     pending,
     read,
     state_of,
+    stop_awake,
     stream,
 )
 
@@ -246,9 +249,8 @@ async def test_runner_retries_while_attempts_are_left_then_fails(
     assert await redis.zscore(keys.delayed, "j1") is not None
     assert await pending(redis, keys) == []
 
-    # the retry comes due: moved to the stream, read and started again, and fails for good
-    assert (await scripts.move_due(now_ms() + 60_000, 10))[0] == 1
-    [again] = await read(redis, keys, "worker")
+    # the retry comes due: taken (take.lua moves it first), started again, fails for good
+    [again] = (await scripts.take("worker", now_ms() + 60_000, 10, 10)).entries
     started = await scripts.start("worker", [claim_of(again)], now_ms())
     assert started.runs == [RunNumbers(2, 1)]
     parts.runner.run(claimed(again), started.runs[0])
@@ -329,50 +331,123 @@ async def test_runner_wait_gives_up_on_a_hanging_handler_and_records_nothing_for
     assert counted(parts.metrics, "channelkit_jobs_failed_total") == 0
 
 
-# DelayedMover
+# JobReader: delayed jobs and the marker
 
 
-async def test_delayed_mover_puts_a_job_on_the_stream_once_it_is_due(
-    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+def a_reader(redis: Redis, scripts: ChannelScripts, parts: Parts) -> JobReader:
+    return JobReader(
+        redis,
+        scripts,
+        consumer="worker",
+        launcher=parts.launcher,
+        runner=parts.runner,
+        metrics=parts.metrics.channel(CHANNEL),
+    )
+
+
+@pytest.mark.usefixtures("no_idle_wake")
+async def test_reader_starts_a_delayed_job_once_it_is_due_and_not_before(
+    redis: Redis, keys: ChannelKeys, client: Client, scripts: ChannelScripts, parts_for: PartsFor
 ) -> None:
-    now = now_ms()
-    await scripts.enqueue([NewJob("j1", message("j1"), delay_ms=200)], now)
-    mover = DelayedMover(scripts, channel=CHANNEL)
-    mover.start()
+    parts = parts_for(make_channel())
+    reader = a_reader(redis, scripts, parts)
+    reader.start()
     try:
-
-        async def on_the_stream() -> bool:
-            return await redis.xlen(keys.stream) == 1
-
-        await eventually(on_the_stream, within=5, what="the delayed job moved")
+        await eventually(lambda: _group_ready(reader), what="the reader idle")
+        job_id = await client.enqueue(CHANNEL, Message(n=1), delay_ms=300)
+        await eventually(lambda: _is(redis, keys, job_id, "completed"), what="the job ran")
     finally:
-        async with asyncio.timeout(2):
-            await mover.stop()
+        await stop_awake(redis, keys, reader.stop())
 
-    [entry] = await stream(redis, keys)
-    assert entry.message == message("j1")
-    assert int(entry.stream_id.split("-")[0]) >= now + 200  # not before it was due
-    stored = await job_hash(redis, keys, "j1")
-    assert stored["state"] == "waiting"
+    stored = await job_hash(redis, keys, job_id)
+    assert int(stored["started_at"]) >= int(stored["enqueued_at"]) + 300  # not before it was due
     assert "due_at" not in stored
-    assert "data" not in stored
     assert await redis.zcard(keys.delayed) == 0
+    assert await redis.zcard(keys.waiting) == 0
 
 
-async def test_delayed_mover_stops_while_a_job_is_far_from_due(
-    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+@pytest.mark.usefixtures("no_idle_wake")
+async def test_an_earlier_delayed_job_wakes_a_reader_sleeping_until_a_later_one(
+    redis: Redis, keys: ChannelKeys, client: Client, scripts: ChannelScripts, parts_for: PartsFor
 ) -> None:
-    await scripts.enqueue([NewJob("j1", message("j1"), delay_ms=3_600_000)], now_ms())
-    mover = DelayedMover(scripts, channel=CHANNEL)
-    mover.start()
-    await asyncio.sleep(0.1)
+    parts = parts_for(make_channel())
+    reader = a_reader(redis, scripts, parts)
+    reader.start()
+    try:
+        await client.enqueue(CHANNEL, Message(n=1), job_id="later", delay_ms=3_600_000)
+        # the reader sleeps until "later" is due (an hour; its idle wake is a minute)
+        await eventually(lambda: _marker_taken(redis, keys), what="the reader asleep")
+        await client.enqueue(CHANNEL, Message(n=2), job_id="soon", delay_ms=200)
+        await eventually(lambda: _is(redis, keys, "soon", "completed"), what="soon ran")
+    finally:
+        await stop_awake(redis, keys, reader.stop())
+
+    stored = await job_hash(redis, keys, "soon")
+    assert int(stored["started_at"]) >= int(stored["enqueued_at"]) + 200
+    assert await members(redis, keys.delayed) == ["later"]
+
+
+@pytest.mark.usefixtures("no_idle_wake")
+async def test_a_new_job_wakes_a_blocked_reader_at_once(
+    redis: Redis, keys: ChannelKeys, client: Client, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    parts = parts_for(make_channel())
+    reader = a_reader(redis, scripts, parts)
+    reader.start()
+    try:
+        await eventually(lambda: _group_ready(reader), what="the reader idle")
+        await asyncio.sleep(0.1)  # blocked on the marker by now, for up to a minute
+        job_id = await client.enqueue(CHANNEL, Message(n=1))
+        # within `eventually`'s bound, far below the minute: the marker woke it
+        await eventually(lambda: _is(redis, keys, job_id, "completed"), what="the job ran")
+    finally:
+        await stop_awake(redis, keys, reader.stop())
+
+    assert await markers(redis, keys) == {}
+
+
+@pytest.mark.usefixtures("no_idle_wake")
+async def test_reader_waits_out_a_channel_back_off_then_takes(
+    redis: Redis, keys: ChannelKeys, client: Client, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    before = now_ms()
+    await redis.set(keys.backoff(), before + 300, px=300)  # a RetryAfter of scope channel
+    job_id = await client.enqueue(CHANNEL, Message(n=1))
+    reader = a_reader(redis, scripts, parts_for(make_channel()))
+    reader.start()
+    try:
+        # nothing wakes it but the end of the hold it was told about (its idle wake is
+        # a minute)
+        await eventually(lambda: _is(redis, keys, job_id, "completed"), what="the job ran")
+    finally:
+        await stop_awake(redis, keys, reader.stop())
+
+    assert int((await job_hash(redis, keys, job_id))["started_at"]) >= before + 300
+
+
+async def test_reader_stops_while_a_job_is_far_from_due(
+    redis: Redis, keys: ChannelKeys, client: Client, scripts: ChannelScripts, parts_for: PartsFor
+) -> None:
+    await client.enqueue(CHANNEL, Message(n=1), job_id="j1", delay_ms=3_600_000)
+    reader = a_reader(redis, scripts, parts_for(make_channel()))
+    reader.start()
+    await eventually(lambda: _marker_taken(redis, keys), what="the reader asleep")
 
     async with asyncio.timeout(2):
-        await mover.stop()
+        await reader.stop()
 
-    assert mover.stopping
+    assert reader.stopping
     assert await members(redis, keys.delayed) == ["j1"]
     assert await redis.xlen(keys.stream) == 0
+
+
+async def _group_ready(reader: JobReader) -> bool:
+    return reader.problem is None
+
+
+async def _marker_taken(redis: Redis, keys: ChannelKeys) -> bool:
+    """The reader popped the marker: it has seen every job enqueued so far."""
+    return await redis.exists(keys.stream) == 1 and await markers(redis, keys) == {}
 
 
 # Heartbeat
@@ -576,10 +651,11 @@ async def test_launcher_holds_what_the_global_limit_refuses_and_can_give_it_back
     assert parts.launcher.held == []
     assert sorted(parts.launcher.owned()) == sorted(sids[:2])
     assert [row["message_id"].decode() for row in await pending(redis, keys)] == sids[:2]
-    tail = (await stream(redis, keys))[-2:]
-    assert [job_id_in(entry.message) for entry in tail] == ["j2", "j3"]
-    assert not {entry.stream_id for entry in tail} & set(sids)
-    assert await read(redis, keys, "other") == tail  # anyone may take them at once
+    assert [entry.stream_id for entry in await stream(redis, keys)] == sids[:2]
+    assert await members(redis, keys.waiting) == ["j2", "j3"]  # waiting again, in order
+    again = await read(redis, keys, "other")  # anyone may take them at once
+    assert [job_id_in(entry.message) for entry in again] == ["j2", "j3"]
+    assert not {entry.stream_id for entry in again} & set(sids)
     release.set()
 
 
@@ -606,7 +682,7 @@ async def test_launcher_defers_jobs_over_their_keys_window(
     assert await pending(redis, keys) == []
 
 
-# StreamReader + Launcher
+# JobReader + Launcher
 
 
 @pytest.mark.usefixtures("group")
@@ -630,14 +706,7 @@ async def test_reader_and_launcher_run_enqueued_jobs(
         running -= 1
 
     parts = parts_for(make_channel(handler, concurrency=3))
-    reader = StreamReader(
-        redis,
-        keys,
-        consumer="worker",
-        launcher=parts.launcher,
-        runner=parts.runner,
-        metrics=parts.metrics.channel(CHANNEL),
-    )
+    reader = a_reader(redis, scripts, parts)
     reader.start()
     try:
         job_ids = await client.enqueue_many(CHANNEL, [Message(n=n) for n in range(10)])
@@ -674,14 +743,7 @@ async def test_reader_and_launcher_fail_poison_messages(
     await add(redis, keys, bad_payload)
     await add(redis, keys, no_payload)
     not_json = await add(redis, keys, b"not json")
-    reader = StreamReader(
-        redis,
-        keys,
-        consumer="worker",
-        launcher=parts.launcher,
-        runner=parts.runner,
-        metrics=parts.metrics.channel(CHANNEL),
-    )
+    reader = a_reader(redis, scripts, parts)
     reader.start()
     try:
 

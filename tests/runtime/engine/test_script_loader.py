@@ -33,17 +33,20 @@ def test_the_shipped_scripts_are_found() -> None:
     assert (
         sorted(
             [
+                "bulk",
+                "cancel",
                 "discard",
                 "enqueue",
                 "finish",
                 "heartbeat",
                 "limit",
-                "move_due",
+                "progress",
                 "reclaim",
                 "requeue",
                 "restamp",
                 "retry_failed",
                 "start",
+                "take",
             ]
         )
         == SCRIPTS

@@ -10,10 +10,14 @@ from dataclasses import replace
 import pytest
 from redis.asyncio import Redis
 
+from runtime.engine.client import Client
 from runtime.engine.jobs import JobError, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
+from runtime.engine.limits import DEFAULT_PRIORITY
 from runtime.engine.outcomes import Completed, Deferred, Failed, Outcome, Retrying
 from runtime.engine.scripts import (
+    PAUSED,
+    Cancellation,
     ChannelScripts,
     NewJob,
     RateLimit,
@@ -27,10 +31,13 @@ from tests.runtime.engine.support import (
     claim,
     claim_of,
     claims,
+    create_group,
     eventually,
+    held_of,
     job_hash,
     job_id_in,
     job_info,
+    markers,
     members,
     message,
     now_ms,
@@ -42,6 +49,7 @@ from tests.runtime.engine.support import (
 )
 
 KEEP_ALL = Retention(completed_count=-1, completed_age_ms=0, failed_count=-1, failed_age_ms=0)
+PRIORITY_SPAN = 2**44  # waiting set scores per priority (include/wait.lua)
 
 
 def an_error(attempt: int = 1, text: str = "boom") -> JobError:
@@ -55,16 +63,21 @@ async def test_enqueue_stores_a_waiting_job_and_its_message(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     now = now_ms()
-    assert await scripts.enqueue([NewJob("j1", message("j1", 7))], now) == [True]
+    assert await scripts.enqueue([NewJob("j1", message("j1", 7), priority=3)], now) == [True]
 
     assert await job_hash(redis, keys, "j1") == {
         "state": "waiting",
         "enqueued_at": str(now),
         "attempts": "0",
         "failures": "0",
+        "priority": "3",
+        "data": message("j1", 7).decode(),
     }
-    assert [entry.message for entry in await stream(redis, keys)] == [message("j1", 7)]
+    # in the waiting set by priority, then by the channel's sequence; not on the stream
+    assert await redis.zscore(keys.waiting, "j1") == 3 * PRIORITY_SPAN + 1
+    assert await redis.exists(keys.stream) == 0
     assert await redis.zcard(keys.delayed) == 0
+    assert await markers(redis, keys) == {"0": 0}  # a blocked worker wakes
 
 
 async def test_enqueue_with_a_delay_stores_a_delayed_job(
@@ -79,10 +92,27 @@ async def test_enqueue_with_a_delay_stores_a_delayed_job(
         "due_at": str(now + 5000),
         "attempts": "0",
         "failures": "0",
+        "priority": str(DEFAULT_PRIORITY),
         "data": message("j1").decode(),
     }
     assert await redis.zscore(keys.delayed, "j1") == now + 5000
-    assert await redis.xlen(keys.stream) == 0
+    assert await redis.zcard(keys.waiting) == 0
+    assert await redis.exists(keys.stream) == 0
+    # a sleeping worker learns of the due time
+    assert await markers(redis, keys) == {"d": now + 5000}
+
+
+async def test_enqueue_of_an_earlier_delayed_job_lowers_the_due_marker(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    now = now_ms()
+    await scripts.enqueue([NewJob("late", message("late"), delay_ms=9000)], now)
+    await scripts.enqueue([NewJob("later", message("later"), delay_ms=20_000)], now)
+    assert await markers(redis, keys) == {"d": now + 9000}
+
+    await scripts.enqueue([NewJob("soon", message("soon"), delay_ms=100)], now)
+
+    assert await markers(redis, keys) == {"d": now + 100}
 
 
 async def test_enqueue_of_an_existing_id_changes_nothing(
@@ -98,8 +128,8 @@ async def test_enqueue_of_an_existing_id_changes_nothing(
 
     assert created == [False, True]
     assert await job_hash(redis, keys, "j1") == before
-    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["j1", "j2"]
-    assert (await stream(redis, keys))[0].message == message("j1", 1)
+    assert before["data"] == message("j1", 1).decode()
+    assert await members(redis, keys.waiting) == ["j1", "j2"]
     assert await redis.zcard(keys.delayed) == 0
 
 
@@ -128,6 +158,27 @@ async def test_start_counts_attempts_and_marks_jobs_active(
     again = await scripts.start("worker", [claim_of(a)], now + 10)
     assert again.runs == [RunNumbers(2, 0)]
     assert (await job_hash(redis, keys, "a"))["started_at"] == str(now + 10)
+
+
+@pytest.mark.usefixtures("group")
+async def test_start_grants_nothing_while_the_channel_is_paused(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    """Jobs a process took before the pause (held by its rate limiter, or taken over)
+    do not start while the channel is paused: they stay claimed, and start once resumed."""
+    await scripts.enqueue([NewJob("a", message("a"))], now_ms())
+    [a] = await read(redis, keys, "worker")
+    await redis.set(keys.paused, 1)
+
+    held = await scripts.start("worker", [claim_of(a)], now_ms())
+
+    assert (held.granted, held.runs) == (0, [])
+    assert held.wait_ms > 0
+    assert (await job_hash(redis, keys, "a"))["state"] == "waiting"
+    await redis.delete(keys.paused)
+    started = await scripts.start("worker", [claim_of(a)], now_ms())
+    assert started.granted == 1
+    assert (await job_hash(redis, keys, "a"))["state"] == "active"
 
 
 @pytest.mark.usefixtures("group")
@@ -331,9 +382,8 @@ async def test_finish_keeps_the_last_ten_errors(
     await scripts.enqueue([NewJob("j1", message("j1"))], now_ms())
     now = now_ms()
     for attempt in range(1, 13):
-        if attempt > 1:  # the retry comes due: back on the stream
-            assert (await scripts.move_due(now + 1000, 10))[0] == 1
-        [entry] = await read(redis, keys, "worker")
+        # taken when the retry before it is due: back to the waiting set, then taken
+        [entry] = (await scripts.take("worker", now + 1000, 10, 10)).entries
         error = an_error(attempt, f"run {attempt}")
         retry = Retrying(entry.stream_id, entry.deliveries, "j1", error, now + 1000, entry.message)
         assert await scripts.finish("worker", [retry], now, KEEP_ALL) == []
@@ -702,64 +752,212 @@ async def test_heartbeat_returns_the_entries_another_consumer_took(
     assert owners == {a.stream_id: b"w", b.stream_id: b"other"}
 
 
-# move_due.lua
+# take.lua
 
 
-async def test_move_due_puts_due_jobs_on_the_stream(
+async def test_take_moves_due_delayed_jobs_to_the_waiting_set_first(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
+    await create_group(redis, keys)
     now = now_ms()
     await scripts.enqueue(
         [NewJob("soon", message("soon"), 1000), NewJob("later", message("later"), 60_000)], now
     )
 
-    assert await scripts.move_due(now + 999, 100) == (0, now + 1000)
-    assert await scripts.move_due(now + 1000, 100) == (1, now + 60_000)
+    before_due = await scripts.take("w", now + 999, 10, 100)
+    assert (before_due.entries, before_due.next_due_ms, before_due.hold) == ([], now + 1000, 0)
+    assert await members(redis, keys.delayed) == ["soon", "later"]
 
+    # `most` 0: only the move, nothing taken
+    moved = await scripts.take("w", now + 1000, 0, 100)
+    assert (moved.entries, moved.next_due_ms) == ([], now + 60_000)
     assert await job_hash(redis, keys, "soon") == {
         "state": "waiting",
         "enqueued_at": str(now),
         "attempts": "0",
         "failures": "0",
+        "priority": str(DEFAULT_PRIORITY),
+        "data": message("soon").decode(),
     }
-    assert [entry.message for entry in await stream(redis, keys)] == [message("soon")]
+    assert await members(redis, keys.waiting) == ["soon"]
     assert await members(redis, keys.delayed) == ["later"]
 
-    assert await scripts.move_due(now + 60_000, 100) == (1, None)
-    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["soon", "later"]
+    [soon] = (await scripts.take("w", now + 1000, 10, 100)).entries
+    assert soon.message == message("soon")
+    assert await claims(redis, keys) == {soon.stream_id: ("w", 1)}
+    assert "data" not in await job_hash(redis, keys, "soon")  # the stream holds it now
+
+    last = await scripts.take("w", now + 60_000, 10, 100)
+    assert [job_id_in(entry.message) for entry in last.entries] == ["later"]
+    assert last.next_due_ms is None
     assert await redis.zcard(keys.delayed) == 0
 
 
-async def test_move_due_moves_at_most_the_given_number(
+async def test_take_moves_at_most_the_given_number_of_due_jobs(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
+    await create_group(redis, keys)
     now = now_ms()
     await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}"), 10 + n) for n in range(3)], now)
 
-    assert await scripts.move_due(now + 100, 2) == (2, now + 12)
-    assert [job_id_in(entry.message) for entry in await stream(redis, keys)] == ["j0", "j1"]
+    taken = await scripts.take("w", now + 100, 0, 2)
+
+    assert taken.next_due_ms == now + 12
+    assert await members(redis, keys.waiting) == ["j0", "j1"]
     assert await members(redis, keys.delayed) == ["j2"]
+
+
+async def test_take_gives_the_highest_priority_first_and_fifo_within_one(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await create_group(redis, keys)
+    jobs = [("low1", 9), ("mid1", 5), ("high1", 1), ("low2", 9), ("high2", 1), ("mid2", 5)]
+    await scripts.enqueue(
+        [NewJob(job_id, message(job_id), priority=priority) for job_id, priority in jobs],
+        now_ms(),
+    )
+
+    first = await scripts.take("w", now_ms(), 3, 100)
+    rest = await scripts.take("w", now_ms(), 10, 100)
+
+    assert [job_id_in(entry.message) for entry in first.entries] == ["high1", "high2", "mid1"]
+    assert [job_id_in(entry.message) for entry in rest.entries] == ["mid2", "low1", "low2"]
+    # each taken entry is pending for the consumer, in start order on the stream
+    taken = [entry.stream_id for entry in (*first.entries, *rest.entries)]
+    assert [entry.stream_id for entry in await stream(redis, keys)] == taken
+    assert set(await claims(redis, keys)) == set(taken)
+    assert await redis.zcard(keys.waiting) == 0
+
+
+async def test_take_gives_entries_a_taskiq_producer_wrote_to_the_stream_first(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await create_group(redis, keys)
+    await scripts.enqueue([NewJob("ours", message("ours"), priority=1)], now_ms())
+    foreign = await add(redis, keys, message("foreign"))
+
+    taken = await scripts.take("w", now_ms(), 10, 100)
+
+    assert [job_id_in(entry.message) for entry in taken.entries] == ["foreign", "ours"]
+    assert taken.entries[0].stream_id == foreign
+    assert len(await claims(redis, keys)) == 2
+
+
+@pytest.mark.parametrize("kind", ["retry", "defer"])
+async def test_take_brings_back_a_retry_of_a_job_a_taskiq_producer_wrote(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, kind: str
+) -> None:
+    """Such a job has a hash only from its first start on, without a priority: it waits
+    at the default one when due, instead of leaving the delayed set for nowhere."""
+    await create_group(redis, keys)
+    await add(redis, keys, message("foreign"))
+    [entry] = (await scripts.take("w", now_ms(), 10, 100)).entries
+    await scripts.start("w", [claim_of(entry)], now_ms())
+    now = now_ms()
+    later: Outcome = (
+        Retrying(entry.stream_id, 1, "foreign", an_error(), now + 10, entry.message)
+        if kind == "retry"
+        else Deferred(entry.stream_id, 1, "foreign", now + 10, entry.message)
+    )
+    assert await scripts.finish("w", [later], now, KEEP_ALL) == []
+    assert "priority" not in await job_hash(redis, keys, "foreign")
+
+    [again] = (await scripts.take("w", now + 10, 10, 100)).entries
+
+    assert again.message == entry.message
+    assert await redis.zcard(keys.delayed) == 0
+    started = await scripts.start("w", [claim_of(again)], now_ms())
+    assert started.runs == [RunNumbers(2, 1 if kind == "retry" else 0)]
+
+
+async def test_take_leaves_the_marker_set_while_jobs_are_left(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await create_group(redis, keys)
+    await scripts.enqueue([NewJob(f"j{n}", message(f"j{n}")) for n in range(3)], now_ms())
+    await redis.delete(keys.marker)  # as a worker that popped it
+
+    assert len((await scripts.take("w", now_ms(), 2, 100)).entries) == 2
+    assert await markers(redis, keys) == {"0": 0}  # the next blocked worker wakes
+
+    await redis.delete(keys.marker)
+    assert len((await scripts.take("w", now_ms(), 2, 100)).entries) == 1
+    assert await markers(redis, keys) == {}
+
+
+async def test_take_takes_nothing_while_the_channel_is_paused(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, client: Client
+) -> None:
+    await create_group(redis, keys)
+    now = now_ms()
+    await scripts.enqueue(
+        [NewJob("waiting", message("waiting")), NewJob("due", message("due"), 10)], now
+    )
+    await add(redis, keys, message("foreign"))
+    await client.pause(keys.channel)
+
+    taken = await scripts.take("w", now + 10, 10, 100)
+
+    assert (taken.entries, taken.hold) == ([], PAUSED)
+    # due jobs still join the waiting set, where they wait for the resume
+    assert await members(redis, keys.waiting) == ["waiting", "due"]
+    assert await claims(redis, keys) == {}
+
+    await client.resume(keys.channel)
+    resumed = await scripts.take("w", now + 10, 10, 100)
+    assert [job_id_in(entry.message) for entry in resumed.entries] == ["foreign", "waiting", "due"]
+    assert resumed.hold == 0
+
+
+async def test_take_takes_nothing_while_a_retry_after_holds_the_channel_back(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await create_group(redis, keys)
+    await scripts.enqueue([NewJob("j1", message("j1"))], now_ms())
+    await redis.set(keys.backoff(), 1, px=60_000)
+
+    held = await scripts.take("w", now_ms(), 10, 100)
+
+    assert held.entries == []
+    assert 0 < held.hold <= 60_000
+    assert await members(redis, keys.waiting) == ["j1"]
+    # a limiter group's back-off does not hold the whole channel
+    await redis.delete(keys.backoff())
+    await redis.set(keys.backoff("tenant-a"), 1, px=60_000)
+    assert [job_id_in(e.message) for e in (await scripts.take("w", now_ms(), 10, 100)).entries] == [
+        "j1"
+    ]
 
 
 # requeue.lua
 
 
 @pytest.mark.usefixtures("group")
-async def test_requeue_puts_entries_back_at_the_end_of_the_stream(
+async def test_requeue_gives_taken_jobs_back_to_the_waiting_set_at_their_priority(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
-    await scripts.enqueue([NewJob(job_id, message(job_id)) for job_id in ("a", "b")], now_ms())
+    await scripts.enqueue(
+        [NewJob("a", message("a"), priority=3), NewJob("b", message("b"), priority=3)], now_ms()
+    )
     a, b = await read(redis, keys, "w")
+    await scripts.enqueue([NewJob("low", message("low"), priority=8)], now_ms())
 
-    assert await scripts.requeue("w", [a]) == 1
+    assert await scripts.requeue("w", [held_of(a)]) == 1
 
-    entries = await stream(redis, keys)
-    assert entries[0].stream_id == b.stream_id
-    assert entries[1].message == a.message
-    assert entries[1].stream_id not in (a.stream_id, b.stream_id)
-    assert [row["message_id"].decode() for row in await pending(redis, keys)] == [b.stream_id]
-    # unread again: the next reader gets it
-    assert await read(redis, keys, "other") == [entries[1]]
+    assert [entry.stream_id for entry in await stream(redis, keys)] == [b.stream_id]
+    assert await claims(redis, keys) == {b.stream_id: ("w", 1)}
+    assert await members(redis, keys.waiting) == ["a", "low"]  # ahead of a lower priority
+    stored = await job_hash(redis, keys, "a")
+    assert (stored["state"], stored["data"], stored["priority"]) == (
+        "waiting",
+        a.message.decode(),
+        "3",
+    )
+    assert await markers(redis, keys) == {"0": 0}
+    # waiting again: the next reader takes it, under a new stream id
+    [again, _] = await read(redis, keys, "other")
+    assert again.message == a.message
+    assert again.stream_id not in (a.stream_id, b.stream_id)
 
 
 # limit.lua and restamp.lua
@@ -818,7 +1016,7 @@ async def _redis_ms(redis: Redis) -> int:
 
 
 @pytest.mark.usefixtures("group")
-async def test_retry_failed_puts_a_failed_job_back_on_the_stream(
+async def test_retry_failed_puts_a_failed_job_back_in_the_waiting_set(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     jobs = await claim(redis, scripts, ["j1"])
@@ -826,17 +1024,36 @@ async def test_retry_failed_puts_a_failed_job_back_on_the_stream(
     await scripts.finish(
         "worker", [Failed(entry.stream_id, 1, "j1", an_error(), entry.message)], now_ms(), KEEP_ALL
     )
+    await redis.delete(keys.marker)
 
     assert await scripts.retry_failed("j1") == Transition(True, "failed")
 
     stored = await job_hash(redis, keys, "j1")
     assert stored["state"] == "waiting"
     assert stored["failures"] == "0"
-    assert "data" not in stored
+    assert stored["data"] == entry.message.decode()  # until a worker takes it
     assert "finished_at" not in stored
     assert await redis.zscore(keys.failed, "j1") is None
-    assert [e.message for e in await stream(redis, keys)] == [entry.message]
+    assert await members(redis, keys.waiting) == ["j1"]
+    assert await markers(redis, keys) == {"0": 0}
+    assert await redis.xlen(keys.stream) == 0
     assert [e.message for e in await read(redis, keys, "w")] == [entry.message]
+
+
+@pytest.mark.usefixtures("group")
+async def test_retry_failed_runs_a_cancelled_job_again(
+    redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
+) -> None:
+    await scripts.enqueue([NewJob("j1", message("j1"), priority=2)], now_ms())
+    assert (await scripts.cancel("j1", now_ms())).outcome == Cancellation.CANCELLED
+
+    assert await scripts.retry_failed("j1") == Transition(True, "cancelled")
+
+    assert await redis.zcard(keys.cancelled) == 0
+    assert await members(redis, keys.waiting) == ["j1"]
+    assert await redis.zscore(keys.waiting, "j1") == 2 * PRIORITY_SPAN + 2  # its priority
+    [entry] = await read(redis, keys, "w")
+    assert entry.message == message("j1")
 
 
 @pytest.mark.usefixtures("group")
@@ -860,7 +1077,7 @@ async def test_retry_failed_refuses_other_states_and_missing_jobs(
 
 
 @pytest.mark.usefixtures("group")
-async def test_discard_removes_finished_and_delayed_jobs(
+async def test_discard_removes_finished_cancelled_and_delayed_jobs(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts
 ) -> None:
     jobs = await claim(redis, scripts, ["failed", "completed"])
@@ -875,11 +1092,13 @@ async def test_discard_removes_finished_and_delayed_jobs(
         KEEP_ALL,
     )
     await scripts.enqueue([NewJob("delayed", message("delayed"), 60_000)], now_ms())
+    await scripts.enqueue([NewJob("cancelled", message("cancelled"))], now_ms())
+    await scripts.cancel("cancelled", now_ms())
 
-    for job_id in ("failed", "completed", "delayed"):
+    for job_id in ("failed", "completed", "delayed", "cancelled"):
         assert await scripts.discard(job_id) == Transition(True, job_id)
         assert await redis.exists(keys.job(job_id)) == 0
-    for index in (keys.failed, keys.completed, keys.delayed):
+    for index in (keys.failed, keys.completed, keys.delayed, keys.cancelled):
         assert await redis.zcard(index) == 0
 
 
@@ -896,7 +1115,8 @@ async def test_discard_refuses_waiting_and_active_jobs(
 
     assert (await job_hash(redis, keys, "waiting"))["state"] == "waiting"
     assert (await job_hash(redis, keys, "active"))["state"] == "active"
-    assert await redis.xlen(keys.stream) == 2
+    assert await members(redis, keys.waiting) == ["waiting"]
+    assert await redis.xlen(keys.stream) == 1
 
 
 # JobError: the one record, from the worker through Lua to every reader

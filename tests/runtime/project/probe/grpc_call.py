@@ -1,7 +1,8 @@
 """`python -m probe.grpc_call APP TARGET CALLS`: gRPC calls through the generated stubs.
 
 CALLS is a JSON list of `{"method": "EnqueueFast", "request": {...}, "metadata": [[k, v]]}`
-where `request` is the `<method>Request` message in protobuf's JSON form. Prints a JSON
+where `request` is the `<method>Request` message in protobuf's JSON form; `"service":
+"JobsService"` calls that service instead of ChannelsService. Prints a JSON
 list with, for each call, `{"code": "OK" or a status name, "details": ..., "reply": {...}}`.
 
 A process of its own because every generated package registers the proto package
@@ -26,8 +27,12 @@ async def call_all(app: str, target: str, calls: list[dict[str, Any]]) -> list[d
     pb2_grpc = importlib.import_module(f"{app}.proto").channels_pb2_grpc
     results: list[dict[str, Any]] = []
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = pb2_grpc.ChannelsServiceStub(channel)
+        stubs = {
+            "ChannelsService": pb2_grpc.ChannelsServiceStub(channel),
+            "JobsService": pb2_grpc.JobsServiceStub(channel),
+        }
         for call in calls:
+            stub = stubs[call.get("service", "ChannelsService")]
             method = call["method"]
             request = json_format.ParseDict(call["request"], getattr(pb2, f"{method}Request")())
             metadata = [(key, value) for key, value in call.get("metadata", [])]

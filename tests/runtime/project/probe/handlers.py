@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
+import httpx
 from redis.asyncio import Redis
 
-__all__ = ["run_fast", "run_other", "run_slow"]
+from runtime import JobContext, RetryAfter
+
+__all__ = ["run_fast", "run_other", "run_provider", "run_slow"]
 
 # Count one more running job, raise the maximum if needed and log the start, atomically.
 _ENTER = """
@@ -39,6 +42,14 @@ class Sleep(Identified, Protocol):
     def seconds(self) -> float: ...
 
 
+class ProviderCall(Identified, Protocol):
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def scope(self) -> Any: ...  # the generated enum: job, channel or key
+
+
 def _connect() -> tuple[Redis, str]:
     return Redis.from_url(os.environ["PROBE_REDIS_URL"]), os.environ["PROBE_PREFIX"]
 
@@ -49,11 +60,12 @@ async def _record(kind: str, job: str) -> None:
         await redis.rpush(f"{prefix}:events", f"{kind}:{job}:{os.getpid()}")
 
 
-async def run_slow(payload: Sleep) -> None:
+async def run_slow(payload: Sleep, context: JobContext) -> None:
     redis, prefix = _connect()
     running, top, events = f"{prefix}:running", f"{prefix}:max_running", f"{prefix}:events"
     async with redis:
         await redis.eval(_ENTER, 3, running, top, events, f"start:{payload.id}:{os.getpid()}")
+        await context.progress({"stage": "sleeping", "seconds": payload.seconds})
         try:
             await asyncio.sleep(payload.seconds)
         finally:
@@ -69,3 +81,14 @@ async def run_fast(payload: Identified) -> None:
 
 async def run_other(payload: Identified) -> None:
     await _record("other", payload.id)
+
+
+async def run_provider(payload: ProviderCall) -> None:
+    """A provider that may answer 429 Too Many Requests with Retry-After (seconds)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.post(payload.url, json={"id": payload.id})
+    if response.status_code == 429:
+        scope: Literal["job", "channel", "key"] = getattr(payload.scope, "value", payload.scope)
+        raise RetryAfter(float(response.headers["Retry-After"]), scope=scope)
+    response.raise_for_status()
+    await _record("provider", payload.id)
