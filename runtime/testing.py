@@ -60,9 +60,11 @@ class TestApp:
         deadline = time.monotonic() + timeout
         while True:
             async with self.client.redis.pipeline(transaction=False) as pipe:
-                pipe.xlen(keys.stream)
+                pipe.zcard(keys.waiting)
+                pipe.xlen(keys.stream)  # taken by a worker, until finished
                 pipe.zcard(keys.delayed)
-                waiting, delayed = await pipe.execute()
+                waiting, taken, delayed = await pipe.execute()
+            waiting += taken
             running = self.service.workers.running if self.service.workers else 0
             if not waiting and not delayed and not running:
                 return

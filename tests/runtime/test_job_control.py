@@ -78,8 +78,8 @@ async def test_priorities_and_pause_over_http(serve: ServeFactory, probe: Probe)
         assert (await http.get("/channels/fast")).json()["paused"] is False
 
         refused = await http.post("/channels/fast/jobs", params={"priority": 11}, json={"id": "x"})
-        assert refused.status_code in (400, 422), refused.text
-        assert "priority" in refused.text
+        assert refused.status_code == 422, refused.text
+        assert [error["field"] for error in refused.json()["errors"]] == ["priority"]
 
 
 async def test_cancel_a_running_job_over_http(serve: ServeFactory, probe: Probe) -> None:
@@ -308,6 +308,7 @@ async def test_retry_after_with_key_scope_holds_only_that_limiter_group(
         for name in ("k1", "k2"):
             await until_state(http, "provider", name, "completed")
     refused_at = provider.called("k1")[0][0]
-    assert provider.called("k3")[0][0] < refused_at + 2  # another group: not held
+    # another group is not held: k3, enqueued after k2, reaches the provider first
+    assert provider.called("k3")[0][0] < provider.called("k2")[0][0]
     assert provider.called("k2")[0][0] >= refused_at + 2 - 0.05  # the same group: held
     assert calm["failures"] == 0

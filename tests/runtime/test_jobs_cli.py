@@ -192,4 +192,4 @@ async def test_the_embedded_redis_socket_is_found(
     await serve(env={"REDIS_URL": None, "CHANNELKIT_DATA_DIR": str(data)})
     assert (data / "redis.sock").is_socket()
     result = await jobs("counts", "--json", env={"REDIS_URL": "", "CHANNELKIT_DATA_DIR": str(data)})
-    assert [c["channel"] for c in json_of(result)] == ["fast", "other", "slow"]
+    assert [c["channel"] for c in json_of(result)] == ["fast", "other", "provider", "slow"]

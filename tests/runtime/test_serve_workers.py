@@ -124,7 +124,9 @@ async def test_workers_only_process_opens_no_port_and_consumes(
     serve: ServeFactory, probe: Probe, probe_project: Path, redis_url: str, key_prefix: str
 ) -> None:
     server = await serve({"ENABLE_API": "false", "ENABLE_GRPC": "false"})
-    assert re.search(r"ready: http=off grpc=off workers=fast,other,slow$", server.output(), re.M)
+    assert re.search(
+        r"ready: http=off grpc=off workers=fast,other,provider,slow$", server.output(), re.M
+    )
     async with httpx.AsyncClient(timeout=2) as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"{server.http_url}/health/live")
