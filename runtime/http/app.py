@@ -37,6 +37,7 @@ from runtime.http.openapi import (
     document_api_keys,
     use_exact_payload_schemas,
 )
+from runtime.http.processes import list_processes
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -228,7 +229,7 @@ def build_http_app(
     runtime.ui) guard themselves; `extra_state` goes into `app.state` for them."""
     protected = Router(
         path="/",
-        route_handlers=list(controllers),
+        route_handlers=[*controllers, list_processes],
         guards=[_api_key_guard(api_keys)] if api_keys else [],
         before_request=check_json_body,
         security=API_KEY_SECURITY if api_keys else None,

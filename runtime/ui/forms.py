@@ -149,7 +149,7 @@ def check_next(target: str | None) -> str:
     """Where to go after logging in: a dashboard path only (no open redirect)."""
     if (
         target
-        and target.startswith("/ui/")
+        and (target == "/ui" or target.startswith("/ui/"))
         and not target.startswith("//")
         and "\\" not in target
         and _printable(target)
