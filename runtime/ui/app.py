@@ -31,6 +31,7 @@ import jinja2
 from litestar import MediaType, Request, Response, Router, get, post
 from litestar.datastructures import CacheControlHeader, Cookie, State
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
@@ -298,7 +299,7 @@ async def _overview_rows(request: Request[Any, Any, State]) -> Response[str]:
 
 
 @get("/channels/{channel:str}")
-async def _channel_page(request: Request[Any, Any, State], channel: str) -> Response[Any]:
+async def _channel_page(request: Request[Any, Any, State], channel: FromPath[str]) -> Response[Any]:
     dashboard = _dashboard(request)
     found = dashboard.channel(channel)
     if found is None:
@@ -339,7 +340,9 @@ async def _channel_page(request: Request[Any, Any, State], channel: str) -> Resp
 
 
 @get("/fragments/channels/{channel:str}/counts")
-async def _channel_counts(request: Request[Any, Any, State], channel: str) -> Response[str]:
+async def _channel_counts(
+    request: Request[Any, Any, State], channel: FromPath[str]
+) -> Response[str]:
     dashboard = _dashboard(request)
     found = dashboard.channel(channel)
     if found is None:
@@ -350,7 +353,7 @@ async def _channel_counts(request: Request[Any, Any, State], channel: str) -> Re
 
 @post("/channels/{channel:str}/actions/{action:str}", status_code=303)
 async def _channel_action(
-    request: Request[Any, Any, State], channel: str, action: str
+    request: Request[Any, Any, State], channel: FromPath[str], action: FromPath[str]
 ) -> Response[Any]:
     dashboard = _dashboard(request)
     form = await _checked_form(request)
@@ -371,7 +374,9 @@ async def _channel_action(
 
 
 @get("/channels/{channel:str}/jobs/{job_id:str}")
-async def _job_page(request: Request[Any, Any, State], channel: str, job_id: str) -> Response[Any]:
+async def _job_page(
+    request: Request[Any, Any, State], channel: FromPath[str], job_id: FromPath[str]
+) -> Response[Any]:
     dashboard = _dashboard(request)
     if dashboard.channel(channel) is None:
         return _no_channel(request, channel)
@@ -402,7 +407,10 @@ async def _job_page(request: Request[Any, Any, State], channel: str, job_id: str
 
 @post("/channels/{channel:str}/jobs/{job_id:str}/actions/{action:str}", status_code=303)
 async def _job_action(
-    request: Request[Any, Any, State], channel: str, job_id: str, action: str
+    request: Request[Any, Any, State],
+    channel: FromPath[str],
+    job_id: FromPath[str],
+    action: FromPath[str],
 ) -> Response[Any]:
     dashboard = _dashboard(request)
     form = await _checked_form(request)
