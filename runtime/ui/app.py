@@ -43,7 +43,7 @@ from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, Re
 from runtime.ui.actions import CHANNEL_ACTIONS, JOB_ACTIONS
 from runtime.ui.forms import PAGE_SIZES, FieldError, ListQuery, check_next, parse_list_query
 from runtime.ui.session import CSRF_FIELD, CSRF_HEADER, KEY_COOKIE, NONCE_COOKIE, Gate, Session
-from runtime.ui.stats import FAILURE_WINDOW_MS, RateSampler, read_stats
+from runtime.ui.stats import FAILURE_WINDOW_MS, RateSampler, StatsCache
 
 __all__ = ["UI_PATH", "build_dashboard"]
 
@@ -121,7 +121,7 @@ class Dashboard:
         self.channels = {channel.name: channel for channel in channels}
         self.gate = Gate(api_keys)
         self.env = _environment()
-        self.sampler = RateSampler()
+        self.stats = StatsCache(client, RateSampler())
 
     # -- responses ---------------------------------------------------------------------
 
@@ -281,7 +281,7 @@ async def _logout(request: Request[Any, Any, State]) -> Response[Any]:
 @get("/", name="ui-overview")
 async def _overview(request: Request[Any, Any, State]) -> Response[str]:
     dashboard = _dashboard(request)
-    stats = await read_stats(dashboard.client, list(dashboard.channels.values()), dashboard.sampler)
+    stats = await dashboard.stats.read(list(dashboard.channels.values()))
     return dashboard.render(
         request,
         "overview.html",
@@ -294,7 +294,7 @@ async def _overview(request: Request[Any, Any, State]) -> Response[str]:
 @get("/fragments/overview")
 async def _overview_rows(request: Request[Any, Any, State]) -> Response[str]:
     dashboard = _dashboard(request)
-    stats = await read_stats(dashboard.client, list(dashboard.channels.values()), dashboard.sampler)
+    stats = await dashboard.stats.read(list(dashboard.channels.values()))
     return dashboard.render(request, "_overview_rows.html", stats=stats)
 
 
@@ -320,7 +320,7 @@ async def _channel_page(request: Request[Any, Any, State], channel: FromPath[str
         except InvalidJobRequest as error:
             field, _, message = str(error).partition(": ")
             errors, status = [FieldError(field, message)], 422
-    stats = (await read_stats(dashboard.client, [found], dashboard.sampler))[0]
+    stats = (await dashboard.stats.read([found]))[0]
     notice = _notice(request)
     return dashboard.render(
         request,
@@ -347,7 +347,7 @@ async def _channel_counts(
     found = dashboard.channel(channel)
     if found is None:
         return _no_channel(request, channel)
-    stats = (await read_stats(dashboard.client, [found], dashboard.sampler))[0]
+    stats = (await dashboard.stats.read([found]))[0]
     return dashboard.render(request, "_channel_counts.html", channel=found, stats=stats, state=None)
 
 

@@ -15,6 +15,7 @@ commands however many jobs there are.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from runtime.engine.clock import now_ms, text
 from runtime.engine.jobs import ChannelCounts
 from runtime.engine.keys import CONSUMER_GROUP
 
-__all__ = ["FAILURE_WINDOW_MS", "ChannelStats", "RateSampler", "read_stats"]
+__all__ = ["FAILURE_WINDOW_MS", "ChannelStats", "RateSampler", "StatsCache", "read_stats"]
 
 FAILURE_WINDOW_MS = 5 * 60 * 1000
 RATE_WINDOW_S = 1.0
@@ -137,3 +138,26 @@ async def read_stats(
             )
         )
     return found
+
+
+class StatsCache:
+    """The last stats read, shared for `ttl_s` by every viewer of this process: however
+    many browsers poll, the process reads Redis for the overview at most once per `ttl_s`
+    (requests that arrive during a read wait for it instead of starting their own)."""
+
+    def __init__(self, client: Client, sampler: RateSampler, ttl_s: float = 1.0) -> None:
+        self.client = client
+        self.sampler = sampler
+        self.ttl_s = ttl_s
+        self._lock = asyncio.Lock()
+        self._found: dict[tuple[str, ...], tuple[float, list[ChannelStats]]] = {}
+
+    async def read(self, channels: Sequence[Channel[Any, Any]]) -> list[ChannelStats]:
+        names = tuple(channel.name for channel in channels)
+        async with self._lock:
+            cached = self._found.get(names)
+            if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+                return cached[1]
+            found = await read_stats(self.client, channels, self.sampler)
+            self._found[names] = (time.monotonic(), found)
+            return found

@@ -13,8 +13,14 @@ import sys
 from pathlib import Path
 
 import httpx
+import uvicorn
+from redis.asyncio import Redis
 
-from tests.runtime.conftest import clean_env
+from runtime.engine.client import Client
+from runtime.engine.metrics import Metrics
+from runtime.http.app import build_http_app
+from runtime.ui import build_dashboard
+from tests.runtime.conftest import clean_env, free_port
 from tests.runtime.ui.conftest import API_KEY, CHANNEL, ServeDashboard, csrf_of, logged_in
 
 STATIC = Path(__file__).resolve().parents[3] / "runtime" / "ui" / "static"
@@ -206,3 +212,50 @@ async def test_processes_over_http_and_the_cli(
     async with httpx.AsyncClient(base_url=first.server.http_url) as http:
         listed = (await http.get("/processes", headers=auth)).json()["processes"]
         assert [p["pid"] for p in listed] == [first.server.pid]  # a clean stop leaves
+
+
+async def test_pages_say_redis_is_unavailable_with_503() -> None:
+    """The dashboard of an app whose Redis port has nobody listening (in-process uvicorn
+    on a real socket): pages and polled fragments answer 503 with the reason."""
+    from generated import registry, routes
+
+    dead = free_port()
+    client = Client(Redis.from_url(f"redis://127.0.0.1:{dead}/0", socket_connect_timeout=1))
+    ui_routes, ui_state = build_dashboard(client, registry.CHANNELS, ())
+
+    async def ready() -> None:
+        return None
+
+    app = build_http_app(
+        routes.CONTROLLERS,
+        client,
+        ready,
+        metrics=Metrics(),
+        channels=["sms"],
+        extra_routes=ui_routes,
+        extra_state=ui_state,
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                assert not task.done(), "uvicorn did not start"
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            page = await http.get("/ui/")
+            assert page.status_code == 503
+            assert "Redis is unavailable" in page.text
+            assert "<html" in page.text
+            fragment = await http.get("/ui/fragments/overview", headers={"hx-request": "true"})
+            assert fragment.status_code == 503
+            assert "<html" not in fragment.text
+            job = await http.get("/ui/channels/sms/jobs/abc")
+            assert job.status_code == 503
+    finally:
+        server.should_exit = True
+        await task
+        await client.close()
