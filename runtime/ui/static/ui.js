@@ -27,10 +27,25 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var question = form.getAttribute && form.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    // Sent: its buttons wait for the answer (no second submission by a double click).
+    form.querySelectorAll("button[type=submit]").forEach(function (button) {
+      button.setAttribute("aria-busy", "true");
+      window.setTimeout(function () { button.disabled = true; }, 0);
+    });
   });
 
   document.addEventListener("DOMContentLoaded", function () { formatTimes(document); });
+  // Back to a page kept in the browser's cache: its buttons work again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("button[aria-busy]").forEach(function (button) {
+      button.removeAttribute("aria-busy");
+      button.disabled = false;
+    });
+  });
   document.addEventListener("htmx:afterSwap", function (event) {
     formatTimes(event.target);
     var banner = document.getElementById("live-problem");
