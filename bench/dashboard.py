@@ -35,6 +35,7 @@ from typing import Any
 
 import benchlib
 import httpx
+import redis
 import throughput
 from benchlib import Row, Spread
 
@@ -171,7 +172,8 @@ def drain_rows(quick: bool, jobs: int | None, rounds: int | None) -> list[Row]:
 
 def fill(prefix: str, count: int) -> None:
     """`count` failed jobs in CHANNEL's failed set and hashes, pipelined Lua calls."""
-    client = benchlib.sync_redis()
+    # Each call writes 10,000 jobs: give a busy Redis time to answer.
+    client = redis.Redis.from_url(benchlib.redis_url(), socket_timeout=300)
     try:
         script = client.register_script(FILL)
         failed = f"{prefix}:{{{CHANNEL}}}:failed"
@@ -183,7 +185,7 @@ def fill(prefix: str, count: int) -> None:
         for first in range(0, count, FILL_BATCH):
             last = min(count, first + FILL_BATCH) - 1
             script(keys=[failed], args=[job_prefix, first, last, base, common, rare], client=pipe)
-            if (first // FILL_BATCH) % 10 == 9:
+            if (first // FILL_BATCH) % 4 == 3:
                 pipe.execute()
         pipe.execute()
     finally:

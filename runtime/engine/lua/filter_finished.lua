@@ -32,7 +32,8 @@ while looked < budget and matches < most do
     last_id, last_score = id, score
     looked = looked + 1
     local raw = redis.call('HGET', prefix .. id, 'error')
-    if raw then
+    -- decoded only when the text is in it somewhere: most jobs are passed over cheaply
+    if raw and string.find(raw, wanted, 1, true) then
       local ok, error = pcall(cjson.decode, raw)
       if ok and type(error) == 'table' and type(error['type']) == 'string'
           and string.find(error['type'], wanted, 1, true) then
