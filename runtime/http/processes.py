@@ -2,15 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from litestar import get
 from litestar.di import NamedDependency
 
 from runtime.engine.client import Client
+from runtime.engine.processes import ProcessInfo
 from runtime.http.types import UNAVAILABLE
 
-__all__ = ["list_processes"]
+__all__ = ["ProcessList", "ProcessStatus", "list_processes"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    """One process as it last described itself in its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    app: str
+    started_at: datetime
+    heartbeat_at: datetime
+    worker_channels: list[str]
+    http: str  # host:port; '' when its HTTP API is off
+    grpc: str
+    running_jobs: int
+
+    @classmethod
+    def of(cls, info: ProcessInfo) -> ProcessStatus:
+        return cls(
+            id=info.id,
+            host=info.host,
+            pid=info.pid,
+            version=info.version,
+            app=info.app,
+            started_at=info.started_at,
+            heartbeat_at=info.heartbeat_at,
+            worker_channels=list(info.worker_channels),
+            http=info.http,
+            grpc=info.grpc,
+            running_jobs=info.running_jobs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessList:
+    processes: list[ProcessStatus]
 
 
 @get(
@@ -23,5 +63,5 @@ __all__ = ["list_processes"]
     operation_id="list_processes",
     responses=UNAVAILABLE,
 )
-async def list_processes(client: NamedDependency[Client]) -> dict[str, list[dict[str, Any]]]:
-    return {"processes": [process.as_dict() for process in await client.processes()]}
+async def list_processes(client: NamedDependency[Client]) -> ProcessList:
+    return ProcessList([ProcessStatus.of(process) for process in await client.processes()])

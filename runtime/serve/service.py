@@ -33,7 +33,6 @@ from runtime.http.metrics import RequestMetricsMiddleware
 from runtime.serve.embedded_redis import DataDirLock, EmbeddedRedis
 from runtime.serve.http_timeouts import HeadTimeoutProtocol
 from runtime.serve.settings import ServeSettings
-from runtime.ui import build_dashboard
 
 __all__ = ["GeneratedApp", "Service", "load_generated_app"]
 
@@ -290,11 +289,15 @@ class Service:
 
     async def _start_http(self) -> None:
         assert self.client is not None
-        ui_routes, ui_state = (
-            build_dashboard(self.client, self.app.channels, self.settings.api_keys)
-            if self.settings.enable_ui
-            else ([], {})
-        )
+        ui_routes: list[Any] = []
+        ui_state: dict[str, Any] = {}
+        if self.settings.enable_ui:
+            # Imported here: `runtime jobs` imports this module and needs no templates.
+            from runtime.ui import build_dashboard
+
+            ui_routes, ui_state = build_dashboard(
+                self.client, self.app.channels, self.settings.api_keys
+            )
         app = build_http_app(
             self.app.routes.CONTROLLERS,
             self.client,
