@@ -44,7 +44,25 @@ async def _retry_all(client: Client, channel: str) -> int:
 
 
 async def _discard_all(client: Client, channel: str) -> int:
-    return await client.discard_all(channel, "failed")
+    return await client.discard_all_failed(channel)
+
+
+async def _cancel_waiting(client: Client, channel: str) -> int:
+    return await client.cancel_all(channel, "waiting")
+
+
+async def _pause(client: Client, channel: str) -> int:
+    await client.pause(channel)
+    return 1
+
+
+async def _resume(client: Client, channel: str) -> int:
+    await client.resume(channel)
+    return 1
+
+
+async def _cancel(client: Client, channel: str, job_id: str) -> None:
+    await client.cancel(channel, job_id)
 
 
 async def _retry(client: Client, channel: str, job_id: str) -> None:
@@ -56,6 +74,22 @@ async def _discard(client: Client, channel: str, job_id: str) -> None:
 
 
 CHANNEL_ACTIONS: tuple[ChannelAction, ...] = (
+    ChannelAction(
+        name="pause",
+        label="Pause",
+        confirm="Pause {channel}? No process starts its jobs until it is resumed.",
+        done="The channel is paused: running jobs finish, no new job starts.",
+        run=_pause,
+        shown=lambda stats: stats.paused is False,
+    ),
+    ChannelAction(
+        name="resume",
+        label="Resume",
+        confirm="",
+        done="The channel is running again.",
+        run=_resume,
+        shown=lambda stats: stats.paused is True,
+    ),
     ChannelAction(
         name="retry-failed",
         label="Retry all failed",
@@ -73,9 +107,26 @@ CHANNEL_ACTIONS: tuple[ChannelAction, ...] = (
         shown=lambda stats: stats.counts.failed > 0,
         danger=True,
     ),
+    ChannelAction(
+        name="cancel-waiting",
+        label="Cancel all waiting",
+        confirm="Cancel every waiting job of {channel}?",
+        done="{count} waiting job(s) cancelled.",
+        run=_cancel_waiting,
+        shown=lambda stats: stats.counts.waiting > 0,
+        danger=True,
+    ),
 )
 
 JOB_ACTIONS: tuple[JobAction, ...] = (
+    JobAction(
+        name="cancel",
+        label="Cancel",
+        done="Cancelled (a running job stops at its next await).",
+        run=_cancel,
+        allowed=("waiting", "delayed", "active"),
+        danger=True,
+    ),
     JobAction(
         name="retry",
         label="Retry",
@@ -88,7 +139,7 @@ JOB_ACTIONS: tuple[JobAction, ...] = (
         label="Discard",
         done="The job was removed.",
         run=_discard,
-        allowed=("failed", "completed", "delayed"),
+        allowed=("failed", "completed", "cancelled", "delayed"),
         danger=True,
     ),
 )

@@ -46,7 +46,7 @@ class ChannelStats:
     failed_recently: int
     limiter_max: int | None
     limiter_used: int
-    paused: bool | None = None  # None: this version cannot pause a channel
+    paused: bool | None = None  # None: not known (Redis did not answer)
 
     @property
     def failure_rate(self) -> float | None:
@@ -111,11 +111,12 @@ async def read_stats(
             pipe.xinfo_groups(keys.stream)
             pipe.zcount(keys.completed, since, "+inf")
             pipe.zcount(keys.failed, since, "+inf")
+            pipe.exists(keys.paused)
         # No stream yet (nothing enqueued) makes XINFO an error.
         replies = await pipe.execute(raise_on_error=False)
     found = []
     for index, (channel, count) in enumerate(zip(channels, counts, strict=True)):
-        stream, groups, completed, failed = replies[index * 4 : index * 4 + 4]
+        stream, groups, completed, failed, paused = replies[index * 5 : index * 5 + 5]
         if isinstance(stream, Exception):
             added: int | None = 0
         else:
@@ -135,6 +136,7 @@ async def read_stats(
                 failed_recently=failed_n,
                 limiter_max=channel.limiter.max if channel.limiter else None,
                 limiter_used=int(limiter.get("granted_in_window", 0)),
+                paused=bool(paused) if isinstance(paused, int) else None,
             )
         )
     return found
