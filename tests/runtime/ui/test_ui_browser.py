@@ -4,7 +4,8 @@ against a served app on the session's Redis.
 
 One support engineer's session, start to end: a wrong key and then the right one, counts
 changing as jobs run, a failed job (its payload and error carrying markup, shown as text),
-retried from its page and watched until it completes, both bulk actions, the processes
+retried from its page and watched until it completes, both bulk actions, the channel
+paused (a new job waits) and resumed (it runs), the processes
 page, and the overview at a phone's width. A screenshot of each page is taken; with
 CHANNELKIT_UPDATE_SCREENSHOTS=1 they are written to docs/images/ (what docs/dashboard.md
 shows), otherwise to the test's temporary folder.
@@ -153,7 +154,22 @@ async def test_a_support_session_in_the_browser(
     )
     await page.get_by_role("button", name="Discard all failed").click()
     await expect(page.get_by_role("status").first).to_contain_text("2 failed job(s) removed.")
-    assert len(dialogs) == 2, dialogs  # the two confirmations, and no alert() from markup
+
+    # Pause the channel: a new job waits; resume it: the job runs.
+    await app.break_handlers(False)
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.get_by_role("status").first).to_contain_text("The channel is paused")
+    held = await app.enqueue({"id": "held"})
+    await page.goto(f"{base}/ui/channels/{CHANNEL}?state=waiting")
+    await expect(page.get_by_role("heading", name=CHANNEL)).to_contain_text("paused")
+    await expect(page.get_by_role("link", name=held)).to_be_visible(timeout=WAIT_MS)
+    await page.screenshot(path=str(shots / "dashboard-paused.png"))
+    assert (await app.client.job(CHANNEL, held)).state == "waiting"  # type: ignore[union-attr]
+    await page.get_by_role("button", name="Resume").click()
+    await expect(page.get_by_role("status").first).to_contain_text("running again")
+    await app.wait_state(held, "completed")
+    # the three confirmations (two bulk actions, pause), and no alert() from markup
+    assert len(dialogs) == 3, dialogs
 
     # Processes, then the overview on a phone.
     await page.get_by_role("link", name="Processes").click()
