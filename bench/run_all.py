@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
+import dashboard
 import delivery_timing
 import grpc_enqueue
 import http_enqueue
@@ -41,6 +42,7 @@ MODULES = {
     "timing": delivery_timing,
     "resources": resources_pool,
     "depth": waiting_depth,
+    "dashboard": dashboard,
 }
 
 

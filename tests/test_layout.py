@@ -37,6 +37,11 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
         (*WEB, "runtime.http", "runtime.serve", "runtime.cli"),
         "the gRPC transport imports neither HTTP nor what composes it",
     ),
+    (
+        "runtime.ui",
+        (*RPC, "runtime.http", "runtime.grpc", "runtime.serve", "runtime.cli"),
+        "the dashboard is pages on the engine: no gRPC, and nothing that composes it",
+    ),
     ("runtime.auth", TRANSPORTS, "shared by both transports, so it imports neither"),
     ("runtime.errors", TRANSPORTS, "raised everywhere, so it imports no transport"),
 ]

@@ -125,6 +125,12 @@ def _jobs(args: argparse.Namespace) -> int:
     return run_jobs(args)
 
 
+def _workers(args: argparse.Namespace) -> int:
+    from runtime.cli.workers import run_workers
+
+    return run_workers(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runtime",
@@ -188,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_jobs_arguments(jobs)
     jobs.set_defaults(run=_jobs)
+
+    from runtime.cli.workers import add_workers_arguments
+
+    workers = commands.add_parser(
+        "workers",
+        help="the live runtime serve processes: channels, addresses, version, heartbeat",
+        description="Reads the process registry in Redis (each runtime serve heartbeats "
+        "every 5 s). Exit codes: 0 listed, 2 no Redis or one that cannot be reached.",
+    )
+    add_workers_arguments(workers)
+    workers.set_defaults(run=_workers)
     return parser
 
 

@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from runtime.engine.browse import BrowseScripts, JobFilter, JobPage, jobs_page
 from runtime.engine.clock import now_ms, text
 from runtime.engine.envelope import TIMEOUT_LABEL
-from runtime.engine.jobs import ChannelCounts, JobInfo
+from runtime.engine.jobs import ChannelCounts, JobInfo, JobState
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.limits import (
     DEFAULT_PRIORITY,
@@ -33,6 +34,7 @@ from runtime.engine.limits import (
     check_timeout,
 )
 from runtime.engine.metrics import Metrics
+from runtime.engine.processes import ProcessInfo, live_processes
 from runtime.engine.redis_errors import redis_errors
 from runtime.engine.scripts import BulkOperation, Cancellation, ChannelScripts, NewJob, ScriptSet
 from runtime.errors import EnqueueError, InvalidJobRequest, JobNotFound, JobStateConflict
@@ -125,6 +127,7 @@ class Client:
         self._script_set = ScriptSet(redis)
         self._scripts: dict[str, ChannelScripts] = {}
         self._coalescer = _Coalescer(self.scripts)
+        self._browse = BrowseScripts(redis)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
@@ -421,6 +424,34 @@ class Client:
                 pipe.delete(keys.paused)
                 pipe.zadd(keys.marker, {"0": 0})
                 await pipe.execute()
+
+    async def jobs_page(
+        self,
+        channel: str,
+        state: JobState,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        where: JobFilter | None = None,
+    ) -> JobPage:
+        """A page of jobs by cursor, filtered (runtime.engine.browse): what the dashboard
+        lists. Raises InvalidJobRequest for a malformed cursor or filter."""
+        with redis_errors():
+            return await jobs_page(
+                self.redis,
+                self._browse,
+                self.keys(channel),
+                state,
+                cursor=cursor,
+                limit=limit,
+                where=where,
+            )
+
+    async def processes(self) -> list[ProcessInfo]:
+        """The live `runtime serve` processes on this Redis and prefix
+        (runtime.engine.processes), oldest first."""
+        with redis_errors():
+            return await live_processes(self.redis, self.prefix)
 
 
 def _new_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from litestar import Controller, Litestar, MediaType, Request, Response, Router, get
@@ -37,6 +37,7 @@ from runtime.http.openapi import (
     document_api_keys,
     use_exact_payload_schemas,
 )
+from runtime.http.processes import list_processes
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -220,12 +221,15 @@ def build_http_app(
     max_body_size: int = 1024 * 1024,
     title: str = "Channelkit",
     resources: object = None,
+    extra_routes: Sequence[Router] = (),
+    extra_state: Mapping[str, Any] | None = None,
 ) -> Litestar:
     """`resources` (what the app's resources factory yielded) is the `resources`
-    dependency of every route, and `app.state.resources`."""
+    dependency of every route, and `app.state.resources`. `extra_routes` (the dashboard's,
+    runtime.ui) guard themselves; `extra_state` goes into `app.state` for them."""
     protected = Router(
         path="/",
-        route_handlers=list(controllers),
+        route_handlers=[*controllers, list_processes],
         guards=[_api_key_guard(api_keys)] if api_keys else [],
         before_request=check_json_body,
         security=API_KEY_SECURITY if api_keys else None,
@@ -248,13 +252,14 @@ def build_http_app(
             _metrics_route(metrics, client, channels),
             _docs_redirect,
             docs_assets_router(),
+            *extra_routes,
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
             "client": Provide(provide_client, use_cache=True, sync_to_thread=False),
             "resources": Provide(provide_resources, use_cache=True, sync_to_thread=False),
         },
-        state=State({"resources": resources}),
+        state=State({**(extra_state or {}), "resources": resources}),
         exception_handlers={
             ValidationException: _on_validation_error,
             InvalidJobRequest: _on_invalid_job_request,

@@ -204,4 +204,7 @@ def declare_tags(app: Litestar) -> None:
     )
 
 
-_TAG_DESCRIPTIONS = {"health": "Liveness and readiness of the process"}
+_TAG_DESCRIPTIONS = {
+    "health": "Liveness and readiness of the process",
+    "processes": "The live runtime serve processes",
+}

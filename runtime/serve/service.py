@@ -23,7 +23,8 @@ from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
-from runtime.engine.workers import Workers
+from runtime.engine.processes import ProcessHeartbeat
+from runtime.engine.workers import Workers, consumer_name
 from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
@@ -144,6 +145,7 @@ class Service:
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.metrics_port: int | None = None
+        self.heartbeat: ProcessHeartbeat | None = None
         self._http: _AsgiServer | None = None
         self._metrics_server: _AsgiServer | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -218,6 +220,7 @@ class Service:
             await self._start_http()
         if settings.metrics_port is not None:
             await self._start_metrics(settings.metrics_port)
+        self._start_process_heartbeat(workers_for)
         logger.info(
             "ready: http=%s grpc=%s workers=%s",
             f"{settings.http_host}:{self.http_port}" if self.http_port else "off",
@@ -286,6 +289,15 @@ class Service:
 
     async def _start_http(self) -> None:
         assert self.client is not None
+        ui_routes: list[Any] = []
+        ui_state: dict[str, Any] = {}
+        if self.settings.enable_ui:
+            # Imported here: `runtime jobs` imports this module and needs no templates.
+            from runtime.ui import build_dashboard
+
+            ui_routes, ui_state = build_dashboard(
+                self.client, self.app.channels, self.settings.api_keys
+            )
         app = build_http_app(
             self.app.routes.CONTROLLERS,
             self.client,
@@ -297,6 +309,8 @@ class Service:
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
             resources=self.resources,
+            extra_routes=ui_routes,
+            extra_state=ui_state,
         )
         self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
         self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
@@ -310,8 +324,26 @@ class Service:
         self._metrics_server = _AsgiServer(app, "metrics")
         self.metrics_port = await self._metrics_server.start(self.settings.http_host, port)
 
+    def _start_process_heartbeat(self, workers_for: Sequence[Channel[Any, Any]]) -> None:
+        """This process in the registry of live ones (the dashboard, `runtime workers`)."""
+        assert self.client is not None
+        workers = self.workers
+        self.heartbeat = ProcessHeartbeat(
+            self.client.redis,
+            self.settings.key_prefix,
+            workers.consumer if workers is not None else consumer_name(),
+            app=self.app.package,
+            worker_channels=[channel.name for channel in workers_for],
+            http=f"{self.settings.http_host}:{self.http_port}" if self.http_port else "",
+            grpc=f"{self.settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "",
+            running_jobs=(lambda: workers.running) if workers is not None else None,
+        )
+        self.heartbeat.start()
+
     async def stop(self) -> None:
         """Stop accepting, let running jobs finish (up to the shutdown timeout), clean up."""
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
         if self._http is not None:
             await self._http.stop()
         if self._grpc is not None:

@@ -83,6 +83,13 @@ class ServeSettings:
     enable_api: bool = _setting(
         True, "ENABLE_API", "--enable-api", "serve the HTTP API (true/false)", _bool
     )
+    enable_ui: bool = _setting(
+        True,
+        "ENABLE_UI",
+        "--enable-ui",
+        "serve the dashboard at /ui with the HTTP API (true/false; behind API_KEYS when set)",
+        _bool,
+    )
     enable_grpc: bool = _setting(
         True, "ENABLE_GRPC", "--enable-grpc", "serve gRPC (true/false)", _bool
     )
