@@ -58,7 +58,7 @@ def render_model_module(schema: dict[str, Any], class_name: str) -> str:
     source = generate(json.dumps(document), class_name=class_name, **_OPTIONS)
     if not isinstance(source, str):
         raise TypeError("datamodel-code-generator returned no module text")
-    return _use_not_null(source)
+    return _use_email(_use_not_null(source))
 
 
 def _use_not_null(source: str) -> str:
@@ -98,6 +98,29 @@ def _use_not_null(source: str) -> str:
     return source
 
 
+def _use_email(source: str) -> str:
+    """Every `EmailStr` → `Email`, imported from the support module, not from pydantic."""
+    tree = ast.parse(source)
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "EmailStr"]
+    if not names:
+        return source
+    lines = _Lines(source)
+    edits = [(lines.span(name), "Email") for name in names]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module in ("pydantic", SUPPORT_MODULE):
+            imported = {alias.name for alias in node.names} - {"EmailStr"}
+            if node.module == SUPPORT_MODULE:
+                imported.add("Email")
+            statement = (
+                f"from {node.module} import {', '.join(sorted(imported))}" if imported else ""
+            )
+            edits.append((lines.span(node), statement))
+    for where, text in sorted(edits, key=lambda edit: edit[0].start, reverse=True):
+        source = source[: where.start] + text + source[where.stop :]
+    ast.parse(source)
+    return source
+
+
 def _import_not_null(source: str) -> str:
     statement = f"from {SUPPORT_MODULE} import Payload\n"
     if statement not in source:
@@ -129,7 +152,7 @@ class _Lines:
         for line in self._lines:
             self._starts.append(self._starts[-1] + len(line))
 
-    def span(self, node: ast.expr | ast.keyword) -> slice:
+    def span(self, node: ast.expr | ast.keyword | ast.stmt) -> slice:
         if node.end_lineno is None or node.end_col_offset is None:
             raise ValueError("ast node without an end position")
         return slice(

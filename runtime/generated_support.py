@@ -10,7 +10,8 @@ registry need nothing else, and a service that only enqueues (`generated.channel
 imports neither Litestar nor grpc. The HTTP and gRPC names load on first use, when the
 generated `routes` or `grpc_service` module asks for them.
 
-    models       Payload (the base of every model), NotNull (optional, but not null)
+    models       Payload (the base of every model), NotNull (optional, but not null),
+                 Email (`format: email`; loads email-validator on first use)
     channels     Client, Enqueuer
     processors   JobContext, register_channel_task
     registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Stalled, ResourcesFactory
@@ -32,6 +33,7 @@ from runtime.engine.model import NotNull, Payload
 from runtime.engine.tasks import register_channel_task
 
 if TYPE_CHECKING:
+    from runtime.engine.email_format import Email
     from runtime.grpc.jobs import ChannelBackend, JobsServicer
     from runtime.grpc.payload import (
         ChannelSpec,
@@ -64,6 +66,7 @@ __all__ = [
     "Client",
     "ConstSpec",
     "DelayMs",
+    "Email",
     "EnqueuedBatch",
     "EnqueuedJob",
     "Enqueuer",
@@ -91,8 +94,10 @@ __all__ = [
     "validate_batch",
 ]
 
-# Transport names → the module that defines them, imported on first use.
+# Transport names (and Email, which loads email-validator) → the module that defines
+# them, imported on first use.
 _LAZY: dict[str, str] = {
+    "Email": "runtime.engine.email_format",
     "JobRoutes": "runtime.http.routes",
     "batch_operation": "runtime.http.enqueue",
     "validate_batch": "runtime.http.enqueue",

@@ -6,23 +6,26 @@ where the two would otherwise differ:
 - An optional property that the schema does not allow to be null may be left out but not
   sent as `null`. Pydantic models such a field as `X | None = None`, which would accept an
   explicit null; the generator marks those fields with `NotNull`
-  (`Annotated[X | None, NotNull, Field(...)] = None`), and this class turns an explicit
-  null into a validation error on that very field, with its path.
+  (`Annotated[X | None, NotNull, Field(...)] = None`), which validates the field as `X`
+  alone (its default None is not validated), so an explicit null is that field's own
+  validation error, with its path. This is done in the field's core schema rather than by
+  a model validator because a Python validator per model costs more than all of
+  pydantic-core's checks of a nested payload (bench/payload_formats.py).
 - The same fields are published in OpenAPI without the null branch, so the document says
   what the API does.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final, final
+from typing import Any, ClassVar, Final, cast, final
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     SerializerFunctionWrapHandler,
     model_serializer,
-    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
@@ -32,10 +35,23 @@ __all__ = ["NotNull", "Payload"]
 
 @final
 class _NotNullMarker:
-    """The type of `NotNull`: metadata that pydantic keeps on the field and ignores."""
+    """The type of `NotNull`: pydantic field metadata that narrows `X | None` to `X`."""
 
     def __repr__(self) -> str:
         return "NotNull"
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        if schema["type"] != "nullable":
+            raise TypeError(f"NotNull marks an optional field (X | None), not {source!r}")
+        inner: dict[str, Any] = dict(schema["schema"])
+        # Serialised by what it holds: the None of a field left out writes as null (the
+        # model serializer below then leaves it out); the inner type's own serializer
+        # would warn about a None. JSON Schema still comes from the inner type.
+        inner["serialization"] = core_schema.simple_ser_schema("any")
+        return cast(core_schema.CoreSchema, inner)
 
 
 NotNull: Final = _NotNullMarker()
@@ -43,14 +59,7 @@ NotNull: Final = _NotNullMarker()
 None), but an explicit null is rejected like any other invalid value."""
 
 
-class _NullSent:
-    """Stands in for an explicit null so that the field's own validator rejects it."""
-
-    def __repr__(self) -> str:
-        return "null"
-
-
-NULL_SENT = _NullSent()
+_MISSING = object()
 
 
 class Payload(BaseModel):
@@ -70,18 +79,6 @@ class Payload(BaseModel):
                 if field.alias:
                     keys.add(field.alias)
         cls._not_null_keys = frozenset(keys)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_explicit_null(cls, data: Any) -> Any:
-        if not cls._not_null_keys or not isinstance(data, dict):
-            return data
-        if None not in data.values():  # the usual case, one scan in C
-            return data
-        return {
-            key: NULL_SENT if value is None and key in cls._not_null_keys else value
-            for key, value in data.items()
-        }
 
     @model_serializer(mode="wrap")
     def _omit_null(self, serialize: SerializerFunctionWrapHandler) -> Any:
@@ -108,13 +105,12 @@ class Payload(BaseModel):
 
 def _drop_null_branch(prop: dict[str, Any]) -> None:
     branches = prop.get("anyOf")
-    if not isinstance(branches, list):
-        return
-    kept = [branch for branch in branches if branch != {"type": "null"}]
-    if len(kept) == 1:
-        del prop["anyOf"]
-        prop.update(kept[0])
-    else:
-        prop["anyOf"] = kept
-    if prop.get("default", NULL_SENT) is None:
+    if isinstance(branches, list):
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        if len(kept) == 1:
+            del prop["anyOf"]
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+    if prop.get("default", _MISSING) is None:
         del prop["default"]

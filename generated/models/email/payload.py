@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyUrl, ConfigDict, EmailStr, Field, StrictStr
+from pydantic import AnyUrl, ConfigDict, Field, StrictStr
 from typing_extensions import TypeAliasType
 
-from runtime.generated_support import NotNull, Payload
+from runtime.generated_support import Email, NotNull, Payload
 
 
 class Attachment(Payload):
@@ -72,7 +72,7 @@ class Recipient(Payload):
         extra="forbid",
         populate_by_name=True,
     )
-    email: Annotated[EmailStr, Field(max_length=254)]
+    email: Annotated[Email, Field(max_length=254)]
     """
     The mailbox address, e.g. `ada@example.com`.
     """
@@ -138,7 +138,7 @@ class EmailPayload(Payload):
     """
     Files fetched by URL when the job runs and attached to the message (at most 10 MiB each).
     """
-    reply_to: Annotated[EmailStr | None, NotNull] = None
+    reply_to: Annotated[Email | None, NotNull] = None
     """
     Address that replies go to (the Reply-To header), when it is not the sender.
     """

@@ -6,16 +6,8 @@ from enum import Enum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import (
-    AwareDatetime,
-    ConfigDict,
-    EmailStr,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-)
-from runtime.generated_support import NotNull, Payload
+from pydantic import AwareDatetime, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from runtime.generated_support import Email, NotNull, Payload
 
 
 class Priority(Enum):
@@ -47,7 +39,7 @@ class OrdersPayload(Payload):
     )
     order_id: UUID
     customer_id: Annotated[StrictStr, Field(min_length=1)]
-    email: Annotated[EmailStr | None, NotNull] = None
+    email: Annotated[Email | None, NotNull] = None
     items: Annotated[list[Item], Field(min_length=1)]
     placed_at: Annotated[AwareDatetime | None, NotNull] = None
     gift_note: Annotated[StrictStr | None, Field(max_length=200)] = None
