@@ -224,11 +224,99 @@ SAMPLE_PAYLOAD: dict[str, Any] = {
     "metadata": {"user_id": "u-18234", "campaign": "signup-otp", "locale": "en-US"},
 }
 
-HANDLERS = '''"""Bench handlers: no-op, and one that records enqueue-to-start latency."""
+# A realistic order-receipt payload (the same-work drain against BullMQ, and the payload
+# format bench): nested objects, an array of lines, and the four string formats the
+# generated models check (email, uuid, date-time, uri).
+RECEIPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to", "order", "receipt_url"],
+    "properties": {
+        "to": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["email"],
+            "properties": {
+                "email": {"type": "string", "format": "email", "maxLength": 254},
+                "name": {"type": "string", "minLength": 1, "maxLength": 256},
+            },
+        },
+        "order": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id", "placed_at", "lines", "total"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "placed_at": {"type": "string", "format": "date-time"},
+                "lines": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["sku", "quantity", "unit_price"],
+                        "properties": {
+                            "sku": {"type": "string", "pattern": "^[A-Z0-9-]{3,32}$"},
+                            "quantity": {"type": "integer", "minimum": 1},
+                            "unit_price": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+                "total": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["amount", "currency"],
+                    "properties": {
+                        "amount": {"type": "integer", "minimum": 0},
+                        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                    },
+                },
+            },
+        },
+        "receipt_url": {"type": "string", "format": "uri"},
+        "locale": {"type": "string", "enum": ["en-GB", "en-US", "fr-FR", "de-DE"]},
+    },
+}
+
+RECEIPT_PAYLOAD: dict[str, Any] = {
+    "to": {"email": "ada.lovelace@example.com", "name": "Ada Lovelace"},
+    "order": {
+        "id": "6f1c2a9e-3b7d-4c51-9a0e-2d8b4f6a1c37",
+        "placed_at": "2026-11-30T17:42:05Z",
+        "lines": [
+            {"sku": "BOOK-0042", "quantity": 1, "unit_price": 2999},
+            {"sku": "MUG-7", "quantity": 2, "unit_price": 1000},
+        ],
+        "total": {"amount": 4999, "currency": "EUR"},
+    },
+    "receipt_url": "https://shop.example.com/orders/6f1c2a9e/receipt",
+    "locale": "en-GB",
+}
+
+
+def without_formats(schema: Any) -> Any:
+    """The same schema with every `format` left out (the anchor of the format bench)."""
+    if isinstance(schema, dict):
+        return {k: without_formats(v) for k, v in schema.items() if k != "format"}
+    if isinstance(schema, list):
+        return [without_formats(item) for item in schema]
+    return schema
+
+
+HANDLERS = '''"""Bench handlers: no-op, one that records enqueue-to-start latency, and one that does
+one Redis INCR on the client the app's resources made once (the same work as BullMQ's
+worker in bench/bullmq/bench.mjs)."""
 
 import atexit
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from redis.asyncio import Redis
+
+from runtime.engine.context import JobContext
 
 _latencies: list[float] = []
 
@@ -249,6 +337,19 @@ def _dump() -> None:
 
 
 atexit.register(_dump)
+
+
+@asynccontextmanager
+async def redis_client() -> AsyncIterator[Redis]:
+    client = Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def count(payload: object, context: JobContext[Redis]) -> None:
+    await context.resources.incr(os.environ["BENCH_COUNTER_KEY"])
 '''
 
 
@@ -267,26 +368,35 @@ class Project:
         return model
 
 
-def make_project(base: Path, package: str, channels: Mapping[str, Mapping[str, Any]]) -> Project:
+def make_project(
+    base: Path,
+    package: str,
+    channels: Mapping[str, Mapping[str, Any]],
+    resources: str | None = None,
+) -> Project:
     """Write channels.yaml (JSON is YAML) and the handlers, then `runtime generate`."""
     path = base / package
     (path / "benchapp").mkdir(parents=True)
     (path / "benchapp" / "__init__.py").write_text("")
     (path / "benchapp" / "handlers.py").write_text(HANDLERS)
-    config = {
+    config: dict[str, Any] = {
         "version": 1,
+        **({"resources": resources} if resources else {}),
         "channels": {
             name: {"payload": PAYLOAD_SCHEMA, "retry": {"attempts": 3}} | dict(spec)
             for name, spec in channels.items()
         },
     }
     (path / "channels.yaml").write_text(json.dumps(config, indent=2) + "\n")
-    subprocess.run(
+    done = subprocess.run(
         [PY, "-m", "runtime", "generate", "--out", package],
         cwd=path,
-        check=True,
         capture_output=True,
+        text=True,
+        check=False,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"runtime generate failed in {path}:\n{done.stdout}{done.stderr}")
     return Project(path, package)
 
 

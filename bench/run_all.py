@@ -26,16 +26,20 @@ import grpc_enqueue
 import http_enqueue
 import latency
 import memory
+import payload_formats
 import resources_pool
 import startup
 import throughput
+import vs_bullmq
 import waiting_depth
 from benchlib import Row, met_text, ratio_text
 
 MODULES = {
+    "bullmq": vs_bullmq,
     "throughput": throughput,
     "http": http_enqueue,
     "grpc": grpc_enqueue,
+    "formats": payload_formats,
     "latency": latency,
     "memory": memory,
     "startup": startup,
@@ -66,12 +70,33 @@ def markdown(
         f"- Python {info['python']}, Redis server {info['redis server']}",
         "- packages: " + ", ".join(f"{name} {version}" for name, version in packages.items()),
         "",
+    ]
+    bullmq = [r for r in rows if r.bench == "bullmq"]
+    if bullmq:
+        lines += [
+            "## Channelkit and BullMQ (bench/vs_bullmq.py)",
+            "",
+            "Same payload, same handler work, same Redis, alternated in every round;",
+            "ratio = Channelkit / BullMQ (CPU: BullMQ / Channelkit), higher is better.",
+            "",
+            "| figure | Channelkit | BullMQ | ratio | goal | met |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in bullmq:
+            lines.append(
+                f"| {r.case} | {r.value} | {r.baseline} | {ratio_text(r.ratio)} | {r.goal} "
+                f"| {met_text(r.met)} |"
+            )
+        lines.append("")
+    lines += [
         "## Results",
         "",
         "| bench | figure | value | baseline (same run) | ratio | goal | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
+        if r.bench == "bullmq" and r.case != "SKIPPED":
+            continue
         lines.append(
             f"| {r.bench} | {r.case} | {r.value} | {r.baseline} | {ratio_text(r.ratio)} "
             f"| {r.goal} | {met_text(r.met)} |"
