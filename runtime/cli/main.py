@@ -91,32 +91,64 @@ def _check_compat(config: Path, against: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.reload and args.processes is not None:
+        print(
+            "error: --reload and --processes do not combine: --reload restarts one "
+            "development server, --processes runs several in production",
+            file=sys.stderr,
+        )
+        return 2
     if args.reload:
         return _serve_reloading(args)
+    if args.processes is not None and args.processes < 1:
+        print(f"error: --processes must be 1 or more, not {args.processes}", file=sys.stderr)
+        return 2
+    if args.processes is not None and args.processes > 1:
+        return _serve_supervised(args, args.processes)
     from runtime.serve.main import serve
 
     return serve(args)
 
 
-def _serve_reloading(args: argparse.Namespace) -> int:
+def _child_serve_args(args: argparse.Namespace) -> list[str] | None:
+    """The serve flags given (children inherit the environment), or None after printing a
+    configuration error."""
     from dataclasses import fields
 
     from runtime.errors import ConfigError
-    from runtime.serve.reload import reload_forever
     from runtime.serve.settings import ServeSettings, settings_from
 
     try:
-        settings = settings_from(args)
+        settings_from(args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    # The child gets the same flags (environment variables it inherits).
+        return None
     serve_args = []
     for setting in fields(ServeSettings):
         value = getattr(args, setting.name, None)
         if value is not None:
             serve_args += [setting.metadata["flag"], value]
-    return reload_forever(serve_args, settings, Path(args.config))
+    return serve_args
+
+
+def _serve_reloading(args: argparse.Namespace) -> int:
+    from runtime.serve.reload import reload_forever
+    from runtime.serve.settings import settings_from
+
+    serve_args = _child_serve_args(args)
+    if serve_args is None:
+        return 2
+    return reload_forever(serve_args, settings_from(args), Path(args.config))
+
+
+def _serve_supervised(args: argparse.Namespace, processes: int) -> int:
+    from runtime.serve.settings import settings_from
+    from runtime.serve.supervisor import supervise
+
+    serve_args = _child_serve_args(args)
+    if serve_args is None:
+        return 2
+    return supervise(serve_args, settings_from(args), processes)
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -173,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="development: serve in a child process, regenerate when the channels file or "
         "a schema changes and restart on any change to the project's .py/.yaml/.json files; "
         "a configuration error is shown and watching goes on (needs the generate extra)",
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="production: run N identical supervised processes sharing the HTTP and gRPC "
+        "ports and every channel (one core each), restarting any that crashes [default: 1]",
     )
     serve.add_argument(
         "--config",

@@ -149,9 +149,12 @@ def build_grpc_server(
     api_keys: Sequence[str] = (),
     max_message_bytes: int = 4 * 1024 * 1024,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
     """The server with every service added (`service_names` are listed by reflection);
-    call `start()` after binding a port. `interceptors` run after the API-key check."""
+    call `start()` after binding a port. `interceptors` run after the API-key check.
+    `reuse_port`: share the port with other processes (SO_REUSEPORT); off, a port in use
+    is an error rather than a silent second listener."""
     chain = [
         *([ApiKeyInterceptor(api_keys)] if api_keys else []),
         MalformedRequestInterceptor(),
@@ -161,7 +164,7 @@ def build_grpc_server(
         interceptors=chain,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     add_services(server)

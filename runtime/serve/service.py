@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import importlib
 import logging
-import socket
 import sys
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
 from runtime.serve.embedded_redis import DataDirLock, EmbeddedRedis
 from runtime.serve.http_timeouts import HeadTimeoutProtocol
+from runtime.serve.ports import port_free, reuse_port_socket
 from runtime.serve.settings import ServeSettings
 
 __all__ = ["GeneratedApp", "Service", "load_generated_app"]
@@ -104,8 +103,11 @@ class _AsgiServer:
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> int:
-        """Serve until stop(); returns the bound port (useful with port 0)."""
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Serve until stop(); returns the bound port (useful with port 0). With
+        `reuse_port`, the socket is bound with SO_REUSEPORT: processes that all do so share
+        the port, and the kernel spreads connections among them."""
+        sockets = [reuse_port_socket(host, port)] if reuse_port else None
         config = uvicorn.Config(
             self._app,
             host=host,
@@ -116,7 +118,7 @@ class _AsgiServer:
             http=HeadTimeoutProtocol,  # idle and slowloris connections are closed
         )
         server = self._server = _Uvicorn(config)
-        task = self._task = asyncio.create_task(server.serve(), name=self._name)
+        task = self._task = asyncio.create_task(server.serve(sockets), name=self._name)
         while not server.started:
             if task.done():
                 await task
@@ -239,7 +241,8 @@ class Service:
         if settings.metrics_port is not None:
             wanted.append(("metrics", "METRICS_PORT", settings.http_host, settings.metrics_port))
         for what, env, host, port in wanted:
-            if port and not _port_free(host, port):
+            shared = settings.reuse_port and what != "metrics"
+            if port and not shared and not port_free(host, port):
                 raise ConfigError(
                     f"the {what} port {host}:{port} is in use (another runtime serve?); "
                     f"stop what listens there or choose another with {env}"
@@ -278,6 +281,7 @@ class Service:
             api_keys=self.settings.api_keys,
             max_message_bytes=self.settings.max_body_size,
             interceptors=[MetricsInterceptor(self.metrics)],
+            reuse_port=self.settings.reuse_port,
         )
         self.grpc_port = server.add_insecure_port(
             f"{self.settings.grpc_host}:{self.settings.grpc_port}"
@@ -313,7 +317,9 @@ class Service:
             extra_state=ui_state,
         )
         self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
-        self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
+        self.http_port = await self._http.start(
+            self.settings.http_host, self.settings.http_port, self.settings.reuse_port
+        )
 
     async def _start_metrics(self, port: int) -> None:
         """/metrics and /health on a port of their own: for worker-only processes."""
@@ -366,19 +372,6 @@ class Service:
             self.embedded.stop()  # last: every outcome has been recorded
         if self._data_lock is not None:
             self._data_lock.release()
-
-
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
 
 
 def _without_password(url: str) -> str:

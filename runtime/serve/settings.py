@@ -131,6 +131,14 @@ class ServeSettings:
         "largest HTTP body or gRPC message, bytes",
         int,
     )
+    reuse_port: bool = _setting(
+        False,
+        "CHANNELKIT_REUSE_PORT",
+        "--reuse-port",
+        "bind the HTTP and gRPC ports with SO_REUSEPORT, shared with other processes that do "
+        "(`--processes N` sets it for its children) (true/false)",
+        _bool,
+    )
     log_level: str = _setting("INFO", "LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR")
     log_format: str = _setting("console", "LOG_FORMAT", "--log-format", "console or json")
 
