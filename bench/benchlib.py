@@ -459,8 +459,9 @@ def serve(
     worker_channels: str = "",
     log: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Proc:
-    """`python -m runtime serve` in the project, on free ports."""
+    """`python -m runtime serve [args]` in the project, on free ports."""
     http_port, grpc_port = free_port(), free_port()
     env = {
         "REDIS_URL": redis_url(),
@@ -476,7 +477,7 @@ def serve(
         **({"WORKER_CHANNELS": worker_channels} if worker_channels else {}),
         **(extra_env or {}),
     }
-    proc = spawn([PY, "-m", "runtime", "serve"], cwd=project_dir, env=env, log=log)
+    proc = spawn([PY, "-m", "runtime", "serve", *args], cwd=project_dir, env=env, log=log)
     proc.ports = {"http": http_port, "grpc": grpc_port}
     return proc
 

@@ -27,6 +27,7 @@ import http_enqueue
 import latency
 import memory
 import payload_formats
+import processes
 import resources_pool
 import startup
 import throughput
@@ -47,6 +48,7 @@ MODULES = {
     "resources": resources_pool,
     "depth": waiting_depth,
     "dashboard": dashboard,
+    "processes": processes,
 }
 
 
