@@ -158,7 +158,7 @@ def rows(whole: dict[str, Spread], single: dict[str, Spread], rounds: int) -> li
             "",
             None,
             "ratio = EmailStr / Email (higher is better); the same verdicts "
-            "(tests/runtime/test_email_format.py)",
+            "(tests/runtime/test_payload_formats.py)",
         )
     )
     return out

@@ -14,7 +14,7 @@ RFC 2142's case-insensitive mailbox names), the domain is lower-cased, and the d
 not be special-use. Every other address (Unicode, quoted, a display name, spaces, Punycode,
 anything the fast checks do not accept) goes to pydantic's `validate_email`, exactly as
 `EmailStr` does, so the accepted value and the error are the same on every path.
-tests/runtime/test_email_format.py holds that equivalence on a table of addresses and on
+tests/runtime/test_payload_formats.py holds that equivalence on a table of addresses and on
 generated ones.
 """
 
