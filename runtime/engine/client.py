@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from runtime.engine import tracing
 from runtime.engine.clock import now_ms, text
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
@@ -33,14 +34,18 @@ DEFAULT_PREFIX = "channelkit"
 STREAM_LIST_DEPTH = 10_000
 
 
-def encode_job(channel: str, payload: BaseModel, job_id: str) -> bytes:
+def encode_job(
+    channel: str, payload: BaseModel, job_id: str, labels: Mapping[str, str] | None = None
+) -> bytes:
     """The bytes a worker receives: a taskiq message (taskiq.message.TaskiqMessage as JSON)
     calling the channel's task. Written by hand: building the taskiq model first would
-    validate and serialise the payload twice on the enqueue hot path."""
+    validate and serialise the payload twice on the enqueue hot path. `labels` carry the
+    trace context (`traceparent`) when tracing is on (runtime.engine.tracing)."""
     body = payload.model_dump_json(by_alias=True, exclude_unset=True)
+    tags = json.dumps(labels, separators=(",", ":")) if labels else "{}"
     return (
         f'{{"task_id":{json.dumps(job_id)},"task_name":"channelkit.{channel}",'
-        f'"labels":{{}},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
+        f'"labels":{tags},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
     ).encode()
 
 
@@ -119,7 +124,20 @@ class Client:
             check_job_id(job_id)
         if delay_ms:
             check_delay(delay_ms)
-        job = NewJob(job_id, encode_job(channel, payload, job_id), delay_ms or 0)
+        if tracing.ENABLED and tracing.recording():
+            with tracing.enqueue_span(channel, [job_id]) as labels:
+                return await self._enqueue(channel, payload, job_id, delay_ms, labels)
+        return await self._enqueue(channel, payload, job_id, delay_ms)
+
+    async def _enqueue(
+        self,
+        channel: str,
+        payload: BaseModel,
+        job_id: str,
+        delay_ms: int | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
+        job = NewJob(job_id, encode_job(channel, payload, job_id, labels), delay_ms or 0)
         with redis_errors(EnqueueError, f"job {job_id} of {channel!r} was not enqueued"):
             created = await self._coalescer.enqueue(channel, job)
         if self.metrics is not None and created:
@@ -129,8 +147,20 @@ class Client:
     async def enqueue_many(self, channel: str, payloads: Sequence[BaseModel]) -> list[str]:
         """Store several jobs in one round trip; returns their ids in order."""
         job_ids = [uuid.uuid4().hex for _ in payloads]
+        if tracing.ENABLED and tracing.recording():
+            with tracing.enqueue_span(channel, job_ids) as labels:
+                return await self._enqueue_many(channel, payloads, job_ids, labels)
+        return await self._enqueue_many(channel, payloads, job_ids)
+
+    async def _enqueue_many(
+        self,
+        channel: str,
+        payloads: Sequence[BaseModel],
+        job_ids: list[str],
+        labels: Mapping[str, str] | None = None,
+    ) -> list[str]:
         jobs = [
-            NewJob(job_id, encode_job(channel, payload, job_id))
+            NewJob(job_id, encode_job(channel, payload, job_id, labels))
             for job_id, payload in zip(job_ids, payloads, strict=True)
         ]
         with redis_errors(EnqueueError, f"{len(jobs)} job(s) of {channel!r} were not enqueued"):

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runtime.engine import tracing
 from runtime.engine.channel import Channel
 from runtime.engine.clock import now_ms
 from runtime.engine.context import JobContext
@@ -111,7 +112,11 @@ class JobRunner:
         started = time.perf_counter()
         outcome: Outcome
         try:
-            result = await channel.process(job.payload, context)
+            if tracing.ENABLED and tracing.recording():
+                with tracing.run_span(channel.name, job.job_id, numbers.attempt, job.message):
+                    result = await channel.process(job.payload, context)
+            else:
+                result = await channel.process(job.payload, context)
             outcome = Completed(
                 job.stream_id, job.delivery, job.job_id, self._encode_result(result)
             )

@@ -36,6 +36,8 @@ from google.protobuf.message import Message as ProtoMessage
 from pydantic import BaseModel, ValidationError
 
 from runtime.engine.client import Enqueuer
+from runtime.engine.tracing import ENABLED as TRACING
+from runtime.engine.tracing import TRACE_HEADERS, remote_parent
 from runtime.errors import ChannelkitError
 from runtime.grpc.jobs import await_or_abort
 
@@ -234,6 +236,9 @@ class MessageEnqueuer:
             job_id=request.job_id if request.HasField("job_id") else None,
             delay_ms=request.delay_ms if request.HasField("delay_ms") else None,
         )
+        if TRACING:
+            with remote_parent(_trace_metadata(context)):
+                return await await_or_abort(context, enqueued)
         return await await_or_abort(context, enqueued)
 
     async def enqueue_batch(
@@ -250,7 +255,20 @@ class MessageEnqueuer:
             )
         except PayloadInvalid as error:
             await abort_invalid(context, error)
-        return await await_or_abort(context, self._enqueuer.enqueue_many(channel.name, models))
+        enqueued = self._enqueuer.enqueue_many(channel.name, models)
+        if TRACING:
+            with remote_parent(_trace_metadata(context)):
+                return await await_or_abort(context, enqueued)
+        return await await_or_abort(context, enqueued)
+
+
+def _trace_metadata(context: Context) -> dict[str, str]:
+    """The call's W3C trace context metadata (`traceparent`, `tracestate`)."""
+    return {
+        key: value
+        for key, value in context.invocation_metadata() or ()
+        if key in TRACE_HEADERS and isinstance(value, str)
+    }
 
 
 def _message(message: ProtoMessage, table: MessageTable, spec: MessageSpec) -> Any:

@@ -19,6 +19,7 @@ import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2
 
+from runtime.engine import tracing
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.context import ResourcesFactory
@@ -29,6 +30,7 @@ from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
+from runtime.http.tracing import TraceContextMiddleware
 from runtime.serve.embedded_redis import DataDirLock, EmbeddedRedis
 from runtime.serve.http_timeouts import HeadTimeoutProtocol
 from runtime.serve.settings import ServeSettings
@@ -298,7 +300,8 @@ class Service:
             title=f"Channelkit: {self.app.package}",
             resources=self.resources,
         )
-        self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
+        asgi: Any = TraceContextMiddleware(app) if tracing.ENABLED else app
+        self._http = _AsgiServer(RequestMetricsMiddleware(asgi, self.metrics), "http")
         self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
 
     async def _start_metrics(self, port: int) -> None:
