@@ -214,9 +214,11 @@ def build_http_app(
     max_body_size: int = 1024 * 1024,
     title: str = "Channelkit",
     resources: object = None,
+    mounted: Sequence[Any] = (),
 ) -> Litestar:
     """`resources` (what the app's resources factory yielded) is the `resources`
-    dependency of every route, and `app.state.resources`."""
+    dependency of every route, and `app.state.resources`. `mounted` route handlers (the
+    GraphQL controller) come with their own guards and stay out of the OpenAPI document."""
     protected = Router(
         path="/",
         route_handlers=list(controllers),
@@ -242,6 +244,7 @@ def build_http_app(
             _metrics_route(metrics, client, channels),
             _docs_redirect,
             docs_assets_router(),
+            *mounted,
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),

@@ -52,6 +52,8 @@ class GeneratedApp:
     grpc_service: ModuleType
     resources: ResourcesFactory[Any] | None = None
     """channels.yaml's `resources:` factory (the registry's RESOURCES), if it names one."""
+    graphql_schema: ModuleType | None = None
+    """The GraphQL schema module; None in a package generated before there was one."""
 
 
 def load_generated_app(package: str, project_dir: Path | None = None) -> GeneratedApp:
@@ -73,7 +75,17 @@ def load_generated_app(package: str, project_dir: Path | None = None) -> Generat
         routes=importlib.import_module(f"{package}.routes"),
         grpc_service=importlib.import_module(f"{package}.grpc_service"),
         resources=getattr(registry, "RESOURCES", None),
+        graphql_schema=_optional_module(f"{package}.graphql_schema"),
     )
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        return None
 
 
 def _out_of_memory(memory: dict[str, Any]) -> str | None:
@@ -288,7 +300,15 @@ class Service:
 
     async def _start_http(self) -> None:
         assert self.client is not None
-        app = build_http_app(
+        mounted = self._graphql_handlers()
+        with _graphql_warnings(bool(mounted)):
+            app = self._build_http_app(mounted)
+        self._http = _AsgiServer(RequestMetricsMiddleware(asgi_app(app), self.metrics), "http")
+        self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
+
+    def _build_http_app(self, mounted: list[Any]) -> Any:
+        assert self.client is not None
+        return build_http_app(
             self.app.routes.CONTROLLERS,
             self.client,
             self.readiness,
@@ -299,10 +319,30 @@ class Service:
             max_body_size=self.settings.max_body_size,
             title=f"Channelkit: {self.app.package}",
             resources=self.resources,
+            mounted=mounted,
         )
-        asgi: Any = TraceContextMiddleware(app) if tracing.ENABLED else app
-        self._http = _AsgiServer(RequestMetricsMiddleware(asgi, self.metrics), "http")
-        self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
+
+    def _graphql_handlers(self) -> list[Any]:
+        """/graphql and GraphiQL's assets, unless ENABLE_GRAPHQL is false (or the package
+        predates GraphQL: regenerate it)."""
+        assert self.client is not None
+        module = self.app.graphql_schema
+        if not self.settings.enable_graphql:
+            return []
+        if module is None:
+            logger.warning(
+                "%s has no graphql_schema module: run `runtime generate` to serve GraphQL",
+                self.app.package,
+            )
+            return []
+        from runtime.graphql.app import graphql_handlers
+
+        return graphql_handlers(
+            module.SCHEMA,
+            self.client,
+            api_keys=self.settings.api_keys,
+            title=self.app.package,
+        )
 
     async def _start_metrics(self, port: int) -> None:
         """/metrics and /health on a port of their own: for worker-only processes."""
@@ -337,6 +377,19 @@ class Service:
             self.embedded.stop()  # last: every outcome has been recorded
         if self._data_lock is not None:
             self._data_lock.release()
+
+
+def asgi_app(app: Any) -> Any:
+    """The app, behind the W3C trace context middleware when OpenTelemetry is installed."""
+    return TraceContextMiddleware(app) if tracing.ENABLED else app
+
+
+def _graphql_warnings(mounted: bool) -> contextlib.AbstractContextManager[None]:
+    if not mounted:
+        return contextlib.nullcontext()
+    from runtime.graphql.app import strawberry_route_warnings_ignored
+
+    return strawberry_route_warnings_ignored()
 
 
 def _port_free(host: str, port: int) -> bool:
