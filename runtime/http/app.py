@@ -24,7 +24,7 @@ from runtime.auth import ApiKeys
 from runtime.engine.client import Client
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
-from runtime.http.body import check_json_body
+from runtime.http.body import check_body_depth, check_json_body
 from runtime.http.docs_ui import docs_assets_router, docs_render_plugins
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import (
@@ -218,7 +218,9 @@ def build_http_app(
 ) -> Litestar:
     """`resources` (what the app's resources factory yielded) is the `resources`
     dependency of every route, and `app.state.resources`. `mounted` route handlers (the
-    GraphQL controller) come with their own guards and stay out of the OpenAPI document."""
+    GraphQL controller) come with their own guards, stay out of the OpenAPI document and
+    parse their own bodies, which are first checked for depth (runtime.http.body)."""
+    extra = Router(path="/", route_handlers=list(mounted), before_request=check_body_depth)
     protected = Router(
         path="/",
         route_handlers=list(controllers),
@@ -244,7 +246,7 @@ def build_http_app(
             _metrics_route(metrics, client, channels),
             _docs_redirect,
             docs_assets_router(),
-            *mounted,
+            *([extra] if mounted else []),
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),

@@ -377,6 +377,21 @@ async def test_documents_over_the_limits_are_refused_with_the_limit_named(
     assert "data" not in too_long or too_long["data"] is None
 
 
+async def test_a_body_nested_too_deep_is_refused_before_any_parser_sees_it(
+    served: Served,
+) -> None:
+    """strawberry parses the body with json.loads, which a 100,000-deep body would make
+    raise RecursionError: the HTTP app's depth bound comes first."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"query": "{ channelCounts(channel: SMS) { waiting } }", "variables": ' + deep + b"}"
+    async with httpx.AsyncClient(base_url=served.url, headers=_auth()) as http:
+        response = await http.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 422
+    assert response.json()["detail"] == "invalid request: body: nests deeper than 64 levels"
+
+
 async def test_api_keys_apply_and_the_graphiql_page_is_served_without_a_cdn(
     served: Served,
 ) -> None:

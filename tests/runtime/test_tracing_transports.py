@@ -1,4 +1,4 @@
-"""One request, one trace: a `traceparent` sent to the HTTP or gRPC enqueue parents the
+"""One request, one trace: a `traceparent` sent to the HTTP, gRPC or GraphQL enqueue parents the
 enqueue span, whose child is the span around the handler. The app runs in this process
 (runtime.testing.running_app, real sockets) so the SDK's in-memory exporter sees both."""
 
@@ -86,6 +86,24 @@ async def test_a_grpc_call_with_traceparent_metadata_is_one_trace(
     )
     await app.drain("sms")
     assert_one_trace(spans, reply.job_id, parent=PARENT_ID)
+
+
+async def test_a_graphql_mutation_with_traceparent_is_one_trace(
+    app: TestApp, spans: SpanLog
+) -> None:
+    assert app.http is not None
+    response = await app.http.post(
+        "/graphql",
+        json={
+            "query": "mutation($p: SmsPayloadInput!) { enqueueSms(payload: $p) { id } }",
+            "variables": {"p": SMS},
+        },
+        headers={"traceparent": TRACEPARENT},
+    )
+    assert response.status_code == 200, response.text
+    job_id = response.json()["data"]["enqueueSms"]["id"]
+    await app.drain("sms")
+    assert_one_trace(spans, job_id, parent=PARENT_ID)
 
 
 def _job_id(span: ReadableSpan) -> object:
