@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2
+from litestar import Litestar
 
 from runtime.engine import tracing
 from runtime.engine.channel import Channel
@@ -52,8 +53,6 @@ class GeneratedApp:
     grpc_service: ModuleType
     resources: ResourcesFactory[Any] | None = None
     """channels.yaml's `resources:` factory (the registry's RESOURCES), if it names one."""
-    graphql_schema: ModuleType | None = None
-    """The GraphQL schema module; None in a package generated before there was one."""
 
 
 def load_generated_app(package: str, project_dir: Path | None = None) -> GeneratedApp:
@@ -75,17 +74,7 @@ def load_generated_app(package: str, project_dir: Path | None = None) -> Generat
         routes=importlib.import_module(f"{package}.routes"),
         grpc_service=importlib.import_module(f"{package}.grpc_service"),
         resources=getattr(registry, "RESOURCES", None),
-        graphql_schema=_optional_module(f"{package}.graphql_schema"),
     )
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name != name:
-            raise
-        return None
 
 
 def _out_of_memory(memory: dict[str, Any]) -> str | None:
@@ -303,10 +292,10 @@ class Service:
         mounted = self._graphql_handlers()
         with _graphql_warnings(bool(mounted)):
             app = self._build_http_app(mounted)
-        self._http = _AsgiServer(RequestMetricsMiddleware(asgi_app(app), self.metrics), "http")
+        self._http = _AsgiServer(RequestMetricsMiddleware(_traced(app), self.metrics), "http")
         self.http_port = await self._http.start(self.settings.http_host, self.settings.http_port)
 
-    def _build_http_app(self, mounted: list[Any]) -> Any:
+    def _build_http_app(self, mounted: list[Any]) -> Litestar:
         assert self.client is not None
         return build_http_app(
             self.app.routes.CONTROLLERS,
@@ -324,12 +313,17 @@ class Service:
 
     def _graphql_handlers(self) -> list[Any]:
         """/graphql and GraphiQL's assets, unless ENABLE_GRAPHQL is false (or the package
-        predates GraphQL: regenerate it)."""
+        predates GraphQL: regenerate it). Imported only then: strawberry is not loaded by
+        processes that do not serve GraphQL."""
         assert self.client is not None
-        module = self.app.graphql_schema
         if not self.settings.enable_graphql:
             return []
-        if module is None:
+        name = f"{self.app.package}.graphql_schema"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
             logger.warning(
                 "%s has no graphql_schema module: run `runtime generate` to serve GraphQL",
                 self.app.package,
@@ -379,7 +373,7 @@ class Service:
             self._data_lock.release()
 
 
-def asgi_app(app: Any) -> Any:
+def _traced(app: Litestar) -> Any:
     """The app, behind the W3C trace context middleware when OpenTelemetry is installed."""
     return TraceContextMiddleware(app) if tracing.ENABLED else app
 

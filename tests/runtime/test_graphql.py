@@ -31,6 +31,7 @@ from runtime.graphql.app import (
     strawberry_route_warnings_ignored,
 )
 from runtime.http.app import build_http_app
+from runtime.testing import running_app
 from tests.conftest import ROOT, delete_keys, new_prefix
 from tests.runtime.conftest import (
     STOP_TIMEOUT,
@@ -500,3 +501,13 @@ async def _total(session: AsyncClientSession, channel: str) -> int:
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}"}
+
+
+async def test_enable_graphql_false_serves_no_graphql(redis_url: str) -> None:
+    async with running_app(
+        redis_url=redis_url, enable_graphql=False, enable_workers=False, enable_grpc=False
+    ) as app:
+        assert app.http is not None
+        response = await app.http.post("/graphql", json={"query": "{ __typename }"})
+        assert response.status_code == 404
+        assert (await app.http.get("/health/live")).status_code == 200
