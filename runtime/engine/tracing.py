@@ -41,8 +41,15 @@ TRACE_HEADERS = ("traceparent", "tracestate")
 
 def recording() -> bool:
     """Whether an app set a tracer provider (the SDK's, say): only then are spans made.
-    Asked per enqueue and per run, as the provider may be set after import."""
-    return not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
+    Asked per enqueue and per run, as the provider may be set after import; once set it
+    stays (OpenTelemetry sets it once per process), so a yes is remembered."""
+    global _provider_set
+    if not _provider_set:
+        _provider_set = not isinstance(trace.get_tracer_provider(), _NOT_RECORDING)
+    return _provider_set
+
+
+_provider_set = False
 
 
 @contextmanager
