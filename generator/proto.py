@@ -124,6 +124,7 @@ class FieldDef:
     nullable: bool
     comment: list[str]
     tags: tuple[str, ...] = ()  # union branches: names pydantic may use for this branch
+    int32: bool = False  # an integer whose bounds fit 32 bits (GraphQL's Int; proto: int64)
 
     @property
     def presence(self) -> bool:
@@ -620,6 +621,7 @@ class _Builder:
                     is_required,
                     resolved.nullable,
                     comment,
+                    int32=resolved.name == "int64" and _fits_int32(prop),
                 )
             )
         message.reserved = numbers.reserved(set(properties))
@@ -733,6 +735,23 @@ class _Builder:
             candidate, index = f"{base}_{index}", index + 1
         parent.symbols.add(candidate)
         return candidate
+
+
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _fits_int32(schema: Any) -> bool:
+    """Whether an integer property (or its items, or its map values) is bounded to 32 bits
+    by its own minimum and maximum."""
+    if not isinstance(schema, Mapping):
+        return False
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), Mapping):
+            return _fits_int32(schema[key])
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+    return numbers and _INT32[0] <= low and high <= _INT32[1]
 
 
 def _branches(schema: Mapping[str, Any]) -> list[Any] | None:

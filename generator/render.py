@@ -5,9 +5,9 @@ Returns a mapping of relative path → text; nothing touches the disk here (see 
 Each file's header carries a sha256 of the inputs that file depends on (`Digests`): a
 channel's own files (its models, processor and producer) hash its resolved settings, its
 handler's signature and its schema files; a shared model module hashes its schema files;
-the registry, routes, proto, gRPC service and AsyncAPI hash everything (the lock file's
-numbers included). Changing one
-channel's schema therefore rewrites that channel's files and the aggregate ones only.
+the registry, routes, proto, gRPC service, GraphQL schema and AsyncAPI hash everything
+(the lock file's numbers included). Changing one channel's schema therefore rewrites that
+channel's files and the aggregate ones only.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 from generator.asyncapi import render_asyncapi
 from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError
+from generator.graphql import GraphQLMappingError, render_graphql_schema
 from generator.grpc_service import render_grpc_service
 from generator.lock import Lock, lock_from_proto, render_lock
 from generator.models import render_model_module
@@ -283,6 +284,13 @@ def render_files(
         render_grpc_service(channels, package, config.proto_package),
         everything,
     )
+    try:
+        graphql_text = render_graphql_schema(channels, package)
+    except GraphQLMappingError as error:
+        where = (*config.by_name[error.channel].key_path, "payload")
+        message = f"cannot be expressed in GraphQL: {error.reason}"
+        raise ConfigError([config.document.problem(where, message)]) from None
+    emit("graphql_schema.py", graphql_text, everything)
     emit("asyncapi.yaml", render_asyncapi(config, schemas), everything)
     return files
 

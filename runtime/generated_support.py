@@ -7,8 +7,8 @@ changed incompatibly without a major version.
 
 Engine names load with this module: the generated models, producers, processors and the
 registry need nothing else, and a service that only enqueues (`generated.channels.<name>`)
-imports neither Litestar nor grpc. The HTTP and gRPC names load on first use, when the
-generated `routes` or `grpc_service` module asks for them.
+imports neither Litestar nor grpc. The HTTP, gRPC and GraphQL names load on first
+use, when the generated `routes`, `grpc_service` or `graphql_schema` module asks for them.
 
     models       Payload (the base of every model), NotNull (optional, but not null),
                  Email (`format: email`; loads email-validator on first use)
@@ -19,6 +19,10 @@ generated `routes` or `grpc_service` module asks for them.
                  EnqueuedBatch, batch_operation, validate_batch        (Litestar)
     grpc_service MessageTable, MessageSpec, FieldSpec, ConstSpec, ChannelSpec,
                  MessageEnqueuer, JobsServicer, ChannelBackend        (grpc)
+    graphql_schema  GraphQLChannel, GraphQLJob, GraphQLJobPage, GraphQLJobState,
+                 GraphQLChannelCounts, GraphQLEnqueuedJob, GraphQLEnqueuedBatch, Long,
+                 JSON, build_graphql_schema, enqueue_payload, enqueue_payloads, find_job,
+                 channel_counts, list_jobs, retry_job, discard_job       (strawberry)
 """
 
 from __future__ import annotations
@@ -34,6 +38,27 @@ from runtime.engine.tasks import register_channel_task
 
 if TYPE_CHECKING:
     from runtime.engine.email_format import Email
+    from runtime.graphql.app import build_graphql_schema
+    from runtime.graphql.resolvers import (
+        GraphQLChannel,
+        channel_counts,
+        discard_job,
+        enqueue_payload,
+        enqueue_payloads,
+        find_job,
+        list_jobs,
+        retry_job,
+    )
+    from runtime.graphql.types import (
+        JSON,
+        GraphQLChannelCounts,
+        GraphQLEnqueuedBatch,
+        GraphQLEnqueuedJob,
+        GraphQLJob,
+        GraphQLJobPage,
+        GraphQLJobState,
+        Long,
+    )
     from runtime.grpc.jobs import ChannelBackend, JobsServicer
     from runtime.grpc.payload import (
         ChannelSpec,
@@ -58,6 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENQUEUE_ERRORS",
+    "JSON",
     "Backoff",
     "BatchBody",
     "Channel",
@@ -71,6 +97,13 @@ __all__ = [
     "EnqueuedJob",
     "Enqueuer",
     "FieldSpec",
+    "GraphQLChannel",
+    "GraphQLChannelCounts",
+    "GraphQLEnqueuedBatch",
+    "GraphQLEnqueuedJob",
+    "GraphQLJob",
+    "GraphQLJobPage",
+    "GraphQLJobState",
     "IdempotencyKey",
     "JobContext",
     "JobRequest",
@@ -78,6 +111,7 @@ __all__ = [
     "JobsServicer",
     "Keep",
     "Limiter",
+    "Long",
     "MessageEnqueuer",
     "MessageSpec",
     "MessageTable",
@@ -90,7 +124,15 @@ __all__ = [
     "Stalled",
     "TimeoutMs",
     "batch_operation",
+    "build_graphql_schema",
+    "channel_counts",
+    "discard_job",
+    "enqueue_payload",
+    "enqueue_payloads",
+    "find_job",
+    "list_jobs",
     "register_channel_task",
+    "retry_job",
     "validate_batch",
 ]
 
@@ -117,6 +159,23 @@ _LAZY: dict[str, str] = {
     "ChannelSpec": "runtime.grpc.payload",
     "ChannelBackend": "runtime.grpc.jobs",
     "JobsServicer": "runtime.grpc.jobs",
+    "build_graphql_schema": "runtime.graphql.app",
+    "GraphQLChannel": "runtime.graphql.resolvers",
+    "channel_counts": "runtime.graphql.resolvers",
+    "discard_job": "runtime.graphql.resolvers",
+    "enqueue_payload": "runtime.graphql.resolvers",
+    "enqueue_payloads": "runtime.graphql.resolvers",
+    "find_job": "runtime.graphql.resolvers",
+    "list_jobs": "runtime.graphql.resolvers",
+    "retry_job": "runtime.graphql.resolvers",
+    "JSON": "runtime.graphql.types",
+    "GraphQLChannelCounts": "runtime.graphql.types",
+    "GraphQLEnqueuedBatch": "runtime.graphql.types",
+    "GraphQLEnqueuedJob": "runtime.graphql.types",
+    "GraphQLJob": "runtime.graphql.types",
+    "GraphQLJobPage": "runtime.graphql.types",
+    "GraphQLJobState": "runtime.graphql.types",
+    "Long": "runtime.graphql.types",
 }
 
 

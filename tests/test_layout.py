@@ -1,7 +1,8 @@
 """The import direction inside `runtime/`, read from the source with `ast`.
 
     runtime.serve, runtime.cli      compose everything below
-    runtime.http    runtime.grpc    one transport each; neither imports the other
+    runtime.http    runtime.grpc    runtime.graphql    one transport each; none imports
+                                                       another
     runtime.engine                  Redis, jobs, workers: no web or RPC framework
     runtime.auth, runtime.errors    shared by all, import no transport
 
@@ -22,20 +23,36 @@ RUNTIME = ROOT / "runtime"
 
 WEB = ("litestar", "uvicorn")
 RPC = ("grpc", "grpc_health", "grpc_reflection")
-TRANSPORTS = (*WEB, *RPC, "runtime.http", "runtime.grpc", "runtime.serve", "runtime.cli")
+GRAPHQL = ("strawberry", "graphql")
+TRANSPORTS = (
+    *WEB,
+    *RPC,
+    *GRAPHQL,
+    "runtime.http",
+    "runtime.grpc",
+    "runtime.graphql",
+    "runtime.serve",
+    "runtime.cli",
+)
 
 # (the modules a rule covers, the imports they must not make, why)
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("runtime.engine", TRANSPORTS, "the engine imports no web or RPC framework"),
     (
         "runtime.http",
-        (*RPC, "runtime.grpc", "runtime.serve", "runtime.cli"),
-        "the HTTP transport imports neither gRPC nor what composes it",
+        (*RPC, *GRAPHQL, "runtime.grpc", "runtime.graphql", "runtime.serve", "runtime.cli"),
+        "the HTTP transport imports neither gRPC, GraphQL nor what composes it",
     ),
     (
         "runtime.grpc",
-        (*WEB, "runtime.http", "runtime.serve", "runtime.cli"),
-        "the gRPC transport imports neither HTTP nor what composes it",
+        (*WEB, *GRAPHQL, "runtime.http", "runtime.graphql", "runtime.serve", "runtime.cli"),
+        "the gRPC transport imports neither HTTP, GraphQL nor what composes it",
+    ),
+    (
+        "runtime.graphql",
+        (*RPC, "uvicorn", "runtime.http", "runtime.grpc", "runtime.serve", "runtime.cli"),
+        "the GraphQL transport (strawberry on Litestar) imports neither the HTTP nor the "
+        "gRPC transport, nor what composes it",
     ),
     (
         "runtime.ui",
@@ -170,7 +187,7 @@ def test_importing_the_engine_loads_no_transport() -> None:
         "import sys\n"
         "import runtime.engine.client, runtime.engine.consumer, runtime.engine.workers\n"
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'litestar', 'grpc', 'uvicorn'})))\n"
+        "{'litestar', 'grpc', 'uvicorn', 'strawberry', 'graphql'})))\n"
     )
     result = run_python(code)
     assert result.returncode == 0, result.stderr

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from runtime.engine import tracing
 from runtime.engine.browse import BrowseScripts, JobFilter, JobPage, jobs_page
 from runtime.engine.clock import now_ms, text
 from runtime.engine.envelope import TIMEOUT_LABEL
@@ -50,17 +51,28 @@ STREAM_LIST_DEPTH = 10_000
 
 
 def encode_job(
-    channel: str, payload: BaseModel, job_id: str, timeout_ms: int | None = None
+    channel: str,
+    payload: BaseModel,
+    job_id: str,
+    timeout_ms: int | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> bytes:
     """The bytes a worker receives: a taskiq message (taskiq.message.TaskiqMessage as JSON)
-    calling the channel's task; a job's own timeout rides in its labels. Written by hand:
-    building the taskiq model first would validate and serialise the payload twice on the
-    enqueue hot path."""
+    calling the channel's task. Written by hand: building the taskiq model first would
+    validate and serialise the payload twice on the enqueue hot path. Its labels carry a
+    job's own timeout, and the trace context (`traceparent`) when tracing is on
+    (runtime.engine.tracing)."""
     body = payload.model_dump_json(by_alias=True, exclude_unset=True)
-    labels = "{}" if timeout_ms is None else f'{{"{TIMEOUT_LABEL}":{int(timeout_ms)}}}'
+    if timeout_ms is None and not labels:
+        tags = "{}"
+    else:
+        tags = json.dumps(
+            {**(labels or {}), **({TIMEOUT_LABEL: int(timeout_ms)} if timeout_ms else {})},
+            separators=(",", ":"),
+        )
     return (
         f'{{"task_id":{json.dumps(job_id)},"task_name":"channelkit.{channel}",'
-        f'"labels":{labels},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
+        f'"labels":{tags},"labels_types":null,"args":[],"kwargs":{{"payload":{body}}}}}'
     ).encode()
 
 
@@ -171,7 +183,15 @@ class Client:
 
         Raises InvalidJobRequest for a job id, delay, priority or timeout out of bounds
         (runtime.engine.limits), EnqueueError when Redis does not take the job."""
+        if tracing.ENABLED and tracing.recording():
+            job_id = uuid.uuid4().hex if job_id is None else job_id
+            with tracing.enqueue_span(channel, [job_id]) as labels:
+                job = _new_job(channel, payload, job_id, delay_ms, priority, timeout_ms, labels)
+                return await self._store(channel, job)
         job = _new_job(channel, payload, job_id, delay_ms, priority, timeout_ms)
+        return await self._store(channel, job)
+
+    async def _store(self, channel: str, job: NewJob) -> str:
         job_id = job.job_id
         with redis_errors(EnqueueError, f"job {job_id} of {channel!r} was not enqueued"):
             created = await self._coalescer.enqueue(channel, job)
@@ -192,20 +212,38 @@ class Client:
 
         Raises InvalidJobRequest naming the first item out of bounds (`items[3].priority:
         ...`): then nothing is stored."""
+        requests = [
+            JobRequest(item, priority=priority) if not isinstance(item, JobRequest) else item
+            for item in payloads
+        ]
+        if tracing.ENABLED and tracing.recording():
+            requests = [
+                replace(request, job_id=request.job_id or uuid.uuid4().hex) for request in requests
+            ]
+            job_ids = [request.job_id or "" for request in requests]
+            with tracing.enqueue_span(channel, job_ids) as labels:
+                return await self._store_many(channel, requests, priority, labels)
+        return await self._store_many(channel, requests, priority)
+
+    async def _store_many(
+        self,
+        channel: str,
+        requests: Sequence[JobRequest],
+        priority: int | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[str]:
         jobs: list[NewJob] = []
-        for index, item in enumerate(payloads):
+        for index, item in enumerate(requests):
             try:
-                if isinstance(item, JobRequest):
-                    job = _new_job(
-                        channel,
-                        item.payload,
-                        item.job_id,
-                        item.delay_ms,
-                        priority if item.priority is None else item.priority,
-                        item.timeout_ms,
-                    )
-                else:
-                    job = _new_job(channel, item, None, None, priority, None)
+                job = _new_job(
+                    channel,
+                    item.payload,
+                    item.job_id,
+                    item.delay_ms,
+                    priority if item.priority is None else item.priority,
+                    item.timeout_ms,
+                    labels,
+                )
             except InvalidJobRequest as error:
                 raise InvalidJobRequest(f"items[{index}].{error}") from None
             jobs.append(job)
@@ -461,6 +499,7 @@ def _new_job(
     delay_ms: int | None,
     priority: int | None,
     timeout_ms: int | None,
+    labels: Mapping[str, str] | None = None,
 ) -> NewJob:
     """A job to store, its options checked against runtime.engine.limits."""
     if job_id is None:
@@ -475,7 +514,7 @@ def _new_job(
         check_priority(priority)
     if timeout_ms is not None:
         check_timeout(timeout_ms)
-    message = encode_job(channel, payload, job_id, timeout_ms)
+    message = encode_job(channel, payload, job_id, timeout_ms, labels)
     return NewJob(job_id, message, delay_ms or 0, priority)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runtime.engine import tracing
 from runtime.engine.channel import Channel
 from runtime.engine.clock import now_ms
 from runtime.engine.context import JobContext
@@ -143,11 +144,11 @@ class JobRunner:
         outcome: Outcome
         deadline = None if job.timeout_ms is None else asyncio.timeout(job.timeout_ms / 1000)
         try:
-            if deadline is None:
-                result = await channel.process(job.payload, context)
+            if tracing.ENABLED and tracing.recording():
+                with tracing.run_span(channel.name, job.job_id, numbers.attempt, job.message):
+                    result = await self._call(job, context, deadline)
             else:
-                async with deadline:
-                    result = await channel.process(job.payload, context)
+                result = await self._call(job, context, deadline)
             outcome = Completed(
                 job.stream_id, job.delivery, job.job_id, self._encode_result(result)
             )
@@ -186,6 +187,15 @@ class JobRunner:
                 "job completed", extra=self._fields(job, numbers.attempt, elapsed, "completed")
             )
         self._recorder.record(outcome)
+
+    async def _call(
+        self, job: ClaimedJob, context: JobContext[Any], deadline: asyncio.Timeout | None
+    ) -> Any:
+        """The handler's result, within the job's timeout when it has one."""
+        if deadline is None:
+            return await self.channel.process(job.payload, context)
+        async with deadline:
+            return await self.channel.process(job.payload, context)
 
     def _deferral(self, job: ClaimedJob, signal: RetryAfter) -> Deferred:
         """Back to the delayed set for `signal.seconds`, holding back what its scope says."""

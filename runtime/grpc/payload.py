@@ -37,6 +37,8 @@ from pydantic import BaseModel, ValidationError
 
 from runtime.engine.client import Enqueuer, JobRequest
 from runtime.engine.limits import DEFAULT_PRIORITY
+from runtime.engine.tracing import ENABLED as TRACING
+from runtime.engine.tracing import TRACE_HEADERS, remote_parent
 from runtime.errors import ChannelkitError
 from runtime.grpc.jobs import await_or_abort
 
@@ -257,6 +259,9 @@ class MessageEnqueuer:
             priority=job.priority,
             timeout_ms=job.timeout_ms,
         )
+        if TRACING:
+            with remote_parent(_trace_metadata(context)):
+                return await await_or_abort(context, enqueued)
         return await await_or_abort(context, enqueued)
 
     async def enqueue_batch(
@@ -286,6 +291,9 @@ class MessageEnqueuer:
                 _job_request(job, model, channel) for job, model in zip(jobs, models, strict=True)
             ]
         enqueued = self._enqueuer.enqueue_many(channel.name, items, priority=channel.priority)
+        if TRACING:
+            with remote_parent(_trace_metadata(context)):
+                return await await_or_abort(context, enqueued)
         return await await_or_abort(context, enqueued)
 
 
@@ -300,6 +308,15 @@ def _job_request(
         priority=request.priority if request.HasField("priority") else channel.priority,
         timeout_ms=request.timeout_ms if request.HasField("timeout_ms") else None,
     )
+
+
+def _trace_metadata(context: Context) -> dict[str, str]:
+    """The call's W3C trace context metadata (`traceparent`, `tracestate`)."""
+    return {
+        key: value
+        for key, value in context.invocation_metadata() or ()
+        if key in TRACE_HEADERS and isinstance(value, str)
+    }
 
 
 def _message(message: ProtoMessage, table: MessageTable, spec: MessageSpec) -> Any:

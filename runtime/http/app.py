@@ -26,7 +26,7 @@ from runtime.engine.jobs import STATES
 from runtime.engine.limits import HIGHEST_PRIORITY, LOWEST_PRIORITY
 from runtime.engine.metrics import Metrics
 from runtime.errors import EnqueueError, InvalidJobRequest, RedisUnavailable
-from runtime.http.body import check_json_body
+from runtime.http.body import check_body_depth, check_json_body
 from runtime.http.docs_ui import docs_assets_router, docs_render_plugins
 from runtime.http.enqueue import Enqueuer
 from runtime.http.openapi import (
@@ -223,10 +223,15 @@ def build_http_app(
     resources: object = None,
     extra_routes: Sequence[Router] = (),
     extra_state: Mapping[str, Any] | None = None,
+    mounted: Sequence[Any] = (),
 ) -> Litestar:
     """`resources` (what the app's resources factory yielded) is the `resources`
     dependency of every route, and `app.state.resources`. `extra_routes` (the dashboard's,
-    runtime.ui) guard themselves; `extra_state` goes into `app.state` for them."""
+    runtime.ui) guard themselves; `extra_state` goes into `app.state` for them. `mounted`
+    route handlers (the GraphQL controller) come with their own guards, stay out of the
+    OpenAPI document and parse their own bodies, which are first checked for depth
+    (runtime.http.body)."""
+    extra = Router(path="/", route_handlers=list(mounted), before_request=check_body_depth)
     protected = Router(
         path="/",
         route_handlers=[*controllers, list_processes],
@@ -253,6 +258,7 @@ def build_http_app(
             _docs_redirect,
             docs_assets_router(),
             *extra_routes,
+            *([extra] if mounted else []),
         ],
         dependencies={
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),

@@ -25,7 +25,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
-__all__ = ["MAX_DEPTH", "check_json_body"]
+__all__ = ["MAX_DEPTH", "check_body_depth", "check_json_body"]
 
 MAX_DEPTH = 64  # objects and arrays inside each other; payload schemas need a handful
 
@@ -100,4 +100,17 @@ async def check_json_body(request: Request[Any, Any, State]) -> Response[Any] | 
         return _refuse(HTTP_422_UNPROCESSABLE_ENTITY, "body", f"key {str(error)!r} appears twice")
     except ValueError as error:
         return _refuse(HTTP_422_UNPROCESSABLE_ENTITY, "body", f"not valid JSON: {error}")
+    return None
+
+
+async def check_body_depth(request: Request[Any, Any, State]) -> Response[Any] | None:
+    """`before_request` hook of routes that parse their body themselves (GraphQL): only
+    the depth bound (422), so that a hostile body never reaches their JSON parser."""
+    if request.method != "POST":
+        return None
+    body = await request.body()
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and _too_deep(body, MAX_DEPTH):
+        return _refuse(
+            HTTP_422_UNPROCESSABLE_ENTITY, "body", f"nests deeper than {MAX_DEPTH} levels"
+        )
     return None

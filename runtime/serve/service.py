@@ -16,7 +16,9 @@ from typing import Any
 import grpc
 import uvicorn
 from grpc_health.v1 import health_pb2
+from litestar import Litestar
 
+from runtime.engine import tracing
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.context import ResourcesFactory
@@ -28,6 +30,7 @@ from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
+from runtime.http.tracing import TraceContextMiddleware
 from runtime.serve.embedded_redis import DataDirLock, EmbeddedRedis
 from runtime.serve.http_timeouts import HeadTimeoutProtocol
 from runtime.serve.ports import port_free, reuse_port_socket
@@ -302,7 +305,19 @@ class Service:
             ui_routes, ui_state = build_dashboard(
                 self.client, self.app.channels, self.settings.api_keys
             )
-        app = build_http_app(
+        mounted = self._graphql_handlers()
+        with _graphql_warnings(bool(mounted)):
+            app = self._build_http_app(mounted, ui_routes, ui_state)
+        self._http = _AsgiServer(RequestMetricsMiddleware(_traced(app), self.metrics), "http")
+        self.http_port = await self._http.start(
+            self.settings.http_host, self.settings.http_port, self.settings.reuse_port
+        )
+
+    def _build_http_app(
+        self, mounted: list[Any], ui_routes: list[Any], ui_state: dict[str, Any]
+    ) -> Litestar:
+        assert self.client is not None
+        return build_http_app(
             self.app.routes.CONTROLLERS,
             self.client,
             self.readiness,
@@ -315,10 +330,34 @@ class Service:
             resources=self.resources,
             extra_routes=ui_routes,
             extra_state=ui_state,
+            mounted=mounted,
         )
-        self._http = _AsgiServer(RequestMetricsMiddleware(app, self.metrics), "http")
-        self.http_port = await self._http.start(
-            self.settings.http_host, self.settings.http_port, self.settings.reuse_port
+
+    def _graphql_handlers(self) -> list[Any]:
+        """/graphql and GraphiQL's assets, unless ENABLE_GRAPHQL is false (or the package
+        predates GraphQL: regenerate it). Imported only then: strawberry is not loaded by
+        processes that do not serve GraphQL."""
+        assert self.client is not None
+        if not self.settings.enable_graphql:
+            return []
+        name = f"{self.app.package}.graphql_schema"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:
+                raise
+            logger.warning(
+                "%s has no graphql_schema module: run `runtime generate` to serve GraphQL",
+                self.app.package,
+            )
+            return []
+        from runtime.graphql.app import graphql_handlers
+
+        return graphql_handlers(
+            module.SCHEMA,
+            self.client,
+            api_keys=self.settings.api_keys,
+            title=self.app.package,
         )
 
     async def _start_metrics(self, port: int) -> None:
@@ -372,6 +411,19 @@ class Service:
             self.embedded.stop()  # last: every outcome has been recorded
         if self._data_lock is not None:
             self._data_lock.release()
+
+
+def _traced(app: Litestar) -> Any:
+    """The app, behind the W3C trace context middleware when OpenTelemetry is installed."""
+    return TraceContextMiddleware(app) if tracing.ENABLED else app
+
+
+def _graphql_warnings(mounted: bool) -> contextlib.AbstractContextManager[None]:
+    if not mounted:
+        return contextlib.nullcontext()
+    from runtime.graphql.app import strawberry_route_warnings_ignored
+
+    return strawberry_route_warnings_ignored()
 
 
 def _without_password(url: str) -> str:

@@ -93,6 +93,13 @@ class ServeSettings:
     enable_grpc: bool = _setting(
         True, "ENABLE_GRPC", "--enable-grpc", "serve gRPC (true/false)", _bool
     )
+    enable_graphql: bool = _setting(
+        True,
+        "ENABLE_GRAPHQL",
+        "--enable-graphql",
+        "serve GraphQL at /graphql on the HTTP port (true/false)",
+        _bool,
+    )
     enable_workers: bool = _setting(
         True, "ENABLE_WORKERS", "--enable-workers", "run the channels' workers (true/false)", _bool
     )

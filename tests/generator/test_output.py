@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_python
 from tests.generator.conftest import CHANNELS_YAML, OUT, ProjectFactory, run_generate, write_project
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -109,6 +109,7 @@ GOLDEN_FILES = (
     "channels/orders.py",
     "registry.py",
     "routes.py",
+    "graphql_schema.py",
     "proto/channels/v1/channels.proto",
 )
 
@@ -143,6 +144,25 @@ def test_golden(golden_project: Path, name: str) -> None:
             "If the change is intended, update with:\n"
             "  CHANNELKIT_UPDATE_GOLDEN=1 .venv/bin/pytest tests/generator/test_output.py -k golden"
         )
+
+
+def test_served_graphql_schema_matches_golden_sdl(golden_project: Path) -> None:
+    """The schema a client sees (SDL), printed by strawberry from the generated module.
+    To update: CHANNELKIT_UPDATE_GOLDEN=1 pytest tests/generator/test_output.py -k golden"""
+    printed = run_python(
+        f"from {OUT}.graphql_schema import SCHEMA\nprint(SCHEMA.as_str())", cwd=golden_project
+    )
+    assert printed.returncode == 0, printed.stderr
+    expected_file = GOLDEN / "schema.graphql"
+    if os.environ.get("CHANNELKIT_UPDATE_GOLDEN"):
+        expected_file.write_text(printed.stdout)
+    expected = expected_file.read_text()
+    diff = "".join(
+        difflib.unified_diff(
+            expected.splitlines(True), printed.stdout.splitlines(True), "expected", "served"
+        )
+    )
+    assert not diff, f"the GraphQL schema changed:\n{diff}"
 
 
 def changed_files(before: dict[str, bytes], after: dict[str, bytes]) -> set[str]:

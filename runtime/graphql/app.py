@@ -1,0 +1,198 @@
+"""The GraphQL schema's limits, its Litestar controller at /graphql, GraphiQL's assets.
+
+- Limits, refused before execution with an error naming the limit: operation depth
+  (`MAX_DEPTH`), tokens in the document (`MAX_TOKENS`: payloads belong in variables),
+  aliases (`MAX_ALIASES`).
+- API keys: the same bearer check as the HTTP API (runtime.auth). Every operation needs
+  a key; the GraphiQL page (a GET without a query) and its assets do not, as a browser
+  loads them without one. A missing or wrong key is a 401, as over HTTP.
+- GraphiQL is strawberry's page with its scripts and styles served from this package
+  (`ASSETS_PATH`), not from a CDN: it works offline.
+- Errors the resolvers raise with a code (runtime.graphql.resolvers.ERROR_CODES) are
+  answers, not server faults: they are not logged with a traceback.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import LitestarDeprecationWarning, NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.static_files import create_static_files_router
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.litestar import make_graphql_controller
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from runtime.auth import ApiKeys
+from runtime.engine.client import Client
+from runtime.graphql.types import SCALARS
+
+__all__ = [
+    "ASSETS_PATH",
+    "GRAPHQL_PATH",
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_TOKENS",
+    "ChannelkitSchema",
+    "build_graphql_schema",
+    "graphql_handlers",
+    "strawberry_route_warnings_ignored",
+]
+
+GRAPHQL_PATH = "/graphql"
+ASSETS_PATH = "/graphql/assets"
+MAX_DEPTH = 10  # Job -> errors -> fields is 3: room for fragments, none for abuse
+MAX_TOKENS = 5_000  # a document's tokens; a batch's payloads go in variables
+MAX_ALIASES = 30
+_ASSETS = Path(__file__).parent / "assets"
+_CACHE = CacheControlHeader(max_age=86_400, public=True)
+
+
+class ChannelkitSchema(strawberry.Schema):
+    """A schema that logs only unexpected errors (a resolver raised something without a
+    code): a bad payload, an unknown job, Redis being down, a document over a limit or
+    not valid is an answer to the client, not a traceback (or the document) in the log."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        unexpected = [
+            error
+            for error in errors
+            if error.original_error is not None and not (error.extensions or {}).get("code")
+        ]
+        if unexpected:
+            super().process_errors(unexpected, execution_context)
+
+
+def build_graphql_schema(
+    *, query: type[Any], mutation: type[Any], subscription: type[Any] | None = None
+) -> ChannelkitSchema:
+    """The package's schema with the limits above (a `subscription` slots in when the job
+    event stream exists)."""
+    return ChannelkitSchema(
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        extensions=[
+            partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
+            partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
+            partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),
+        ],
+        config=StrawberryConfig(scalar_map=SCALARS),
+    )
+
+
+_GRAPHIQL = """<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <title>GraphiQL: {title}</title>
+    <style>
+      body {{ margin: 0; height: 100vh; }}
+      #graphiql {{ height: 100vh; }}
+    </style>
+    <link rel="stylesheet" href="{assets}/graphiql.min.css" />
+    <script src="{assets}/react.production.min.js"></script>
+    <script src="{assets}/react-dom.production.min.js"></script>
+    <script src="{assets}/graphiql.min.js"></script>
+  </head>
+  <body>
+    <div id="graphiql">Loading...</div>
+    <script>
+      const fetcher = GraphiQL.createFetcher({{ url: "{path}" }});
+      const root = ReactDOM.createRoot(document.getElementById("graphiql"));
+      root.render(
+        React.createElement(GraphiQL, {{
+          fetcher: fetcher,
+          defaultEditorToolsVisibility: true,
+          isHeadersEditorEnabled: true,
+          shouldPersistHeaders: true,
+          defaultHeaders: {default_headers},
+        }}),
+      );
+    </script>
+  </body>
+</html>
+"""
+
+
+@contextmanager
+def strawberry_route_warnings_ignored() -> Iterator[None]:
+    """Wrap the building of a Litestar app that mounts `graphql_handlers`: strawberry's
+    controller (0.341) declares its dependencies without `NamedDependency`, which Litestar
+    2.25 reports with a deprecation warning per route; nothing of ours to change."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r".*Inferred dependency field '(custom_context|context|context_ws|root_value"
+            r"|response)'",
+            category=LitestarDeprecationWarning,
+        )
+        yield
+
+
+def _api_key_guard(
+    keys: Sequence[str],
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    api_keys = ApiKeys(keys)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        is_get = isinstance(connection, Request) and connection.method == "GET"
+        if is_get and "query" not in connection.query_params:
+            return  # the GraphiQL page: no data in it
+        if not api_keys.allows(connection.headers.get("authorization")):
+            raise NotAuthorizedException(
+                detail="missing or wrong API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return guard
+
+
+def graphql_handlers(
+    schema: strawberry.Schema, client: Client, *, api_keys: Sequence[str] = (), title: str = ""
+) -> list[Any]:
+    """The route handlers to mount on the app: the controller at GRAPHQL_PATH (queries by
+    GET and POST, GraphiQL for a browser) and GraphiQL's assets at ASSETS_PATH."""
+
+    async def context() -> dict[str, Any]:
+        return {"client": client}
+
+    base = make_graphql_controller(
+        schema, path=GRAPHQL_PATH, context_getter=context, graphql_ide="graphiql"
+    )
+    page = _GRAPHIQL.format(
+        title=title or "Channelkit",
+        assets=ASSETS_PATH,
+        path=GRAPHQL_PATH,
+        default_headers='\'{"Authorization": "Bearer <key>"}\'' if api_keys else '""',
+    )
+
+    class GraphQLController(base):  # type: ignore[valid-type,misc]
+        guards = [_api_key_guard(api_keys)] if api_keys else []
+        include_in_schema = False  # not part of the OpenAPI document
+
+        @property
+        def graphql_ide_html(self) -> str:
+            return page
+
+    assets = create_static_files_router(
+        path=ASSETS_PATH,
+        directories=[_ASSETS],
+        name="graphql-assets",
+        cache_control=_CACHE,
+        include_in_schema=False,
+    )
+    return [GraphQLController, assets]

@@ -1,0 +1,179 @@
+"""The GraphQL output types every generated package shares, and the Long scalar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import NewType
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types.scalar import ScalarDefinition
+
+from runtime.engine.jobs import ChannelCounts as ChannelCountsRecord
+from runtime.engine.jobs import JobError as JobErrorRecord
+from runtime.engine.jobs import JobInfo
+
+__all__ = [
+    "JSON",
+    "SCALARS",
+    "GraphQLChannelCounts",
+    "GraphQLEnqueuedBatch",
+    "GraphQLEnqueuedJob",
+    "GraphQLJob",
+    "GraphQLJobError",
+    "GraphQLJobPage",
+    "GraphQLJobState",
+    "GraphQLLimiterWindow",
+    "Long",
+]
+
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
+def _parse_long(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Long cannot represent a non-integer value: {value!r}")
+    if not _LONG_MIN <= value <= _LONG_MAX:
+        raise ValueError(f"Long cannot represent a value outside 64 bits: {value}")
+    return value
+
+
+Long = NewType("Long", int)
+"""A 64-bit integer in the schema; its scalar is `SCALARS[Long]` (the schema's scalar map)."""
+
+SCALARS: dict[object, ScalarDefinition] = {
+    Long: strawberry.scalar(
+        name="Long",
+        description="A 64-bit signed integer, as a JSON number (GraphQL's Int has 32 bits).",
+        serialize=int,
+        parse_value=_parse_long,
+    )
+}
+
+
+@strawberry.enum(name="JobState", description="Where a job is in its life.")
+class GraphQLJobState(Enum):
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@strawberry.type(
+    name="JobError", description="One failed run of a job, or why a job could not run."
+)
+class GraphQLJobError:
+    type: str = strawberry.field(
+        description="The exception's qualified name, or payload_invalid, message_invalid, stalled."
+    )
+    message: str
+    traceback: str
+    attempt: int = strawberry.field(description="The run it ended; 0: the job never ran.")
+    at_ms: Long = strawberry.field(description="Milliseconds since the epoch; 0: unknown.")
+
+    @classmethod
+    def of(cls, record: JobErrorRecord) -> GraphQLJobError:
+        return cls(
+            type=record.type,
+            message=record.message,
+            traceback=record.traceback,
+            attempt=record.attempt,
+            at_ms=Long(record.at),
+        )
+
+
+@strawberry.type(name="Job", description="A job: its state, attempts, result and errors.")
+class GraphQLJob:
+    id: strawberry.ID
+    channel: str
+    state: GraphQLJobState
+    attempts: int = strawberry.field(description="Runs started so far.")
+    failures: int = strawberry.field(description="Runs that failed so far.")
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    due_at: datetime | None = strawberry.field(
+        description="When a delayed job (or a retry) becomes ready to run."
+    )
+    result: JSON | None = strawberry.field(description="What the handler returned.")
+    error: GraphQLJobError | None = strawberry.field(description="The last failure.")
+    errors: list[GraphQLJobError] = strawberry.field(description="Every failure, oldest first.")
+    payload: JSON | None = strawberry.field(description="The payload, as JSON.")
+
+    @classmethod
+    def of(cls, info: JobInfo) -> GraphQLJob:
+        return cls(
+            id=strawberry.ID(info.id),
+            channel=info.channel,
+            state=GraphQLJobState(info.state),
+            attempts=info.attempts,
+            failures=info.failures,
+            enqueued_at=info.enqueued_at,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            due_at=info.due_at,
+            result=info.result,
+            error=GraphQLJobError.of(info.error) if info.error is not None else None,
+            errors=[GraphQLJobError.of(error) for error in info.errors],
+            payload=info.payload,
+        )
+
+
+@strawberry.type(
+    name="LimiterWindow", description="The global rate limit's current window (zeros without one)."
+)
+class GraphQLLimiterWindow:
+    granted_in_window: int
+    window_resets_in_ms: int
+
+
+@strawberry.type(name="ChannelCounts", description="A channel's jobs per state.")
+class GraphQLChannelCounts:
+    channel: str
+    waiting: int
+    active: int
+    delayed: int
+    completed: int
+    failed: int
+    limiter: GraphQLLimiterWindow
+
+    @classmethod
+    def of(cls, counts: ChannelCountsRecord) -> GraphQLChannelCounts:
+        window = counts.limiter or {}
+        return cls(
+            channel=counts.channel,
+            waiting=counts.waiting,
+            active=counts.active,
+            delayed=counts.delayed,
+            completed=counts.completed,
+            failed=counts.failed,
+            limiter=GraphQLLimiterWindow(
+                granted_in_window=int(window.get("granted_in_window", 0)),
+                window_resets_in_ms=int(window.get("window_resets_in_ms", 0)),
+            ),
+        )
+
+
+@strawberry.type(name="JobPage", description="One page of a channel's jobs in one state.")
+class GraphQLJobPage:
+    items: list[GraphQLJob]
+    offset: int
+    limit: int
+    total: int = strawberry.field(description="Jobs in this state now.")
+    has_more: bool
+
+
+@strawberry.type(name="EnqueuedJob", description="A job accepted onto its channel.")
+class GraphQLEnqueuedJob:
+    id: strawberry.ID
+    channel: str
+
+
+@strawberry.type(
+    name="EnqueuedBatch", description="A batch accepted onto its channel, all or nothing."
+)
+class GraphQLEnqueuedBatch:
+    ids: list[strawberry.ID] = strawberry.field(description="In the order of the payloads.")
+    channel: str
