@@ -13,7 +13,8 @@ generated `routes` or `grpc_service` module asks for them.
     models       Payload (the base of every model), NotNull (optional, but not null)
     channels     Client, Enqueuer
     processors   JobContext, register_channel_task
-    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Stalled, ResourcesFactory
+    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Schedule, Stalled,
+                 ResourcesFactory
     routes       JobRoutes, ENQUEUE_ERRORS, DelayMs, IdempotencyKey, EnqueuedJob,
                  EnqueuedBatch, batch_operation, validate_batch        (Litestar)
     grpc_service MessageTable, MessageSpec, FieldSpec, ConstSpec, ChannelSpec,
@@ -25,7 +26,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.channel import (
+    Backoff,
+    Channel,
+    Keep,
+    Limiter,
+    Retention,
+    Retry,
+    Schedule,
+    Stalled,
+)
 from runtime.engine.client import Client, Enqueuer, JobRequest
 from runtime.engine.context import JobContext, ResourcesFactory
 from runtime.engine.model import NotNull, Payload
@@ -84,6 +94,7 @@ __all__ = [
     "ResourcesFactory",
     "Retention",
     "Retry",
+    "Schedule",
     "Stalled",
     "TimeoutMs",
     "batch_operation",
