@@ -25,6 +25,8 @@ from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
 from runtime.engine.processes import ProcessHeartbeat
 from runtime.engine.workers import Workers, consumer_name
+from runtime.engine.scheduler import Scheduler
+from runtime.engine.workers import Workers
 from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.server import build_grpc_server
@@ -141,6 +143,7 @@ class Service:
         self.redis_url = settings.redis_url or ""
         self.client: Client | None = None
         self.workers: Workers | None = None
+        self.scheduler: Scheduler | None = None
         self.metrics = Metrics()
         self.http_port: int | None = None
         self.grpc_port: int | None = None
@@ -214,6 +217,7 @@ class Service:
                 resources=self.resources,
             )
             await self.workers.start()
+        await self._start_schedules(workers_for)
         if settings.enable_grpc:
             await self._start_grpc()
         if settings.enable_api:
@@ -227,6 +231,25 @@ class Service:
             f"{settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "off",
             ",".join(c.name for c in workers_for) or "off",
         )
+
+    async def _start_schedules(self, workers_for: Sequence[Channel[Any, Any]]) -> None:
+        """Store channels.yaml's schedules (every channel's: the registry is the truth),
+        then, in a process with workers, tick those channels' schedules."""
+        assert self.client is not None
+        for channel in self.app.channels:
+            changed, removed = await self.client.schedules.sync_declared(
+                channel.name, channel.schedules
+            )
+            if changed or removed:
+                logger.info(
+                    "%s: schedules from channels.yaml stored: %s; removed: %s",
+                    channel.name,
+                    ", ".join(changed) or "none",
+                    ", ".join(removed) or "none",
+                )
+        if workers_for:
+            self.scheduler = Scheduler(workers_for, self.client, metrics=self.metrics)
+            self.scheduler.start()
 
     def _check_ports(self) -> None:
         """A port in use is a one-line ConfigError before Redis or any worker starts."""
@@ -348,6 +371,8 @@ class Service:
             await self._http.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=min(5.0, self.settings.shutdown_timeout))
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.workers is not None:
             clean = await self.workers.stop()
             if not clean:
