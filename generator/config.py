@@ -464,10 +464,8 @@ def _schedule(
         )
     except InvalidScheduleError as error:
         field, _, message = str(error).partition(": ")
-        key = {"cron": "cron", "every": "every", "end": "end"}.get(field)
-        if key is None and str(error).startswith("every:"):
-            key = "every"
-        problems.append(document.problem((*path, key) if key else path, message or str(error)))
+        where: KeyPath = (*path, field) if field in ("cron", "every", "end") else path
+        problems.append(document.problem(where, message or str(error)))
         return None
 
 

@@ -59,12 +59,14 @@ BAD = {
         r"channels.yaml:27:16: channels.invoices.schedules.s.every: bad duration 'daily'",
     ),
     "cron and every": (
-        "      s:\n        cron: '0 8 * * *'\n        every: 1h\n        payload: {invoice_id: 1}\n",
+        "      s:\n        cron: '0 8 * * *'\n        every: 1h\n"
+        "        payload: {invoice_id: 1}\n",
         r"channels.yaml:26:7: channels.invoices.schedules.s: schedule 's': "
         r"give either `cron` or `every`",
     ),
     "bad start": (
-        "      s:\n        every: 1h\n        start: next monday\n        payload: {invoice_id: 1}\n",
+        "      s:\n        every: 1h\n        start: next monday\n"
+        "        payload: {invoice_id: 1}\n",
         r"channels.yaml:28:16: channels.invoices.schedules.s.start: expected an ISO 8601",
     ),
     "payload breaks the schema": (
