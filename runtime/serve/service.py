@@ -29,6 +29,7 @@ from runtime.engine.scheduler import Scheduler
 from runtime.engine.workers import Workers
 from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
+from runtime.grpc.schedules import SchedulesServicer
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
@@ -294,9 +295,23 @@ class Service:
         assert self.client is not None
         client = self.client
         servicer_module = self.app.grpc_service
-        service_names = (servicer_module.SERVICE_NAME, servicer_module.JOBS_SERVICE_NAME)
+        schedules = SchedulesServicer(
+            client.schedules,
+            {channel.name: channel.payload_model for channel in self.app.channels},
+            servicer_module.channels_pb2,
+        )
+        service_names = (
+            servicer_module.SERVICE_NAME,
+            servicer_module.JOBS_SERVICE_NAME,
+            schedules.service_name,
+        )
+
+        def add_services(server: grpc.aio.Server) -> None:
+            servicer_module.add_to_server(server, client)
+            schedules.add_to_server(server)
+
         server, health = build_grpc_server(
-            lambda server: servicer_module.add_to_server(server, client),
+            add_services,
             service_names,
             api_keys=self.settings.api_keys,
             max_message_bytes=self.settings.max_body_size,

@@ -50,6 +50,32 @@ JOB_STATE_FAILED: JobState.ValueType  # 5
 JOB_STATE_CANCELLED: JobState.ValueType  # 6
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _CatchUp:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CatchUpEnumTypeWrapper(
+    _enum_type_wrapper._EnumTypeWrapper[_CatchUp.ValueType], _builtins.type
+):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CATCH_UP_UNSPECIFIED: _CatchUp.ValueType  # 0
+    """ONCE."""
+    CATCH_UP_ONCE: _CatchUp.ValueType  # 1
+    """One job, for the latest missed tick."""
+    CATCH_UP_SKIP: _CatchUp.ValueType  # 2
+    """No job; the next is the next future tick."""
+
+class CatchUp(_CatchUp, metaclass=_CatchUpEnumTypeWrapper):
+    """Ticks missed while no process ran."""
+
+CATCH_UP_UNSPECIFIED: CatchUp.ValueType  # 0
+"""ONCE."""
+CATCH_UP_ONCE: CatchUp.ValueType  # 1
+"""One job, for the latest missed tick."""
+CATCH_UP_SKIP: CatchUp.ValueType  # 2
+"""No job; the next is the next future tick."""
+Global___CatchUp: _TypeAlias = CatchUp  # noqa: Y015
+
 @_typing.final
 class EnqueueEmailRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -2432,3 +2458,455 @@ class ChannelCounts(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChannelCounts: _TypeAlias = ChannelCounts  # noqa: Y015
+
+@_typing.final
+class UpsertScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    EVERY_MS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    name: _builtins.str
+    cron: _builtins.str
+    """5 fields, or 6 with seconds first."""
+    every_ms: _builtins.int
+    """A fixed interval, at least 1000."""
+    timezone: _builtins.str
+    """An IANA time zone; empty: UTC."""
+    payload_json: _builtins.str
+    """The payload as JSON text, validated with the channel's payload schema."""
+    catch_up: Global___CatchUp.ValueType
+    paused: _builtins.bool
+    """Store it paused."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """No tick before; unset: none."""
+
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """No tick after; unset: none."""
+
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        name: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        every_ms: _builtins.int = ...,
+        timezone: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        catch_up: Global___CatchUp.ValueType = ...,
+        paused: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal[
+        "cadence",
+        b"cadence",
+        "cron",
+        b"cron",
+        "end",
+        b"end",
+        "every_ms",
+        b"every_ms",
+        "start",
+        b"start",
+    ]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "cadence",
+        b"cadence",
+        "catch_up",
+        b"catch_up",
+        "channel",
+        b"channel",
+        "cron",
+        b"cron",
+        "end",
+        b"end",
+        "every_ms",
+        b"every_ms",
+        "name",
+        b"name",
+        "paused",
+        b"paused",
+        "payload_json",
+        b"payload_json",
+        "start",
+        b"start",
+        "timezone",
+        b"timezone",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_cadence: _TypeAlias = _typing.Literal["cron", "every_ms"]  # noqa: Y015
+    _WhichOneofArgType_cadence: _TypeAlias = _typing.Literal["cadence", b"cadence"]  # noqa: Y015
+    def WhichOneof(
+        self, oneof_group: _WhichOneofArgType_cadence
+    ) -> _WhichOneofReturnType_cadence | None: ...
+
+Global___UpsertScheduleRequest: _TypeAlias = UpsertScheduleRequest  # noqa: Y015
+
+@_typing.final
+class UpsertScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertScheduleResponse: _TypeAlias = UpsertScheduleResponse  # noqa: Y015
+
+@_typing.final
+class GetScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleRequest: _TypeAlias = GetScheduleRequest  # noqa: Y015
+
+@_typing.final
+class GetScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetScheduleResponse: _TypeAlias = GetScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ListSchedulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesRequest: _TypeAlias = ListSchedulesRequest  # noqa: Y015
+
+@_typing.final
+class ListSchedulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schedule]: ...
+    def __init__(
+        self,
+        *,
+        schedules: _abc.Iterable[Global___Schedule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedules", b"schedules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSchedulesResponse: _TypeAlias = ListSchedulesResponse  # noqa: Y015
+
+@_typing.final
+class PauseScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleRequest: _TypeAlias = PauseScheduleRequest  # noqa: Y015
+
+@_typing.final
+class PauseScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseScheduleResponse: _TypeAlias = PauseScheduleResponse  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleRequest: _TypeAlias = ResumeScheduleRequest  # noqa: Y015
+
+@_typing.final
+class ResumeScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> Global___Schedule: ...
+    def __init__(
+        self,
+        *,
+        schedule: Global___Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeScheduleResponse: _TypeAlias = ResumeScheduleResponse  # noqa: Y015
+
+@_typing.final
+class RemoveScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveScheduleRequest: _TypeAlias = RemoveScheduleRequest  # noqa: Y015
+
+@_typing.final
+class RemoveScheduleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    removed: _builtins.bool
+    """Always true: a schedule that cannot be removed ends the call with an error."""
+    def __init__(
+        self,
+        *,
+        removed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveScheduleResponse: _TypeAlias = RemoveScheduleResponse  # noqa: Y015
+
+@_typing.final
+class Schedule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    CRON_FIELD_NUMBER: _builtins.int
+    EVERY_MS_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    CATCH_UP_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    NEXT_RUN_FIELD_NUMBER: _builtins.int
+    LAST_RUN_FIELD_NUMBER: _builtins.int
+    LAST_JOB_ID_FIELD_NUMBER: _builtins.int
+    ENQUEUED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    channel: _builtins.str
+    cron: _builtins.str
+    every_ms: _builtins.int
+    timezone: _builtins.str
+    payload_json: _builtins.str
+    catch_up: Global___CatchUp.ValueType
+    paused: _builtins.bool
+    """Paused now (by channels.yaml or at runtime)."""
+    source: _builtins.str
+    """`config` (channels.yaml) or `api`."""
+    last_job_id: _builtins.str
+    enqueued: _builtins.int
+    """Jobs the schedule created."""
+    error: _builtins.str
+    """Why the last tick's job could not be built; empty: no error."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_run(self) -> _timestamp_pb2.Timestamp:
+        """Unset while paused, or when no tick is left before `end`."""
+
+    @_builtins.property
+    def last_run(self) -> _timestamp_pb2.Timestamp:
+        """The last tick that enqueued a job; unset: none yet."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        cron: _builtins.str = ...,
+        every_ms: _builtins.int = ...,
+        timezone: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        catch_up: Global___CatchUp.ValueType = ...,
+        paused: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        next_run: _timestamp_pb2.Timestamp | None = ...,
+        last_run: _timestamp_pb2.Timestamp | None = ...,
+        last_job_id: _builtins.str = ...,
+        enqueued: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal[
+        "cadence",
+        b"cadence",
+        "cron",
+        b"cron",
+        "end",
+        b"end",
+        "every_ms",
+        b"every_ms",
+        "last_run",
+        b"last_run",
+        "next_run",
+        b"next_run",
+        "start",
+        b"start",
+    ]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "cadence",
+        b"cadence",
+        "catch_up",
+        b"catch_up",
+        "channel",
+        b"channel",
+        "cron",
+        b"cron",
+        "end",
+        b"end",
+        "enqueued",
+        b"enqueued",
+        "error",
+        b"error",
+        "every_ms",
+        b"every_ms",
+        "last_job_id",
+        b"last_job_id",
+        "last_run",
+        b"last_run",
+        "name",
+        b"name",
+        "next_run",
+        b"next_run",
+        "paused",
+        b"paused",
+        "payload_json",
+        b"payload_json",
+        "source",
+        b"source",
+        "start",
+        b"start",
+        "timezone",
+        b"timezone",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_cadence: _TypeAlias = _typing.Literal["cron", "every_ms"]  # noqa: Y015
+    _WhichOneofArgType_cadence: _TypeAlias = _typing.Literal["cadence", b"cadence"]  # noqa: Y015
+    def WhichOneof(
+        self, oneof_group: _WhichOneofArgType_cadence
+    ) -> _WhichOneofReturnType_cadence | None: ...
+
+Global___Schedule: _TypeAlias = Schedule  # noqa: Y015

@@ -453,3 +453,153 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_JobsServiceServicer_to_server(
     servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]
 ) -> None: ...
+
+class SchedulesServiceStub:
+    """Create, list, pause, resume and remove a channel's schedules (jobs enqueued on a cron
+    expression or a fixed interval). The HTTP twin is /channels/{name}/schedules. An
+    unknown channel or schedule ends a call with NOT_FOUND; a bad cron, time zone,
+    interval or payload with INVALID_ARGUMENT naming the field; changing or removing a
+    schedule that channels.yaml declares with FAILED_PRECONDITION.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> SchedulesServiceAsyncStub: ...
+    UpsertSchedule: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.UpsertScheduleRequest, _channels_pb2.UpsertScheduleResponse
+    ]
+    """Create a schedule, or change the one of that name (BullMQ's upsertJobScheduler). The
+    same definition again changes nothing; a new one starts from now.
+    """
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.GetScheduleRequest, _channels_pb2.GetScheduleResponse
+    ]
+    """One schedule: definition, state, next and last run."""
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.ListSchedulesRequest, _channels_pb2.ListSchedulesResponse
+    ]
+    """Every schedule of a channel, by name."""
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.PauseScheduleRequest, _channels_pb2.PauseScheduleResponse
+    ]
+    """Enqueue nothing until resumed (cluster-wide; survives restarts)."""
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.ResumeScheduleRequest, _channels_pb2.ResumeScheduleResponse
+    ]
+    """Go on from now: ticks that fell while paused are not enqueued."""
+    RemoveSchedule: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.RemoveScheduleRequest, _channels_pb2.RemoveScheduleResponse
+    ]
+    """Remove a schedule; the jobs it enqueued stay."""
+
+@_typing.type_check_only
+class SchedulesServiceAsyncStub(SchedulesServiceStub):
+    """Create, list, pause, resume and remove a channel's schedules (jobs enqueued on a cron
+    expression or a fixed interval). The HTTP twin is /channels/{name}/schedules. An
+    unknown channel or schedule ends a call with NOT_FOUND; a bad cron, time zone,
+    interval or payload with INVALID_ARGUMENT naming the field; changing or removing a
+    schedule that channels.yaml declares with FAILED_PRECONDITION.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    UpsertSchedule: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.UpsertScheduleRequest, _channels_pb2.UpsertScheduleResponse
+    ]  # type: ignore[assignment]
+    """Create a schedule, or change the one of that name (BullMQ's upsertJobScheduler). The
+    same definition again changes nothing; a new one starts from now.
+    """
+    GetSchedule: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.GetScheduleRequest, _channels_pb2.GetScheduleResponse
+    ]  # type: ignore[assignment]
+    """One schedule: definition, state, next and last run."""
+    ListSchedules: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.ListSchedulesRequest, _channels_pb2.ListSchedulesResponse
+    ]  # type: ignore[assignment]
+    """Every schedule of a channel, by name."""
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.PauseScheduleRequest, _channels_pb2.PauseScheduleResponse
+    ]  # type: ignore[assignment]
+    """Enqueue nothing until resumed (cluster-wide; survives restarts)."""
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.ResumeScheduleRequest, _channels_pb2.ResumeScheduleResponse
+    ]  # type: ignore[assignment]
+    """Go on from now: ticks that fell while paused are not enqueued."""
+    RemoveSchedule: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.RemoveScheduleRequest, _channels_pb2.RemoveScheduleResponse
+    ]  # type: ignore[assignment]
+    """Remove a schedule; the jobs it enqueued stay."""
+
+class SchedulesServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Create, list, pause, resume and remove a channel's schedules (jobs enqueued on a cron
+    expression or a fixed interval). The HTTP twin is /channels/{name}/schedules. An
+    unknown channel or schedule ends a call with NOT_FOUND; a bad cron, time zone,
+    interval or payload with INVALID_ARGUMENT naming the field; changing or removing a
+    schedule that channels.yaml declares with FAILED_PRECONDITION.
+    """
+
+    @_abc_1.abstractmethod
+    def UpsertSchedule(
+        self,
+        request: _channels_pb2.UpsertScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.UpsertScheduleResponse, _abc.Awaitable[_channels_pb2.UpsertScheduleResponse]
+    ]:
+        """Create a schedule, or change the one of that name (BullMQ's upsertJobScheduler). The
+        same definition again changes nothing; a new one starts from now.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _channels_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.GetScheduleResponse, _abc.Awaitable[_channels_pb2.GetScheduleResponse]
+    ]:
+        """One schedule: definition, state, next and last run."""
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _channels_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.ListSchedulesResponse, _abc.Awaitable[_channels_pb2.ListSchedulesResponse]
+    ]:
+        """Every schedule of a channel, by name."""
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _channels_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.PauseScheduleResponse, _abc.Awaitable[_channels_pb2.PauseScheduleResponse]
+    ]:
+        """Enqueue nothing until resumed (cluster-wide; survives restarts)."""
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _channels_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.ResumeScheduleResponse, _abc.Awaitable[_channels_pb2.ResumeScheduleResponse]
+    ]:
+        """Go on from now: ticks that fell while paused are not enqueued."""
+
+    @_abc_1.abstractmethod
+    def RemoveSchedule(
+        self,
+        request: _channels_pb2.RemoveScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.RemoveScheduleResponse, _abc.Awaitable[_channels_pb2.RemoveScheduleResponse]
+    ]:
+        """Remove a schedule; the jobs it enqueued stay."""
+
+def add_SchedulesServiceServicer_to_server(
+    servicer: SchedulesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]
+) -> None: ...
