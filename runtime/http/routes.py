@@ -21,7 +21,7 @@ and the schedule routes of runtime.http.schedules (/channels/{name}/schedules/..
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from litestar import delete, get, post
 from litestar.di import NamedDependency
