@@ -24,9 +24,8 @@ from runtime.engine.client import Client
 from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
 from runtime.engine.processes import ProcessHeartbeat
-from runtime.engine.workers import Workers, consumer_name
 from runtime.engine.scheduler import Scheduler
-from runtime.engine.workers import Workers
+from runtime.engine.workers import Workers, consumer_name
 from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
 from runtime.grpc.schedules import SchedulesServicer
