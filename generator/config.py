@@ -16,6 +16,7 @@ import json
 import keyword
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,9 @@ from generator.handlers import (
     inspect_resources,
 )
 from generator.yaml_source import KeyPath, LocatedDocument, load_yaml
+from runtime.engine.cadence import as_ms, check_timezone
+from runtime.engine.schedules import Schedule
+from runtime.errors import InvalidScheduleError
 
 __all__ = [
     "BackoffConfig",
@@ -38,6 +42,7 @@ __all__ = [
     "ChannelsConfig",
     "LimiterConfig",
     "RetentionConfig",
+    "ScheduleConfig",
     "format_schema",
     "load_config",
     "parse_duration",
@@ -135,6 +140,15 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleConfig:
+    """One entry of a channel's `schedules:`, checked (cron, time zone, interval, start,
+    end); its payload is checked against the channel's schema by `generator.schemas`."""
+
+    schedule: Schedule
+    key_path: KeyPath
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelConfig:
     name: str
     description: str
@@ -155,6 +169,7 @@ class ChannelConfig:
     key_path: KeyPath
     priority: int = 5
     timeout_ms: int | None = None
+    schedules: tuple[ScheduleConfig, ...] = ()
     resources: ResourcesSignature | None = None
     """The app's resources factory: the processor types its JobContext with what it yields."""
 
@@ -386,7 +401,89 @@ def _build_channel(
         key_path=path,
         priority=raw.get("priority", 5),
         timeout_ms=parse_duration(raw["timeout"]) if "timeout" in raw else None,
+        schedules=_schedules(document, path, raw.get("schedules", {}), problems),
     )
+
+
+def _schedules(
+    document: LocatedDocument, channel_path: KeyPath, raw: dict[str, Any], problems: list[Problem]
+) -> tuple[ScheduleConfig, ...]:
+    found = []
+    for name in sorted(raw):
+        path: KeyPath = (*channel_path, "schedules", name)
+        schedule = _schedule(document, path, name, raw[name], problems)
+        if schedule is not None:
+            found.append(ScheduleConfig(schedule, path))
+    return tuple(found)
+
+
+def _schedule(
+    document: LocatedDocument,
+    path: KeyPath,
+    name: str,
+    raw: dict[str, Any],
+    problems: list[Problem],
+) -> Schedule | None:
+    if ("cron" in raw) == ("every" in raw):
+        problems.append(
+            document.problem(path, f"schedule {name!r}: give either `cron` or `every`", at_key=True)
+        )
+        return None
+    timezone = raw.get("timezone", "UTC")
+    try:
+        check_timezone(timezone)
+    except ValueError as error:
+        problems.append(document.problem((*path, "timezone"), str(error)))
+        return None
+    bounds: dict[str, int | None] = {}
+    for key in ("start", "end"):
+        bounds[key] = None
+        if key in raw:
+            moment = _moment(raw[key], timezone)
+            if moment is None:
+                problems.append(
+                    document.problem(
+                        (*path, key),
+                        f"expected an ISO 8601 date-time such as 2026-01-01T08:00:00+01:00, "
+                        f"got {raw[key]!r}",
+                    )
+                )
+                return None
+            bounds[key] = moment
+    try:
+        return Schedule(
+            name=name,
+            payload=raw["payload"],
+            cron=raw.get("cron"),
+            every_ms=parse_duration(raw["every"]) if "every" in raw else None,
+            timezone=timezone,
+            start_ms=bounds["start"],
+            end_ms=bounds["end"],
+            catch_up=raw.get("catch_up", "once"),
+            paused=raw.get("paused", False),
+        )
+    except InvalidScheduleError as error:
+        field, _, message = str(error).partition(": ")
+        where: KeyPath = (*path, field) if field in ("cron", "every", "end") else path
+        problems.append(document.problem(where, message or str(error)))
+        return None
+
+
+def _moment(value: object, timezone: str) -> int | None:
+    """`value` (a YAML timestamp or an ISO 8601 string) as ms; without an offset, in
+    `timezone`."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=check_timezone(timezone))
+    return as_ms(value)
 
 
 def _retention(raw: dict[str, Any]) -> RetentionConfig:

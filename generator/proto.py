@@ -18,7 +18,8 @@ What proto cannot express raises `ProtoMappingError` naming the channel and JSON
 The file passes `buf lint` with the STANDARD rules: services end in `Service`, every RPC has
 its own `<Rpc>Request` and `<Rpc>Response`, and the file lives at `proto_path(package)`
 (`channels/v1/channels.proto` for `channels.v1`). It ends with `service JobsService` and
-its messages (generator.proto_jobs), the same in every project.
+`service SchedulesService` and their messages (generator.proto_jobs,
+generator.proto_schedules), the same in every project.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any, Literal, NoReturn
 from generator.errors import GeneratorError
 from generator.lock import Allocator, ChannelLock
 from generator.proto_jobs import JOBS_IMPORTS, JOBS_PROTO, JOBS_SERVICE_NAME, JOBS_TOP_LEVEL
+from generator.proto_schedules import SCHEDULES_PROTO, SCHEDULES_TOP_LEVEL
 
 __all__ = [
     "JOBS_SERVICE_NAME",
@@ -215,7 +217,7 @@ def proto_path(proto_package: str) -> str:
 def build_proto_file(channels: Sequence[ProtoChannel]) -> ProtoFile:
     """Map every channel's payload schema; raises `ProtoMappingError`."""
     ordered = sorted(channels, key=lambda c: c.name)
-    top_level = {SERVICE_NAME, *JOBS_TOP_LEVEL}
+    top_level = {SERVICE_NAME, *JOBS_TOP_LEVEL, *SCHEDULES_TOP_LEVEL}
     defs = []
     for channel in ordered:
         prefix = channel.type_prefix
@@ -305,6 +307,8 @@ def render_proto(channels: Sequence[ProtoChannel], proto_package: str = PROTO_PA
         out.message(item.payload, 0)
     out.line()
     out.line(JOBS_PROTO.rstrip("\n"))
+    out.line()
+    out.line(SCHEDULES_PROTO.rstrip("\n"))
     return out.text()
 
 

@@ -56,6 +56,11 @@ channels:
         to: {type: string, pattern: "^\\\\+[1-9][0-9]{6,14}$"}
         text: {type: string, minLength: 1, maxLength: 1600}
         tenant_id: {type: string}
+    schedules:
+      morning-reminder:
+        cron: "0 8 * * MON-FRI"
+        timezone: Europe/Berlin
+        payload: {to: "+4915112345678", text: Stand-up in 15 minutes, tenant_id: acme}
 """
 
 MERGE_DEFAULTS: dict[str, Any] = {
@@ -128,6 +133,17 @@ def _page(schema: dict[str, Any]) -> Iterator[str]:
         + ", ".join(f"`{key}`" for key in shared)
         + ". What it sets wins over `defaults` (see [Defaults](#defaults))."
     )
+    yield ""
+    yield "## Schedule"
+    yield ""
+    yield (
+        "Each entry of a channel's `schedules`, under its name (unique in the channel, "
+        f"matching `{channel['properties']['schedules']['propertyNames']['pattern']}`). "
+        "Give `cron` or `every`. A bad cron expression, time zone, interval, date or "
+        "payload is a config error naming the schedule's key. See docs/schedules.md."
+    )
+    yield ""
+    yield from _table(schema, defs["schedule"], "")
     yield ""
     yield "## Settings"
     yield ""
@@ -243,6 +259,8 @@ def _type(node: dict[str, Any], ref: str) -> str:
         values = node.get("additionalProperties")
         if isinstance(values, dict) and values.get("$ref", "").endswith("/channel"):
             return "mapping of name → [channel](#channel)"
+        if isinstance(values, dict) and values.get("$ref", "").endswith("/schedule"):
+            return "mapping of name → [schedule](#schedule)"
         return "mapping"
     if kind in ("integer", "number"):
         low, high = node.get("minimum"), node.get("maximum")

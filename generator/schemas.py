@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import jsonschema
 import yaml
 
-from generator.config import ChannelsConfig
+from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError, Problem
 from generator.yaml_source import KeyPath, LocatedDocument
 
@@ -335,6 +335,7 @@ def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, 
                     "of the payload schema",
                 )
             )
+        problems += _check_schedule_payloads(channel, payload, document)
         result = schemas["result"]
         loaded[channel.name] = ChannelSchemas(
             payload=payload,
@@ -347,3 +348,27 @@ def load_schemas(config: ChannelsConfig, *, validate: bool = True) -> dict[str, 
     if problems:
         raise ConfigError(problems)
     return loaded
+
+
+def _check_schedule_payloads(
+    channel: ChannelConfig, payload: dict[str, Any], document: LocatedDocument
+) -> list[Problem]:
+    """Each schedule's payload against the channel's payload schema, as a job's would be
+    (formats included): a schedule that could never enqueue is a config error."""
+    if not channel.schedules:
+        return []
+    validator = jsonschema.Draft202012Validator(
+        payload, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    problems = []
+    for entry in channel.schedules:
+        for error in validator.iter_errors(dict(entry.schedule.payload)):
+            path: KeyPath = (*entry.key_path, "payload", *error.absolute_path)
+            problems.append(
+                document.problem(
+                    path,
+                    f"schedule {entry.schedule.name!r}: the payload does not match the "
+                    f"channel's payload schema: {error.message}",
+                )
+            )
+    return problems

@@ -12,9 +12,13 @@ ChannelkitError
 │   │                                    command; the message says which and why
 │   └── EnqueueError                     a job could not be stored in Redis
 ├── InvalidJobRequest (also ValueError)  a job lookup asked for something out of bounds
-└── JobOperationError                    retry, discard (or cancel) a job could not do
-    ├── JobNotFound (also LookupError)   no such job: never enqueued, or removed by retention
-    └── JobStateConflict                 the job exists but its state does not allow it
+│   └── InvalidScheduleError             a schedule's name, cron, time zone or interval
+├── JobOperationError                    retry, discard (or cancel) a job could not do
+│   ├── JobNotFound (also LookupError)   no such job: never enqueued, or removed by retention
+│   └── JobStateConflict                 the job exists but its state does not allow it
+└── ScheduleOperationError               a schedule operation that could not be done
+    ├── ScheduleNotFound (also LookupError)  no schedule of that name in the channel
+    └── ScheduleConflict                 changing through an API what channels.yaml declares
 
 Transports map these in one table each: HTTP 404/409/503, gRPC NOT_FOUND /
 FAILED_PRECONDITION / UNAVAILABLE, the CLI's exit codes.
@@ -30,6 +34,7 @@ __all__ = [
     "ConfigError",
     "EnqueueError",
     "InvalidJobRequest",
+    "InvalidScheduleError",
     "JobNotFound",
     "JobOperationError",
     "JobStateConflict",
@@ -37,6 +42,9 @@ __all__ = [
     "RedisUnavailable",
     "ResourcesError",
     "RetryAfter",
+    "ScheduleConflict",
+    "ScheduleNotFound",
+    "ScheduleOperationError",
     "UnknownChannelError",
 ]
 
@@ -149,3 +157,32 @@ def _either(states: Sequence[str]) -> str:
 class ResourcesError(ChannelkitError):
     """The app's `resources:` factory raised, or did not yield in time, at startup: the
     process stops before taking a job (`runtime serve` exits 1)."""
+
+
+class InvalidScheduleError(InvalidJobRequest):
+    """A schedule that cannot tick: a bad name, cron expression, time zone, interval or
+    start/end. The message starts with the field (`cron: bad cron expression ...`)."""
+
+
+class ScheduleOperationError(ChannelkitError):
+    """An operation on one stored schedule could not be done."""
+
+    def __init__(self, channel: str, name: str, message: str) -> None:
+        self.channel = channel
+        self.name = name
+        super().__init__(message)
+
+
+class ScheduleNotFound(ScheduleOperationError, LookupError):
+    def __init__(self, channel: str, name: str) -> None:
+        super().__init__(channel, name, f"no schedule {name!r} in channel {channel!r}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ScheduleConflict(ScheduleOperationError):
+    """The schedule is declared in channels.yaml: only pause and resume apply at runtime."""
+
+    def __init__(self, channel: str, name: str, reason: str) -> None:
+        super().__init__(channel, name, f"schedule {name!r} of {channel!r} {reason}")

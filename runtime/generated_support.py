@@ -14,7 +14,8 @@ use, when the generated `routes`, `grpc_service` or `graphql_schema` module asks
                  Email (`format: email`; loads email-validator on first use)
     channels     Client, Enqueuer
     processors   JobContext, register_channel_task
-    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Stalled, ResourcesFactory
+    registry     Channel, Backoff, Keep, Limiter, Retention, Retry, Schedule, Stalled,
+                 ResourcesFactory
     routes       JobRoutes, ENQUEUE_ERRORS, DelayMs, IdempotencyKey, EnqueuedJob,
                  EnqueuedBatch, batch_operation, validate_batch        (Litestar)
     grpc_service MessageTable, MessageSpec, FieldSpec, ConstSpec, ChannelSpec,
@@ -30,7 +31,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
+from runtime.engine.channel import (
+    Backoff,
+    Channel,
+    Keep,
+    Limiter,
+    Retention,
+    Retry,
+    Schedule,
+    Stalled,
+)
 from runtime.engine.client import Client, Enqueuer, JobRequest
 from runtime.engine.context import JobContext, ResourcesFactory
 from runtime.engine.model import NotNull, Payload
@@ -121,6 +131,7 @@ __all__ = [
     "ResourcesFactory",
     "Retention",
     "Retry",
+    "Schedule",
     "Stalled",
     "TimeoutMs",
     "batch_operation",

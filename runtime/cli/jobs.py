@@ -52,9 +52,12 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_USAGE",
+    "Connection",
     "JobsCommand",
+    "add_connection_arguments",
     "add_jobs_arguments",
     "command_from",
+    "resolve_connection",
     "run_jobs",
 ]
 
@@ -104,12 +107,12 @@ def _serve_setting(name: str) -> tuple[str, str, Any]:
     raise KeyError(name)  # pragma: no cover - the names below are ServeSettings fields
 
 
-def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `list`, `show`, `retry`, `discard` and `counts` subcommands of `parser`."""
-    common = argparse.ArgumentParser(add_help=False)
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--redis-url, --key-prefix and --app: where the server's jobs and schedules are
+    (`runtime jobs` and `runtime schedules` alike)."""
     flag, env, _ = _serve_setting("redis_url")
     _, data_env, data_default = _serve_setting("data_dir")
-    common.add_argument(
+    parser.add_argument(
         flag,
         dest="redis_url",
         metavar="URL",
@@ -118,19 +121,25 @@ def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
         f"running with its embedded Redis ({data_env} moves it)]",
     )
     flag, env, default = _serve_setting("key_prefix")
-    common.add_argument(
+    parser.add_argument(
         flag,
         dest="key_prefix",
         metavar="PREFIX",
         help=f"prefix of every Redis key, as the server's [env {env}; default: {default}]",
     )
     flag, env, default = _serve_setting("app")
-    common.add_argument(
+    parser.add_argument(
         flag,
         dest="app",
         metavar="PACKAGE",
         help=f"the generated package whose channels are known [env {env}; default: {default}]",
     )
+
+
+def add_jobs_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `list`, `show`, `retry`, `discard` and `counts` subcommands of `parser`."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_connection_arguments(common)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument(
         "--json", dest="as_json", action="store_true", help="print JSON instead of a table"
@@ -222,13 +231,7 @@ def _count(low: int, high: int | None = None) -> Callable[[str], int]:
 def command_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> JobsCommand:
     """Flags win over environment variables, which win over defaults. Raises ConfigError
     when no Redis URL is given and no embedded Redis's socket is found."""
-    environ = os.environ if environ is None else environ
-    _, url_env, _ = _serve_setting("redis_url")
-    _, prefix_env, prefix_default = _serve_setting("key_prefix")
-    _, app_env, app_default = _serve_setting("app")
-    url = args.redis_url or environ.get(url_env) or _embedded_url(environ)
-    if not url:
-        raise ConfigError(_NO_REDIS)
+    connection = resolve_connection(args, environ)
     return JobsCommand(
         action=args.action,
         channel=getattr(args, "channel", None),
@@ -237,6 +240,34 @@ def command_from(args: argparse.Namespace, environ: Mapping[str, str] | None = N
         offset=getattr(args, "offset", 0),
         limit=getattr(args, "limit", 20),
         as_json=getattr(args, "as_json", False),
+        redis_url=connection.redis_url,
+        key_prefix=connection.key_prefix,
+        app=connection.app,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """The Redis, key prefix and generated app a command works on."""
+
+    redis_url: str  # resolved: flag, environment, or the embedded Redis's socket
+    key_prefix: str
+    app: str
+
+
+def resolve_connection(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Connection:
+    """Flags win over environment variables, which win over defaults. Raises ConfigError
+    when no Redis URL is given and no embedded Redis's socket is found."""
+    environ = os.environ if environ is None else environ
+    _, url_env, _ = _serve_setting("redis_url")
+    _, prefix_env, prefix_default = _serve_setting("key_prefix")
+    _, app_env, app_default = _serve_setting("app")
+    url = args.redis_url or environ.get(url_env) or _embedded_url(environ)
+    if not url:
+        raise ConfigError(_NO_REDIS)
+    return Connection(
         redis_url=url,
         key_prefix=args.key_prefix or environ.get(prefix_env) or prefix_default,
         app=args.app or environ.get(app_env) or app_default,
@@ -244,7 +275,8 @@ def command_from(args: argparse.Namespace, environ: Mapping[str, str] | None = N
 
 
 _NO_REDIS = (
-    "no Redis to read jobs from: `runtime jobs` needs the Redis that `runtime serve` uses. "
+    "no Redis to read from: `runtime jobs` and `runtime schedules` need the Redis that "
+    "`runtime serve` uses. "
     "Set REDIS_URL (or --redis-url) to it; a `runtime serve` without REDIS_URL runs an "
     "embedded Redis on the unix socket .channelkit/redis.sock of its folder, which this "
     "command uses by itself when run in that folder while the server runs"

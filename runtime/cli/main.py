@@ -151,6 +151,12 @@ def _serve_supervised(args: argparse.Namespace, processes: int) -> int:
     return supervise(serve_args, settings_from(args), processes)
 
 
+def _schedules(args: argparse.Namespace) -> int:
+    from runtime.cli.schedules import run_schedules
+
+    return run_schedules(args)
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from runtime.cli.jobs import run_jobs
 
@@ -245,6 +251,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_workers_arguments(workers)
     workers.set_defaults(run=_workers)
+    from runtime.cli.schedules import add_schedules_arguments
+
+    schedules = commands.add_parser(
+        "schedules",
+        help="create, list, pause, resume or remove schedules, straight through Redis",
+        description="The Redis, key prefix and app flags of `runtime jobs`. Exit codes: "
+        "0 done, 1 no such schedule or one channels.yaml declares, 2 bad usage, input or "
+        "configuration.",
+    )
+    add_schedules_arguments(schedules)
+    schedules.set_defaults(run=_schedules)
     return parser
 
 

@@ -14,8 +14,9 @@ from pydantic import BaseModel
 
 from runtime.engine.context import JobContext
 from runtime.engine.limits import DEFAULT_PRIORITY
+from runtime.engine.schedules import Schedule
 
-__all__ = ["Backoff", "Channel", "Keep", "Limiter", "Retention", "Retry", "Stalled"]
+__all__ = ["Backoff", "Channel", "Keep", "Limiter", "Retention", "Retry", "Schedule", "Stalled"]
 
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -94,3 +95,5 @@ class Channel(Generic[PayloadT, ResultT]):
     batch_max: int
     priority: int = DEFAULT_PRIORITY  # of jobs enqueued without one: 1 starts first, 10 last
     timeout_ms: int | None = None  # a run longer than this is cancelled and fails "timeout"
+    schedules: tuple[Schedule, ...] = ()
+    """channels.yaml's `schedules:`, upserted at every `runtime serve` start."""

@@ -37,6 +37,7 @@ from runtime.engine.limits import (
 from runtime.engine.metrics import Metrics
 from runtime.engine.processes import ProcessInfo, live_processes
 from runtime.engine.redis_errors import redis_errors
+from runtime.engine.schedules import Schedules
 from runtime.engine.scripts import BulkOperation, Cancellation, ChannelScripts, NewJob, ScriptSet
 from runtime.errors import EnqueueError, InvalidJobRequest, JobNotFound, JobStateConflict
 
@@ -140,6 +141,8 @@ class Client:
         self._scripts: dict[str, ChannelScripts] = {}
         self._coalescer = _Coalescer(self.scripts)
         self._browse = BrowseScripts(redis)
+        self.schedules = Schedules(redis, prefix)
+        """Create, list, pause, resume and remove schedules (runtime.engine.schedules)."""
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:

@@ -154,6 +154,24 @@ class Metrics:
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
+        self._schedules = Gauge(
+            "channelkit_schedules",
+            "Schedules stored for the channel (cluster-wide: aggregate with max, not sum).",
+            label,
+            registry=r,
+        )
+        self._schedule_enqueued = Counter(
+            "channelkit_schedule_jobs_enqueued",
+            "Jobs enqueued by a schedule's ticks in this process.",
+            ["channel", "schedule"],
+            registry=r,
+        )
+        self._schedule_skipped = Counter(
+            "channelkit_schedule_ticks_skipped",
+            "Times a schedule with catch_up: skip passed over ticks missed while down.",
+            ["channel", "schedule"],
+            registry=r,
+        )
 
     def enqueued(self, channel: str, count: int) -> None:
         self._enqueued.labels(channel).inc(count)
@@ -172,6 +190,15 @@ class Metrics:
 
     def observe_grpc(self, method: str, code: str, seconds: float) -> None:
         self._grpc.labels(method, code).observe(seconds)
+
+    def set_schedules(self, channel: str, count: int) -> None:
+        self._schedules.labels(channel).set(count)
+
+    def schedule_enqueued(self, channel: str, schedule: str) -> None:
+        self._schedule_enqueued.labels(channel, schedule).inc()
+
+    def schedule_skipped(self, channel: str, schedule: str) -> None:
+        self._schedule_skipped.labels(channel, schedule).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything in this registry."""

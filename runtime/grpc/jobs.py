@@ -23,6 +23,8 @@ message as the details:
     InvalidJobRequest     INVALID_ARGUMENT      an empty job id, an unknown state, a limit
                                                 over 500
     RedisUnavailable      UNAVAILABLE           Redis could not be reached or refused
+    ScheduleNotFound      NOT_FOUND             no schedule of that name (SchedulesService)
+    ScheduleConflict      FAILED_PRECONDITION   changing what channels.yaml declares
 
 Messages are filled through their proto JSON form (`json_format.ParseDict`), so the same
 code serves every generated package. Job times become `google.protobuf.Timestamp`s; an
@@ -52,6 +54,8 @@ from runtime.errors import (
     JobNotFound,
     JobStateConflict,
     RedisUnavailable,
+    ScheduleConflict,
+    ScheduleNotFound,
     UnknownChannelError,
 )
 
@@ -102,6 +106,8 @@ STATUS_CODES: Mapping[type[ChannelkitError], grpc.StatusCode] = {
     JobStateConflict: grpc.StatusCode.FAILED_PRECONDITION,
     InvalidJobRequest: grpc.StatusCode.INVALID_ARGUMENT,
     RedisUnavailable: grpc.StatusCode.UNAVAILABLE,
+    ScheduleNotFound: grpc.StatusCode.NOT_FOUND,
+    ScheduleConflict: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

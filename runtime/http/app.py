@@ -250,6 +250,11 @@ def build_http_app(
     def provide_resources() -> Any:
         return resources
 
+    schedule_payloads = dict(zip(channels, payload_models, strict=False))
+
+    def provide_schedule_payloads() -> Mapping[str, type[BaseModel]]:
+        return schedule_payloads
+
     app = Litestar(
         route_handlers=[
             protected,
@@ -264,6 +269,9 @@ def build_http_app(
             "enqueuer": Provide(provide_enqueuer, use_cache=True, sync_to_thread=False),
             "client": Provide(provide_client, use_cache=True, sync_to_thread=False),
             "resources": Provide(provide_resources, use_cache=True, sync_to_thread=False),
+            "schedule_payloads": Provide(
+                provide_schedule_payloads, use_cache=True, sync_to_thread=False
+            ),
         },
         state=State({**(extra_state or {}), "resources": resources}),
         exception_handlers={

@@ -14,14 +14,16 @@ routes beside these:
     DELETE /channels/{name}/failed               remove every failed job
     POST   /channels/{name}/pause                no process starts the channel's jobs
     POST   /channels/{name}/resume               processes start them again
+
+and the schedule routes of runtime.http.schedules (/channels/{name}/schedules/...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from litestar import Controller, delete, get, post
+from litestar import delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import (
     ClientException,
@@ -29,15 +31,15 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
-from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 from litestar.status_codes import HTTP_409_CONFLICT
-from litestar.types import Method, OperationIDCreator
 
 from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
 from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, JobStateConflict
+from runtime.http.operation_ids import operation_id as _operation_id
+from runtime.http.schedules import ScheduleRoutes
 from runtime.http.types import (
     BAD_REQUEST,
     INVALID,
@@ -66,21 +68,9 @@ _JOB_ERRORS = {**BAD_REQUEST, **_NOT_FOUND, **UNAVAILABLE}
 MAX_OFFSET = 1_000_000
 
 
-def _operation_id(template: str) -> OperationIDCreator:
-    """Operation ids with the channel in them (`get_sms_job`), as the generated enqueue
-    routes have (`enqueue_sms`): what client generators name their functions after."""
-
-    def create(_handler: HTTPRouteHandler, _method: Method, path: list[Any]) -> str:
-        # The path is /channels/{name}/... (the generated controllers' `path`); Litestar
-        # turns a controller into a router, so the handler no longer knows channel_name.
-        channel = path[1] if len(path) > 1 and path[0] == "channels" else "_".join(map(str, path))
-        return template.format(channel=channel)
-
-    return create
-
-
-class JobRoutes(Controller):
-    """Base of a channel's controller: set `path` and `channel_name`."""
+class JobRoutes(ScheduleRoutes):
+    """Base of a channel's controller: set `path` and `channel_name`. Its schedule routes
+    come from ScheduleRoutes."""
 
     channel_name: str
 

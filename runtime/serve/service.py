@@ -24,9 +24,11 @@ from runtime.engine.client import Client
 from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
 from runtime.engine.processes import ProcessHeartbeat
+from runtime.engine.scheduler import Scheduler
 from runtime.engine.workers import Workers, consumer_name
 from runtime.errors import ConfigError, ResourcesError, UnknownChannelError
 from runtime.grpc.metrics import MetricsInterceptor
+from runtime.grpc.schedules import SchedulesServicer
 from runtime.grpc.server import build_grpc_server
 from runtime.http.app import build_http_app, build_metrics_app
 from runtime.http.metrics import RequestMetricsMiddleware
@@ -146,6 +148,7 @@ class Service:
         self.redis_url = settings.redis_url or ""
         self.client: Client | None = None
         self.workers: Workers | None = None
+        self.scheduler: Scheduler | None = None
         self.metrics = Metrics()
         self.http_port: int | None = None
         self.grpc_port: int | None = None
@@ -219,6 +222,7 @@ class Service:
                 resources=self.resources,
             )
             await self.workers.start()
+        await self._start_schedules(workers_for)
         if settings.enable_grpc:
             await self._start_grpc()
         if settings.enable_api:
@@ -232,6 +236,25 @@ class Service:
             f"{settings.grpc_host}:{self.grpc_port}" if self.grpc_port else "off",
             ",".join(c.name for c in workers_for) or "off",
         )
+
+    async def _start_schedules(self, workers_for: Sequence[Channel[Any, Any]]) -> None:
+        """Store channels.yaml's schedules (every channel's: the registry is the truth),
+        then, in a process with workers, tick those channels' schedules."""
+        assert self.client is not None
+        for channel in self.app.channels:
+            changed, removed = await self.client.schedules.sync_declared(
+                channel.name, channel.schedules
+            )
+            if changed or removed:
+                logger.info(
+                    "%s: schedules from channels.yaml stored: %s; removed: %s",
+                    channel.name,
+                    ", ".join(changed) or "none",
+                    ", ".join(removed) or "none",
+                )
+        if workers_for:
+            self.scheduler = Scheduler(workers_for, self.client, metrics=self.metrics)
+            self.scheduler.start()
 
     def _check_ports(self) -> None:
         """A port in use is a one-line ConfigError before Redis or any worker starts."""
@@ -277,9 +300,23 @@ class Service:
         assert self.client is not None
         client = self.client
         servicer_module = self.app.grpc_service
-        service_names = (servicer_module.SERVICE_NAME, servicer_module.JOBS_SERVICE_NAME)
+        schedules = SchedulesServicer(
+            client.schedules,
+            {channel.name: channel.payload_model for channel in self.app.channels},
+            servicer_module.channels_pb2,
+        )
+        service_names = (
+            servicer_module.SERVICE_NAME,
+            servicer_module.JOBS_SERVICE_NAME,
+            schedules.service_name,
+        )
+
+        def add_services(server: grpc.aio.Server) -> None:
+            servicer_module.add_to_server(server, client)
+            schedules.add_to_server(server)
+
         server, health = build_grpc_server(
-            lambda server: servicer_module.add_to_server(server, client),
+            add_services,
             service_names,
             api_keys=self.settings.api_keys,
             max_message_bytes=self.settings.max_body_size,
@@ -393,6 +430,8 @@ class Service:
             await self._http.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=min(5.0, self.settings.shutdown_timeout))
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.workers is not None:
             clean = await self.workers.stop()
             if not clean:
