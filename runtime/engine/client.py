@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from runtime.engine.clock import now_ms, text
+from runtime.engine.connection import RedisClient, connect
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.limits import check_delay, check_job_id
@@ -68,7 +68,7 @@ class Client:
     """
 
     def __init__(
-        self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
+        self, redis: RedisClient, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -79,8 +79,10 @@ class Client:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
-        """`redis://`, `rediss://` (TLS) or `unix://` URLs, with user, password and db."""
-        return cls(Redis.from_url(url, **options), prefix=prefix)
+        """A REDIS_URL: one Redis (`redis://`, `rediss://`, `unix://`), a Redis Cluster
+        (`redis+cluster://`) or a Sentinel-managed master (`redis+sentinel://`); see
+        runtime.engine.connection for the forms. `options` are redis-py connection options."""
+        return cls(connect(url, **options), prefix=prefix)
 
     def keys(self, channel: str) -> ChannelKeys:
         return ChannelKeys(self.prefix, channel)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from runtime.engine.clock import text
+from runtime.engine.connection import RedisClient
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.loop import BackgroundLoop
@@ -36,7 +36,7 @@ class StreamReader(BackgroundLoop):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: ChannelKeys,
         *,
         consumer: str,

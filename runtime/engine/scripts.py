@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from runtime.engine.clock import text
+from runtime.engine.connection import RedisClient
 from runtime.engine.jobs import JobError
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.outcomes import Outcome, encode_outcomes
@@ -153,10 +153,12 @@ class ScriptSet:
     """Every script registered once on one Redis connection (pool); channels share it.
 
     redis-py sends EVALSHA and loads a script on NOSCRIPT by itself, so a restarted or
-    flushed Redis gets the scripts back on first use.
+    flushed Redis gets the scripts back on first use. On a cluster, EVALSHA goes to the
+    primary of its keys' slot, and the load after NOSCRIPT goes to every primary: a
+    replica promoted by a failover gets the scripts on its first call.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.enqueue = redis.register_script(load_script("enqueue"))
         self.start = redis.register_script(load_script("start"))
         self.finish = redis.register_script(load_script("finish"))
