@@ -15,7 +15,7 @@ import asyncio
 import os
 from typing import Protocol
 
-from redis.asyncio import Redis
+from runtime.engine.connection import RedisClient, connect
 
 __all__ = ["run_fast", "run_other", "run_slow"]
 
@@ -39,8 +39,8 @@ class Sleep(Identified, Protocol):
     def seconds(self) -> float: ...
 
 
-def _connect() -> tuple[Redis, str]:
-    return Redis.from_url(os.environ["PROBE_REDIS_URL"]), os.environ["PROBE_PREFIX"]
+def _connect() -> tuple[RedisClient, str]:
+    return connect(os.environ["PROBE_REDIS_URL"]), os.environ["PROBE_PREFIX"]
 
 
 async def _record(kind: str, job: str) -> None:
