@@ -75,6 +75,7 @@ _SENTINEL_ONLY = ("sentinel_username", "sentinel_password")
 # an election: the cluster answers CLUSTERDOWN or refuses connections meanwhile. A command
 # is retried with a growing, jittered wait, at most FAILOVER_RETRIES times (about 3 s of
 # waiting in all), then fails: HTTP answers 503, the worker loops try again a second later.
+CLUSTER_MAX_CONNECTIONS = 10_000  # per node
 FAILOVER_RETRIES = 6
 FAILOVER_BACKOFF = (0.05, 1.0)  # base and cap of the exponential backoff, seconds
 FAILOVER_ERRORS: tuple[type[RedisError], ...] = (
@@ -276,6 +277,12 @@ class _Cluster(RedisCluster):
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async def attempt() -> Any:
             try:
+                if self._initialize:
+                    # redis-py's asyncio cluster client wants initialize() before any
+                    # command (its maintainers' advice, redis-py issue 3032): it picks a
+                    # command's nodes before initializing, and a burst of first commands
+                    # on a fresh client ran an RPUSH twice here. initialize() holds a lock.
+                    await self.initialize()
                 return await RedisCluster.execute_command(self, *args, **kwargs)
             except RedisClusterException as error:
                 raise _unavailable(error) from error
@@ -314,6 +321,10 @@ def connect(url: str, **options: Any) -> RedisClient:
             raise _bad(url, str(error)) from None
     merged = options | target.options
     if target.kind == "cluster":
+        # redis-py's cluster client refuses a command (MaxConnectionsError) once a node has
+        # this many connections; its single-Redis pool has no bound. Concurrent HTTP reads
+        # each hold one while they run: the same bound as one Redis in practice.
+        merged.setdefault("max_connections", CLUSTER_MAX_CONNECTIONS)
         cluster = _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
             **merged,
