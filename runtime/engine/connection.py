@@ -254,12 +254,27 @@ def _unavailable(error: RedisClusterException) -> Exception:
     return unavailable
 
 
+def _closed_under_us(error: AttributeError) -> Exception:
+    """redis-py's cluster client closes every connection of the client when a node answers
+    CLUSTERDOWN (a failover under way), also those other commands are sending or reading
+    on: they fail with AttributeError on the closed connection's None reader or writer
+    (redis-py issue 3835 is another such race). That is a connection lost, retried as one;
+    any other AttributeError is a bug and stays one."""
+    if "'NoneType' object has no attribute" not in str(error):
+        return error
+    lost = ClusterUnavailable(f"Redis Cluster: connection closed during a failover ({error})")
+    lost.__cause__ = error
+    return lost
+
+
 class _ClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         try:
             return await super().execute(raise_on_error, allow_redirections)
         except RedisClusterException as error:
             raise _unavailable(error) from error
+        except AttributeError as error:
+            raise _closed_under_us(error) from error
 
 
 class _Cluster(RedisCluster):
@@ -286,6 +301,8 @@ class _Cluster(RedisCluster):
                 return await RedisCluster.execute_command(self, *args, **kwargs)
             except RedisClusterException as error:
                 raise _unavailable(error) from error
+            except AttributeError as error:
+                raise _closed_under_us(error) from error
 
         async def failed(_: Exception) -> None:
             return None
