@@ -17,7 +17,7 @@ channel of the killed primary less than LOSS_WINDOW_S before the kill; every oth
 acknowledged job completes. Duplicates are at-least-once delivery's (a killed process's
 jobs, completions the failover rolled back): counted, not forbidden.
 
-`CLUSTER_CHAOS_JOBS` (default 1,200, part of `make test`); `make chaos` runs 10,000.
+`CLUSTER_CHAOS_JOBS` (default 600, part of `make test`); `make chaos` runs 10,000.
 The ledger lives in the session's Redis, not in the cluster under test.
 """
 
@@ -53,7 +53,7 @@ APP = "chaos_generated"
 CHANNELS = ("email", "sms", "push", "whatsapp")
 KEY_PREFIX = "chaos"
 PROCESSES = 3
-JOBS = int(os.environ.get("CLUSTER_CHAOS_JOBS", "1200"))
+JOBS = int(os.environ.get("CLUSTER_CHAOS_JOBS", "600"))
 CONCURRENCY = 40  # enqueues in flight
 # Replication to the replica runs behind the primary by the time of a write's way out of
 # the primary's buffers: well under a second on loopback. A job acknowledged this long

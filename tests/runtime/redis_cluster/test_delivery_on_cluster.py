@@ -14,6 +14,6 @@ __all__ = ["shared"]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(60),
+    pytest.mark.timeout(150),  # the first test also waits for the cluster and 3 processes
     pytest.mark.asyncio(loop_scope="module"),
 ]

@@ -64,6 +64,20 @@ async def test_scripts_are_loaded_again_after_every_primary_flushed_them(
     assert info.state == "waiting"
 
 
+async def test_counts_of_channels_on_several_primaries_read_per_channel(
+    redis_url: str, key_prefix: str
+) -> None:
+    """What /metrics reads: every channel's depths at once, channels on different
+    primaries, one of them never consumed (XPENDING answers NOGROUP there)."""
+    async with Client.from_url(redis_url, prefix=key_prefix) as client:
+        await client.enqueue("email", Job(id="a"))
+        await client.enqueue("push", Job(id="b"), delay_ms=60_000)
+        counts = {found.channel: found for found in await client.counts_many(REFERENCE_CHANNELS)}
+    assert counts["email"].waiting == 1
+    assert counts["push"].delayed == 1
+    assert (counts["sms"].waiting, counts["whatsapp"].waiting) == (0, 0)
+
+
 async def _serve_exit(project: Path, redis_url: str, log: Path) -> tuple[int, str]:
     """Run `runtime serve` with REDIS_URL; its exit code and output (it must exit)."""
     environ = clean_env() | {
