@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
+import cluster
 import delivery_timing
 import grpc_enqueue
 import http_enqueue
@@ -39,6 +40,7 @@ MODULES = {
     "startup": startup,
     "timing": delivery_timing,
     "resources": resources_pool,
+    "cluster": cluster,
 }
 
 
