@@ -16,7 +16,9 @@ from pydantic import BaseModel
 from redis.asyncio import Redis, RedisCluster
 
 from runtime.engine.client import Client
+from runtime.engine.connection import check_redis, connect
 from runtime.engine.keys import ChannelKeys
+from runtime.errors import ConfigError, RedisUnavailable
 from runtime.testing import running_app
 from tests.redis_topologies import RedisClusterNodes, SentinelSet
 from tests.runtime.conftest import (
@@ -110,23 +112,47 @@ def _read(log: Path) -> str:
     return log.read_text(errors="replace")
 
 
-async def test_serve_refuses_a_redis_url_of_the_wrong_kind_naming_the_setting(
-    probe_project: Path,
-    redis_cluster: RedisClusterNodes,
-    redis_sentinel: SentinelSet,
-    tmp_path: Path,
-) -> None:
-    sentinels = ",".join(node.address for node in redis_sentinel.sentinels)
+def _wrong_urls(cluster: RedisClusterNodes, sentinel: SentinelSet) -> dict[str, str]:
+    """REDIS_URLs of the wrong kind, and what the error says."""
+    sentinels = ",".join(node.address for node in sentinel.sentinels)
     dead = free_port()
-    cases = {
-        f"redis://{redis_cluster.nodes[0].address}/0": "points at a Redis Cluster node",
-        f"redis+cluster://{redis_sentinel.replica.address}/": "not in cluster mode",
-        f"redis://{redis_sentinel.sentinels[0].address}/0": "points at a Redis Sentinel",
+    return {
+        f"redis://{cluster.nodes[0].address}/0": "points at a Redis Cluster node",
+        f"redis+cluster://{sentinel.replica.address}/": "not in cluster mode",
+        f"redis://{sentinel.sentinels[0].address}/0": "points at a Redis Sentinel",
         f"redis+sentinel://{sentinels}/nosuchmaster": "monitor no master named 'nosuchmaster'",
         f"redis+sentinel://{sentinels}": "no master name",
         f"redis+sentinel://127.0.0.1:{dead}/mymaster": "no Sentinel answered",
         f"redis+cluster://127.0.0.1:{dead}/": "the Redis Cluster did not answer",
     }
+
+
+async def test_the_startup_check_refuses_a_redis_url_of_the_wrong_kind_naming_the_setting(
+    redis_cluster: RedisClusterNodes, redis_sentinel: SentinelSet
+) -> None:
+    for url, expected in _wrong_urls(redis_cluster, redis_sentinel).items():
+        with pytest.raises((ConfigError, RedisUnavailable)) as caught:
+            await _check(url)
+        assert "REDIS_URL" in str(caught.value), url
+        assert expected in str(caught.value), f"{url}: {caught.value}"
+
+
+async def _check(url: str) -> None:
+    client = connect(url)
+    try:
+        await check_redis(client)
+    finally:
+        await client.aclose()
+
+
+async def test_serve_exits_2_with_one_line_for_a_redis_url_of_the_wrong_kind(
+    probe_project: Path,
+    redis_cluster: RedisClusterNodes,
+    redis_sentinel: SentinelSet,
+    tmp_path: Path,
+) -> None:
+    wrong = _wrong_urls(redis_cluster, redis_sentinel)
+    cases = {url: wrong[url] for url in list(wrong)[:4:3]}  # a cluster node, a master name
     results = await asyncio.gather(
         *(
             _serve_exit(probe_project, url, tmp_path / f"serve-{index}.log")
