@@ -58,5 +58,5 @@ bench: $(STAMP) ## run every benchmark (~10 min; QUICK=1 for a short run), write
 	$(PY) bench/run_all.py $(if $(QUICK),--quick,)
 
 .PHONY: chaos
-chaos: $(STAMP) ## long chaos run: 10,000 jobs, processes SIGKILLed, Redis restarted
-	CHAOS_JOBS=10000 CHAOS_SECONDS=60 $(PY) -m pytest tests/chaos -s -v
+chaos: $(STAMP) ## long chaos run: 10,000 jobs, processes SIGKILLed, Redis restarted, a cluster primary killed
+	CHAOS_JOBS=10000 CHAOS_SECONDS=60 CLUSTER_CHAOS_JOBS=10000 $(PY) -m pytest tests/chaos -s -v

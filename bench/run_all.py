@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
+import cluster
 import dashboard
 import delivery_timing
 import grpc_enqueue
@@ -49,6 +50,7 @@ MODULES = {
     "depth": waiting_depth,
     "dashboard": dashboard,
     "processes": processes,
+    "cluster": cluster,
 }
 
 

@@ -26,10 +26,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from runtime.engine.client import Client
+from runtime.engine.connection import connect
 from runtime.serve.embedded_redis import EmbeddedRedis
 from runtime.serve.service import Service, load_generated_app
 from runtime.serve.settings import ServeSettings
@@ -133,7 +133,7 @@ async def running_app(
 async def _delete_prefix(redis_url: str, prefix: str) -> None:
     """Delete the keys under `prefix:` (the app's own prefix only; never a flush). A Redis
     that cannot be reached any more (a test stopped it) has nothing to delete from now."""
-    redis = Redis.from_url(redis_url)
+    redis = connect(redis_url)
     try:
         keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
         for start in range(0, len(keys), 1000):

@@ -23,11 +23,13 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from runtime.engine.connection import connect, parse_redis_url
 from runtime.serve.embedded_redis import EmbeddedRedis
 
 # Tests start children with a preexec_fn (die_with_parent), so subprocess forks rather
@@ -51,9 +53,21 @@ def new_prefix(tag: str = "") -> str:
     return f"{SESSION_ROOT}{tag}{uuid.uuid4().hex[:10]}"
 
 
+def _sync_client(url: str) -> sync_redis.Redis | sync_redis.RedisCluster:
+    """A blocking client for `url`: on a cluster, SCAN walks every primary and DEL is
+    split by slot."""
+    target = parse_redis_url(url)
+    if target.kind == "cluster":
+        node = sync_redis.cluster.ClusterNode
+        nodes = [node(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+        return sync_redis.RedisCluster(startup_nodes=nodes, **target.options)
+    assert target.kind == "single", "the suite's own Redis is one Redis or a cluster"
+    return sync_redis.Redis.from_url(url)
+
+
 def delete_keys(url: str, pattern: str) -> list[bytes]:
     """Delete every key matching `pattern` (SCAN MATCH, never a flush); returns them."""
-    client = sync_redis.Redis.from_url(url)
+    client = _sync_client(url)
     try:
         keys: list[bytes] = list(client.scan_iter(match=pattern, count=1000))
         for start in range(0, len(keys), 1000):
@@ -89,7 +103,8 @@ def _sweep_dead_sessions(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def session_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's one Redis: REDIS_URL, else an embedded one."""
     url = os.environ.get("REDIS_URL")
     if url:
         yield url
@@ -98,12 +113,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def redis_url(session_redis_url: str) -> str:
+    """The Redis a test runs against (tests/runtime/redis_cluster/ sets a cluster's)."""
+    return session_redis_url
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _no_leaked_keys(redis_url: str) -> Iterator[None]:
+def _no_leaked_keys(session_redis_url: str) -> Iterator[None]:
     """Fail the session if a test left keys under this session's root in Redis."""
-    _sweep_dead_sessions(redis_url)
+    _sweep_dead_sessions(session_redis_url)
     yield
-    leaked = delete_keys(redis_url, SESSION_ROOT + "*")
+    leaked = delete_keys(session_redis_url, SESSION_ROOT + "*")
     if leaked:
         prefixes = Counter(key.split(b":", 1)[0].decode(errors="replace") for key in leaked)
         listing = ", ".join(f"{prefix} ({count})" for prefix, count in sorted(prefixes.items()))
@@ -124,11 +145,17 @@ def key_prefix(redis_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    client = connect_redis(redis_url)
     try:
         yield client
     finally:
         await client.aclose()
+
+
+def connect_redis(url: str) -> Redis:
+    """runtime.engine.connection's client for `url`, typed as a Redis: on a cluster the
+    commands the tests use (each on one slot) behave the same."""
+    return cast(Redis, connect(url))
 
 
 def run_python(code: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

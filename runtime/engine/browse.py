@@ -19,11 +19,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from runtime.engine.clock import text
+from runtime.engine.connection import RedisClient
 from runtime.engine.jobs import JobInfo, JobState
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.script_loader import load_script
@@ -83,7 +83,7 @@ class JobPage:
 class BrowseScripts:
     """The script of the filtered page, registered once."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.filter_finished = redis.register_script(load_script("filter_finished"))
 
 
@@ -104,7 +104,9 @@ def _stream_cursor(cursor: str) -> str:
     return cursor
 
 
-async def _rows(redis: Redis, keys: ChannelKeys, channel: str, ids: list[str]) -> list[JobInfo]:
+async def _rows(
+    redis: RedisClient, keys: ChannelKeys, channel: str, ids: list[str]
+) -> list[JobInfo]:
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.hmget(keys.job(job_id), _ROW_FIELDS)
@@ -118,7 +120,7 @@ async def _rows(redis: Redis, keys: ChannelKeys, channel: str, ids: list[str]) -
 
 
 async def jobs_page(
-    redis: Redis,
+    redis: RedisClient,
     scripts: BrowseScripts,
     keys: ChannelKeys,
     state: JobState,
@@ -148,7 +150,9 @@ async def jobs_page(
     return await _stream_page(redis, keys, state, cursor, limit, where)
 
 
-async def _waiting_page(redis: Redis, keys: ChannelKeys, cursor: str | None, limit: int) -> JobPage:
+async def _waiting_page(
+    redis: RedisClient, keys: ChannelKeys, cursor: str | None, limit: int
+) -> JobPage:
     """The waiting set in start order (its score: priority, then a sequence), from the
     rank of the cursor's job (ZRANK, O(log N))."""
     start = 0
@@ -171,7 +175,7 @@ async def _waiting_page(redis: Redis, keys: ChannelKeys, cursor: str | None, lim
 
 
 async def _start_rank(
-    redis: Redis, index: str, cursor: str | None, until_ms: int | None
+    redis: RedisClient, index: str, cursor: str | None, until_ms: int | None
 ) -> tuple[int, int | None]:
     """(rank to start at, highest score to take) of a page going newest to oldest."""
     if cursor is None:
@@ -187,7 +191,7 @@ async def _start_rank(
 
 
 async def _sorted_page(
-    redis: Redis,
+    redis: RedisClient,
     scripts: BrowseScripts,
     keys: ChannelKeys,
     state: str,
@@ -221,7 +225,7 @@ async def _sorted_page(
 
 
 async def _stream_page(
-    redis: Redis,
+    redis: RedisClient,
     keys: ChannelKeys,
     state: str,
     cursor: str | None,

@@ -1,8 +1,10 @@
 """Tells running handlers to stop: cancel.lua publishes "<channel>\\n<job id>" on the
 prefix's cancel channel, and each process's listener cancels the job if it runs it.
 
-One subscription per process, whatever its channel count. A message missed while the
-connection was down is not lost for good: the job keeps its `cancel` flag, so start.lua
+One subscription per process, whatever its channel count. On a Redis Cluster it is made
+on one node (a PUBLISH reaches every node of the cluster; redis-py's asyncio cluster
+client has no Pub/Sub). A message missed while the connection was down is not lost for
+good: the job keeps its `cancel` flag, so start.lua
 does not start it again (after a take-over or a retry) and finish.lua ends a retry of
 it as cancelled.
 """
@@ -15,8 +17,10 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from runtime.engine.connection import RedisClient
 from runtime.engine.keys import cancel_channel
 
 __all__ = ["CancelListener"]
@@ -29,7 +33,7 @@ RETRY_AFTER_ERROR_S = 1.0
 class CancelListener:
     """Calls `cancel(channel, job_id)` for every cancellation published under `prefix`."""
 
-    def __init__(self, redis: Redis, prefix: str, cancel: Callable[[str, str], bool]) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, cancel: Callable[[str, str], bool]) -> None:
         self._redis = redis
         self._channel = cancel_channel(prefix)
         self._cancel = cancel
@@ -48,7 +52,13 @@ class CancelListener:
     async def _run(self) -> None:
         failing = False
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                subscriber = await _subscriber(self._redis)
+                pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
+            except (RedisError, OSError) as error:
+                await self._failing(error, failing)
+                failing = True
+                continue
             try:
                 await pubsub.subscribe(self._channel)
                 self.subscribed.set()
@@ -59,18 +69,24 @@ class CancelListener:
                     if message["type"] == "message":
                         self._handle(message["data"])
             except (RedisError, OSError) as error:
-                self.subscribed.clear()
-                if not failing:
-                    logger.warning(
-                        "job cancellations not received (%s); running jobs cancelled "
-                        "meanwhile stop at their next start; retrying every 1 s",
-                        error,
-                    )
-                    failing = True
-                await asyncio.sleep(RETRY_AFTER_ERROR_S)
+                await self._failing(error, failing)
+                failing = True
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if subscriber is not self._redis:
+                    with contextlib.suppress(RedisError, OSError):
+                        await subscriber.aclose()
+
+    async def _failing(self, error: Exception, already: bool) -> None:
+        self.subscribed.clear()
+        if not already:
+            logger.warning(
+                "job cancellations not received (%s); running jobs cancelled meanwhile "
+                "stop at their next start; retrying every 1 s",
+                error,
+            )
+        await asyncio.sleep(RETRY_AFTER_ERROR_S)
 
     def _handle(self, data: bytes | str) -> None:
         raw = data.decode(errors="replace") if isinstance(data, bytes) else data
@@ -82,3 +98,14 @@ class CancelListener:
                 job_id,
                 extra={"channel": channel, "job_id": job_id},
             )
+
+
+async def _subscriber(redis: RedisClient) -> Redis:
+    """The client to subscribe with: `redis` itself, or on a cluster a client of one node."""
+    if not isinstance(redis, RedisCluster):
+        return redis
+    await redis.initialize()
+    node = redis.get_random_node()
+    options = {**node.connection_kwargs, "host": node.host, "port": node.port}
+    options.pop("connection_class", None)
+    return Redis(**options)

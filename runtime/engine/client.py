@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from runtime.engine import tracing
 from runtime.engine.browse import BrowseScripts, JobFilter, JobPage, jobs_page
 from runtime.engine.clock import now_ms, text
+from runtime.engine.connection import RedisClient, connect
 from runtime.engine.envelope import TIMEOUT_LABEL
 from runtime.engine.jobs import ChannelCounts, JobInfo, JobState
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
@@ -132,7 +132,7 @@ class Client:
     """
 
     def __init__(
-        self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
+        self, redis: RedisClient, *, prefix: str = DEFAULT_PREFIX, metrics: Metrics | None = None
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -146,8 +146,10 @@ class Client:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = DEFAULT_PREFIX, **options: Any) -> Client:
-        """`redis://`, `rediss://` (TLS) or `unix://` URLs, with user, password and db."""
-        return cls(Redis.from_url(url, **options), prefix=prefix)
+        """A REDIS_URL: one Redis (`redis://`, `rediss://`, `unix://`), a Redis Cluster
+        (`redis+cluster://`) or a Sentinel-managed master (`redis+sentinel://`); see
+        runtime.engine.connection for the forms. `options` are redis-py connection options."""
+        return cls(connect(url, **options), prefix=prefix)
 
     def keys(self, channel: str) -> ChannelKeys:
         return ChannelKeys(self.prefix, channel)
@@ -461,10 +463,8 @@ class Client:
         """Let processes start the channel's jobs again (wakes them at once)."""
         keys = self.keys(channel)
         with redis_errors():
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.paused)
-                pipe.zadd(keys.marker, {"0": 0})
-                await pipe.execute()
+            await self.redis.delete(keys.paused)
+            await self.redis.zadd(keys.marker, {"0": 0})
 
     async def jobs_page(
         self,

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from runtime.engine.clock import now_ms, text
+from runtime.engine.connection import RedisClient
 from runtime.engine.loop import BackgroundLoop
 
 __all__ = ["HEARTBEAT_MS", "ProcessHeartbeat", "ProcessInfo", "ProcessKeys", "live_processes"]
@@ -145,7 +145,7 @@ def _time(value: str | None) -> datetime:
 
 
 async def live_processes(
-    redis: Redis, prefix: str, *, ttl_ms: int = HEARTBEAT_MS * TTL_BEATS
+    redis: RedisClient, prefix: str, *, ttl_ms: int = HEARTBEAT_MS * TTL_BEATS
 ) -> list[ProcessInfo]:
     """Processes that heartbeated within `ttl_ms`, oldest start first. Two round trips:
     the index by score, then the records (a pipeline in the same slot)."""
@@ -168,7 +168,7 @@ class ProcessHeartbeat(BackgroundLoop):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         prefix: str,
         process_id: str,
         *,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from runtime.engine.clock import now_ms
+from runtime.engine.connection import RedisClient
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.loop import BackgroundLoop
@@ -49,7 +49,7 @@ class JobReader(BackgroundLoop):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scripts: ChannelScripts,
         *,
         consumer: str,

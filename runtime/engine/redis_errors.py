@@ -1,9 +1,9 @@
 """Redis trouble converted, at the Client's boundary, into Channelkit's own error.
 
 redis-py raises a ConnectionError, a TimeoutError, or a ResponseError carrying Redis's
-reason (OOM, READONLY, LOADING, MASTERDOWN, BUSY); callers of `Client` get one error to
-catch, `RedisUnavailable` (or a subclass such as `EnqueueError`), that says what was not
-done and why, with redis-py's error as its cause.
+reason (OOM, READONLY, LOADING, MASTERDOWN, BUSY; on a cluster CLUSTERDOWN, TRYAGAIN);
+callers of `Client` get one error to catch, `RedisUnavailable` (or a subclass such as
+`EnqueueError`), that says what was not done and why, with redis-py's error as its cause.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from contextlib import contextmanager
 
 from redis.exceptions import (
     BusyLoadingError,
+    ClusterDownError,
     ConnectionError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
     TimeoutError,
+    TryAgainError,
 )
 
 from runtime.errors import RedisUnavailable
@@ -33,6 +35,9 @@ UNAVAILABLE = (
     OutOfMemoryError,
     ReadOnlyError,
     OSError,
+    # Redis Cluster: a failover under way (no primary for a slot yet), a slot migrating.
+    ClusterDownError,
+    TryAgainError,
 )
 
 

@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from runtime.engine.cadence import Cadence, check_timezone
 from runtime.engine.clock import now_ms, text
+from runtime.engine.connection import RedisClient
 from runtime.engine.keys import ChannelKeys
 from runtime.engine.redis_errors import redis_errors
 from runtime.engine.script_loader import load_script
@@ -241,7 +241,7 @@ class ScheduleStore:
     """The schedule scripts on one Redis connection, bound to nothing: every call names
     its channel's keys."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
         self._upsert = redis.register_script(load_script("schedule_upsert"))
@@ -346,7 +346,7 @@ class Schedules:
     RedisUnavailable.
     """
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self.store = ScheduleStore(redis, prefix)
         self._listeners: list[Callable[[str], None]] = []
 

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from runtime.engine.clock import text
+from runtime.engine.connection import RedisClient
 from runtime.engine.jobs import JobError
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys, cancel_channel
 from runtime.engine.limits import DEFAULT_PRIORITY
@@ -198,10 +198,12 @@ class ScriptSet:
     """Every script registered once on one Redis connection (pool); channels share it.
 
     redis-py sends EVALSHA and loads a script on NOSCRIPT by itself, so a restarted or
-    flushed Redis gets the scripts back on first use.
+    flushed Redis gets the scripts back on first use. On a cluster, EVALSHA goes to the
+    primary of its keys' slot, and the load after NOSCRIPT goes to every primary: a
+    replica promoted by a failover gets the scripts on its first call.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.enqueue = redis.register_script(load_script("enqueue"))
         self.take = redis.register_script(load_script("take"))
         self.start = redis.register_script(load_script("start"))

@@ -21,6 +21,7 @@ from litestar import Litestar
 from runtime.engine import tracing
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
+from runtime.engine.connection import check_redis, redacted, redis_problem
 from runtime.engine.context import ResourcesFactory
 from runtime.engine.metrics import Metrics
 from runtime.engine.processes import ProcessHeartbeat
@@ -77,18 +78,6 @@ def load_generated_app(package: str, project_dir: Path | None = None) -> Generat
         grpc_service=importlib.import_module(f"{package}.grpc_service"),
         resources=getattr(registry, "RESOURCES", None),
     )
-
-
-def _out_of_memory(memory: dict[str, Any]) -> str | None:
-    """Why Redis refuses writes for want of memory (maxmemory reached under noeviction)."""
-    limit = int(memory.get("maxmemory") or 0)
-    used = int(memory.get("used_memory") or 0)
-    if limit and used >= limit and memory.get("maxmemory_policy") == "noeviction":
-        return (
-            f"Redis is out of memory (used {used} of maxmemory {limit} bytes, policy "
-            "noeviction): it refuses writes, so jobs can be neither enqueued nor started"
-        )
-    return None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -170,17 +159,14 @@ class Service:
         return [known[name] for name in wanted] if wanted else list(self.app.channels)
 
     async def readiness(self) -> str | None:
-        """None when ready; otherwise why not: Redis unreachable or out of memory, or a
+        """None when ready; otherwise why not: Redis unreachable or out of memory, a
+        cluster that lost a slot's primary or a Sentinel set without a master, or a
         channel's worker unable to take jobs (its consumer group missing, say)."""
         if self.client is None:
             return "starting"
-        try:
-            memory = await self.client.redis.info("memory")
-        except Exception as error:
-            return f"Redis unreachable: {error}"
-        full = _out_of_memory(memory)
-        if full:
-            return full
+        problem = await redis_problem(self.client.redis)
+        if problem:
+            return problem
         if self.workers is not None:
             return self.workers.problem()
         return None
@@ -201,7 +187,7 @@ class Service:
                 self.embedded.how_to_connect(),
             )
         else:
-            logger.info("Redis: %s", _without_password(self.redis_url))
+            logger.info("Redis: %s", redacted(self.redis_url))
         # Bounded waits: a frozen or unreachable Redis is a 503 after at most this long,
         # never a request that hangs (blocking reads wait READ_BLOCK_MS, well below it).
         self.client = Client.from_url(
@@ -211,7 +197,9 @@ class Service:
             socket_connect_timeout=REDIS_TIMEOUT_S,
         )
         self.client.metrics = self.metrics
-        await self.client.redis.ping()
+        # The URL's kind must match the server's (a cluster URL at a single Redis or the
+        # reverse is a ConfigError naming REDIS_URL), and it must answer.
+        await check_redis(self.client.redis)
         await self._enter_resources()
         if workers_for:
             self.workers = Workers(

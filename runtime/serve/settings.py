@@ -55,7 +55,8 @@ class ServeSettings:
         None,
         "REDIS_URL",
         "--redis-url",
-        "Redis to use (redis://, rediss:// for TLS, unix://); unset: start an embedded Redis",
+        "Redis to use (redis://, rediss:// for TLS, unix://; a cluster redis+cluster://h:p,h:p/; "
+        "Sentinel redis+sentinel://h:p,h:p/<master>); unset: start an embedded Redis",
     )
     data_dir: Path = _setting(
         Path(".channelkit"),

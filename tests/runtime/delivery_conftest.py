@@ -8,7 +8,7 @@ Redis and key prefix, and stops every one of them by pid when it is closed. The 
 plumbing (Server, free ports, a clean environment, readiness) is tests/runtime/conftest.py's.
 
 The handlers (delivery_project/dprobe/handlers.py) append JSON events to
-`<key prefix>:probe:events`; `wait_events` polls them through conftest's `Probe`.
+`<key prefix>:{probe}:events`; `wait_events` polls them through conftest's `Probe`.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class Cluster:
         self.project = project
         self.redis_url = redis_url
         self.key_prefix = key_prefix
-        self.probe_prefix = f"{key_prefix}:probe"
+        self.probe_prefix = f"{key_prefix}:{{probe}}"  # one slot: the same on a cluster
         self.logs = logs
         self.servers: list[Server] = []
 

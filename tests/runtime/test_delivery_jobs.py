@@ -24,7 +24,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from runtime.engine.client import Client
-from tests.conftest import new_prefix
+from tests.conftest import connect_redis, new_prefix
 from tests.runtime.conftest import Probe, Server, text
 from tests.runtime.delivery_conftest import (
     Cluster,
@@ -66,7 +66,7 @@ async def shared(
     dproject: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Shared]:
     key_prefix = new_prefix("delivery-")
-    redis = Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     logs = tmp_path_factory.mktemp("delivery-logs")
     try:
         async with running_cluster(dproject, redis_url, key_prefix, logs) as cluster:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis.asyncio import Redis
-
 from runtime.engine.channel import Backoff, Channel, Keep, Limiter, Retention, Retry, Stalled
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
 from runtime.engine.context import JobContext
 from runtime.engine.metrics import Metrics
 from runtime.engine.model import Payload
+from tests.conftest import connect_redis
 
 
 class Message(Payload):
@@ -45,7 +44,7 @@ async def test_each_key_has_its_own_window(redis_url: str, key_prefix: str) -> N
         keep=Keep(completed=Retention(100, None), failed=Retention(100, None)),
         batch_max=100,
     )
-    redis = Redis.from_url(redis_url)
+    redis = connect_redis(redis_url)
     client = Client(redis, prefix=key_prefix)
     consumer = ChannelConsumer(channel, client, consumer="test", metrics=Metrics().channel("keyed"))
     await consumer.start()

@@ -20,13 +20,12 @@ import os
 import random
 from typing import Protocol
 
-from redis.asyncio import Redis
-
+from runtime.engine.connection import RedisClient, connect
 from runtime.engine.context import JobContext
 
 __all__ = ["run"]
 
-_redis: Redis | None = None
+_redis: RedisClient | None = None
 
 
 class Numbered(Protocol):
@@ -37,10 +36,10 @@ class Numbered(Protocol):
     def n(self) -> int: ...
 
 
-def _connection() -> tuple[Redis, str]:
+def _connection() -> tuple[RedisClient, str]:
     global _redis
     if _redis is None:
-        _redis = Redis.from_url(os.environ["CHAOS_REDIS_URL"])
+        _redis = connect(os.environ["CHAOS_REDIS_URL"])
     return _redis, os.environ["CHAOS_PREFIX"]
 
 

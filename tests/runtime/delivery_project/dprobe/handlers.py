@@ -17,14 +17,14 @@ import time
 from typing import Protocol
 
 from pydantic import BaseModel
-from redis.asyncio import Redis
 
 from runtime import PermanentError
+from runtime.engine.connection import RedisClient, connect
 from runtime.engine.context import JobContext
 
 __all__ = ["run_behave", "run_mark", "run_noop", "run_sleep", "run_strict"]
 
-_redis: Redis | None = None
+_redis: RedisClient | None = None
 
 
 class Identified(Protocol):
@@ -61,10 +61,10 @@ class Numbered(Protocol):
     def n(self) -> int: ...
 
 
-def _connection() -> tuple[Redis, str]:
+def _connection() -> tuple[RedisClient, str]:
     global _redis
     if _redis is None:
-        _redis = Redis.from_url(os.environ["PROBE_REDIS_URL"])
+        _redis = connect(os.environ["PROBE_REDIS_URL"])
     return _redis, os.environ["PROBE_PREFIX"]
 
 

@@ -16,9 +16,9 @@ import os
 from typing import Any, Literal, Protocol
 
 import httpx
-from redis.asyncio import Redis
 
 from runtime import JobContext, RetryAfter
+from runtime.engine.connection import RedisClient, connect
 
 __all__ = ["run_fast", "run_other", "run_provider", "run_slow"]
 
@@ -50,8 +50,8 @@ class ProviderCall(Identified, Protocol):
     def scope(self) -> Any: ...  # the generated enum: job, channel or key
 
 
-def _connect() -> tuple[Redis, str]:
-    return Redis.from_url(os.environ["PROBE_REDIS_URL"]), os.environ["PROBE_PREFIX"]
+def _connect() -> tuple[RedisClient, str]:
+    return connect(os.environ["PROBE_REDIS_URL"]), os.environ["PROBE_PREFIX"]
 
 
 async def _record(kind: str, job: str) -> None:
