@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -58,6 +59,10 @@ class CancelListener:
             except (RedisError, OSError) as error:
                 await self._failing(error, failing)
                 failing = True
+                continue
+            except Exception:  # a bug: say so, with its traceback, and keep trying
+                logger.exception("cannot subscribe to job cancellations")
+                await asyncio.sleep(RETRY_AFTER_ERROR_S)
                 continue
             try:
                 await pubsub.subscribe(self._channel)
@@ -106,6 +111,7 @@ async def _subscriber(redis: RedisClient) -> Redis:
         return redis
     await redis.initialize()
     node = redis.get_random_node()
-    options = {**node.connection_kwargs, "host": node.host, "port": node.port}
-    options.pop("connection_class", None)
-    return Redis(**options)
+    # the node's connection settings (credentials, TLS, timeouts) that a Redis client takes
+    accepted = inspect.signature(Redis.__init__).parameters
+    options = {name: value for name, value in node.connection_kwargs.items() if name in accepted}
+    return Redis(**{**options, "host": node.host, "port": node.port})
