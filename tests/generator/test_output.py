@@ -180,6 +180,7 @@ AGGREGATES = {
     "proto/channels/v1/channels_pb2_grpc.pyi",
     "registry.py",
     "routes.py",
+    "graphql_schema.py",
 }
 
 
