@@ -177,7 +177,7 @@ async def test_unknown_channel_and_bad_flags_are_usage_errors(jobs: Jobs) -> Non
 async def test_without_redis_url_it_says_what_it_needs(jobs: Jobs, tmp_path: Path) -> None:
     result = await jobs("counts", env={"REDIS_URL": ""}, cwd=tmp_path)
     assert result.returncode == 2
-    assert "needs the Redis that `runtime serve` uses" in result.stderr
+    assert "the Redis that `runtime serve` uses" in result.stderr
     assert ".channelkit/redis.sock" in result.stderr
 
     unreachable = await jobs("counts", env={"REDIS_URL": "redis://:pw@127.0.0.1:1/0"})
