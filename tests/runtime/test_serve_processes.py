@@ -18,7 +18,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.runtime.conftest import ServeFactory, clean_env, free_port
+from tests.runtime.conftest import ServeFactory, clean_env, free_port, generate_project
+
+SHOP = Path(__file__).resolve().parent / "resources_project"
+SHOP_APP = "shop_generated"
 
 TIMEOUT = 90.0
 
@@ -112,9 +115,40 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_child_failing_at_start_again_and_again_stops_the_supervisor(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    """Each child's resources factory raises (a crash, exit 1, not a configuration error):
+    the supervisor restarts it, then gives up."""
+    project = generate_project(SHOP, tmp_path / "shop", SHOP_APP)
+    environ = clean_env() | {
+        "REDIS_URL": redis_url,
+        "CHANNELKIT_KEY_PREFIX": key_prefix,
+        "HTTP_PORT": str(free_port()),
+        "GRPC_PORT": str(free_port()),
+        "CHANNELKIT_APP": SHOP_APP,
+        "SHOP_LOG": str(tmp_path / "shop.log"),
+        "SHOP_RESOURCES": "raise",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "serve", "--processes", "2"],
+        cwd=project,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "times in a row within 10 s of starting" in done.stderr
+    assert "giving up" in done.stderr
+
+
+def test_a_child_with_a_configuration_error_stops_the_supervisor_at_once(
     tmp_path: Path,
 ) -> None:
-    closed = free_port()  # nothing listens there: each child's Redis connection fails
+    """An unreachable REDIS_URL is a configuration error (exit 2): restarting cannot help,
+    so the supervisor stops everything at once, with 2."""
+    closed = free_port()  # nothing listens there
     environ = clean_env() | {
         "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
         "HTTP_PORT": str(free_port()),
@@ -130,9 +164,9 @@ def test_a_child_failing_at_start_again_and_again_stops_the_supervisor(
         timeout=240,
         check=False,
     )
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert "times in a row within 10 s of starting" in done.stderr
-    assert "giving up" in done.stderr
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "REDIS_URL" in done.stderr
+    assert "a configuration error" in done.stderr
 
 
 def test_reload_and_processes_do_not_combine() -> None:
