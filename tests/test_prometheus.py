@@ -337,7 +337,7 @@ def test_prometheus_scrapes_and_queries(serve: Serve, prometheus: PrometheusServ
             series["metric"]["state"]
             for series in prometheus.query(http, f"channelkit_queue_jobs{{{sms}}}")
         }
-        assert states == {"waiting", "active", "delayed", "completed", "failed"}
+        assert states == {"waiting", "active", "delayed", "completed", "failed", "cancelled"}
 
         # histograms: the p90 of run and wait times over the window, as in docs/operations.md
         for histogram in ("channelkit_job_run_seconds", "channelkit_job_wait_seconds"):
