@@ -348,7 +348,17 @@ async def _channel_counts(
     if found is None:
         return _no_channel(request, channel)
     stats = (await dashboard.stats.read([found]))[0]
-    return dashboard.render(request, "_channel_counts.html", channel=found, stats=stats, state=None)
+    state = request.query_params.get("state")
+    return dashboard.render(
+        request,
+        "_channel_counts.html",
+        channel=found,
+        stats=stats,
+        state=state if state in STATES else None,
+        # the paused tag and the actions follow the counts (htmx swaps them out of band)
+        oob=True,
+        actions=[action for action in CHANNEL_ACTIONS if action.shown(stats)],
+    )
 
 
 @post("/channels/{channel:str}/actions/{action:str}", status_code=303)
@@ -365,6 +375,7 @@ async def _channel_action(
     if row is None:
         return dashboard.problem(request, 404, "No such action", f"No action {action!r}.")
     count = await row.run(dashboard.client, channel)
+    dashboard.stats.forget()
     logger.info("dashboard: %s on %s: %d job(s)", row.name, channel, count)
     state = "failed"
     target = f"{UI_PATH}/channels/{channel}?" + urlencode(
@@ -424,6 +435,7 @@ async def _job_action(
     try:
         check_job_id(job_id)
         await row.run(dashboard.client, channel, job_id)
+        dashboard.stats.forget()
     except InvalidJobRequest as error:
         return dashboard.problem(request, 422, "Not a job id", str(error))
     except JobOperationError as error:

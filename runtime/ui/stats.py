@@ -163,3 +163,8 @@ class StatsCache:
             found = await read_stats(self.client, channels, self.sampler)
             self._found[names] = (time.monotonic(), found)
             return found
+
+    def forget(self) -> None:
+        """Drop every cached read: an action taken here (pause, retry all...) shows on the
+        very next page of this process instead of up to `ttl_s` later."""
+        self._found.clear()

@@ -173,6 +173,38 @@ async def test_bulk_retry_and_discard_count_what_they_did(
         assert await app.client.job(CHANNEL, failed) is None
 
 
+async def test_an_action_shows_on_the_next_page_not_a_cached_one(
+    serve_dashboard: ServeDashboard,
+) -> None:
+    app = await serve_dashboard({})
+    async with logged_in(app.server.http_url) as http:
+        page = await http.get(f"/ui/channels/{CHANNEL}")
+        assert 'class="tag">paused' not in page.text  # and the stats are now cached
+        paused = await http.post(
+            f"/ui/channels/{CHANNEL}/actions/pause",
+            data={"csrf_token": csrf_of(page.text)},
+            follow_redirects=True,
+        )
+        assert 'class="tag">paused' in paused.text
+        again = await http.get(f"/ui/channels/{CHANNEL}")
+        assert 'class="tag">paused' in again.text
+        await http.post(
+            f"/ui/channels/{CHANNEL}/actions/resume",
+            data={"csrf_token": csrf_of(again.text)},
+        )
+        assert 'class="tag">paused' not in (await http.get(f"/ui/channels/{CHANNEL}")).text
+        # paused elsewhere (another process, the CLI): the live counts bring the tag and
+        # the Resume button with them, swapped in out of band
+        await app.client.pause(CHANNEL)
+        await asyncio.sleep(1.1)  # past the stats cache's one second
+        live = (await http.get(f"/ui/fragments/channels/{CHANNEL}/counts?state=failed")).text
+        assert 'id="channel-paused" hx-swap-oob="true"> <span class="tag">paused' in live
+        assert ">Resume</button>" in live
+        assert ">Pause</button>" not in live
+        assert 'aria-current="true" data-state="failed"' in live
+        await app.client.resume(CHANNEL)
+
+
 async def test_processes_over_http_and_the_cli(
     serve_dashboard: ServeDashboard, redis_url: str, key_prefix: str
 ) -> None:
