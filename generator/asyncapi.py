@@ -207,6 +207,7 @@ def _settings(channel: ChannelConfig, components: _ComponentSchemas) -> dict[str
     out["keep"] = {
         "completed": _retention(channel.keep_completed.count, channel.keep_completed.age_ms),
         "failed": _retention(channel.keep_failed.count, channel.keep_failed.age_ms),
+        "events": channel.keep_events,
     }
     out["batch_max"] = channel.batch_max
     if (channel.name, "result") in components.roots:

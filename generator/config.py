@@ -163,6 +163,7 @@ class ChannelConfig:
     backoff: BackoffConfig
     keep_completed: RetentionConfig
     keep_failed: RetentionConfig
+    keep_events: int
     batch_max: int
     payload: dict[str, Any]
     result: dict[str, Any] | None
@@ -395,6 +396,7 @@ def _build_channel(
         ),
         keep_completed=_retention(keep.get("completed", {"count": 1000, "age": "1h"})),
         keep_failed=_retention(keep.get("failed", {"count": 10000, "age": "7d"})),
+        keep_events=keep.get("events", 10_000),
         batch_max=raw.get("batch_max", 1000),
         payload=raw["payload"],
         result=raw.get("result"),

@@ -13,7 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from runtime.engine.context import JobContext
-from runtime.engine.limits import DEFAULT_PRIORITY
+from runtime.engine.limits import DEFAULT_EVENTS_MAX, DEFAULT_PRIORITY
 from runtime.engine.schedules import Schedule
 
 __all__ = ["Backoff", "Channel", "Keep", "Limiter", "Retention", "Retry", "Schedule", "Stalled"]
@@ -76,6 +76,8 @@ class Retention:
 class Keep:
     completed: Retention
     failed: Retention
+    events: int = DEFAULT_EVENTS_MAX
+    """Job events the channel's event stream keeps (at least; 0: none are written)."""
 
 
 @dataclass(frozen=True, slots=True)

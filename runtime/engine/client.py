@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +23,7 @@ from runtime.engine.browse import BrowseScripts, JobFilter, JobPage, jobs_page
 from runtime.engine.clock import now_ms, text
 from runtime.engine.connection import RedisClient, connect
 from runtime.engine.envelope import TIMEOUT_LABEL
+from runtime.engine.events import EventHub, EventPosition, JobEvent
 from runtime.engine.jobs import ChannelCounts, JobInfo, JobState
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.limits import (
@@ -138,6 +139,7 @@ class Client:
         self.prefix = prefix
         self.metrics = metrics  # counts enqueued jobs when given
         self._script_set = ScriptSet(redis)
+        self.event_hub = EventHub(redis, self.keys)
         self._scripts: dict[str, ChannelScripts] = {}
         self._coalescer = _Coalescer(self.scripts)
         self._browse = BrowseScripts(redis)
@@ -155,6 +157,7 @@ class Client:
         return ChannelKeys(self.prefix, channel)
 
     async def close(self) -> None:
+        await self.event_hub.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Client:
@@ -457,14 +460,12 @@ class Client:
         """Stop every process from starting jobs of the channel (running ones finish);
         jobs are still accepted. Lasts until `resume`, across restarts."""
         with redis_errors():
-            await self.redis.set(self.keys(channel).paused, now_ms())
+            await self.scripts(channel).pause(True, now_ms())
 
     async def resume(self, channel: str) -> None:
         """Let processes start the channel's jobs again (wakes them at once)."""
-        keys = self.keys(channel)
         with redis_errors():
-            await self.redis.delete(keys.paused)
-            await self.redis.zadd(keys.marker, {"0": 0})
+            await self.scripts(channel).pause(False, now_ms())
 
     async def jobs_page(
         self,
@@ -487,6 +488,27 @@ class Client:
                 limit=limit,
                 where=where,
             )
+
+    def events(
+        self, channel: str, *, job_id: str | None = None, after: str | None = None
+    ) -> AsyncGenerator[JobEvent, None]:
+        """The channel's job events as they happen (one job's with `job_id`), after the
+        event id `after` ("0": from the oldest kept; None: from now on). A consumer that
+        falls behind the channel's cap gets a `gap` event saying how many it missed.
+        Every iterator of this Client shares one Redis read per channel::
+
+            async for event in client.events("email"):
+                print(event.event, event.job_id, event.data)
+        """
+        position = EventPosition.parse(after) if after is not None else None
+        if job_id is not None:
+            check_job_id(job_id)
+        return self.event_hub.subscribe(channel, job_id=job_id, after=position)
+
+    async def job_events(self, channel: str, job_id: str) -> list[JobEvent]:
+        """The events of one job still in the channel's event stream, oldest first."""
+        check_job_id(job_id)
+        return await self.event_hub.reader(channel).history(job_id)
 
     async def processes(self) -> list[ProcessInfo]:
         """The live `runtime serve` processes on this Redis and prefix

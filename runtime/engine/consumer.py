@@ -83,6 +83,7 @@ class ChannelConsumer:
             launcher=self.launcher,
             runner=self.runner,
             metrics=metrics,
+            events_max=channel.keep.events,
         )
         self.reclaimer = Reclaimer(
             channel,

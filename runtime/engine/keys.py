@@ -16,6 +16,8 @@ channel lives in one Redis Cluster slot and its pipelines and scripts stay legal
     <prefix>:{<channel>}:backoff[:k]  present while a handler's RetryAfter holds the channel
                                       (or one limiter key's group) back; expires by itself
     <prefix>:{<channel>}:job:<id>     one job's state, attempts, result and errors (a hash)
+    <prefix>:{<channel>}:events       the job events, capped (a stream: runtime.engine.events)
+    <prefix>:{<channel>}:meta         settings the scripts read: events_max (a hash)
     <prefix>:{<channel>}:limiter[:k]  the rate limiter's window (sorted set of grants)
     <prefix>:{<channel>}:limiter-total[:k]  starts granted in that window (a counter)
 """
@@ -71,6 +73,14 @@ class ChannelKeys:
 
     def backoff(self, group: str | None = None) -> str:
         return self.base + "backoff" + (f":{group}" if group is not None else "")
+
+    @property
+    def events(self) -> str:
+        return self.base + "events"
+
+    @property
+    def meta(self) -> str:
+        return self.base + "meta"
 
     @property
     def delayed(self) -> str:

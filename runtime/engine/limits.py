@@ -15,10 +15,12 @@ import re
 from runtime.errors import InvalidJobRequest
 
 __all__ = [
+    "DEFAULT_EVENTS_MAX",
     "DEFAULT_PRIORITY",
     "HIGHEST_PRIORITY",
     "LOWEST_PRIORITY",
     "MAX_DELAY_MS",
+    "MAX_EVENTS_MAX",
     "MAX_JOB_ID_LENGTH",
     "MAX_TIMEOUT_MS",
     "check_delay",
@@ -32,6 +34,10 @@ MAX_DELAY_MS = 366 * 24 * 3600 * 1000  # a year (and a day)
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 # A job stored without a priority (before priorities existed) counts as DEFAULT_PRIORITY.
 HIGHEST_PRIORITY, LOWEST_PRIORITY, DEFAULT_PRIORITY = 1, 10, 5
+# Job events a channel's event stream keeps (channels.yaml keep.events). The scripts use
+# the same default until a process has written the channel's own (lua/include/events.lua).
+DEFAULT_EVENTS_MAX = 10_000
+MAX_EVENTS_MAX = 10_000_000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -20,6 +20,7 @@ from runtime.engine.clock import now_ms
 from runtime.engine.connection import RedisClient
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
+from runtime.engine.limits import DEFAULT_EVENTS_MAX
 from runtime.engine.loop import BackgroundLoop
 from runtime.engine.metrics import ChannelMetrics
 from runtime.engine.runner import JobRunner
@@ -56,8 +57,10 @@ class JobReader(BackgroundLoop):
         launcher: Launcher,
         runner: JobRunner,
         metrics: ChannelMetrics,
+        events_max: int = DEFAULT_EVENTS_MAX,
     ) -> None:
         self._keys: ChannelKeys = scripts.keys
+        self._events_max = events_max
         super().__init__(f"read:{self._keys.channel}")
         self._redis = redis
         self._scripts = scripts
@@ -70,7 +73,9 @@ class JobReader(BackgroundLoop):
         self._group_ready = False
 
     async def ensure_group(self) -> None:
-        """Create the consumer group (and the stream) unless it exists."""
+        """Create the consumer group (and the stream) unless it exists, and tell the
+        scripts how many job events the channel keeps (channels.yaml's keep.events)."""
+        await self._redis.hset(self._keys.meta, "events_max", self._events_max)
         try:
             await self._redis.xgroup_create(
                 self._keys.stream, CONSUMER_GROUP, id="0", mkstream=True

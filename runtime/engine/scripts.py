@@ -218,6 +218,7 @@ class ScriptSet:
         self.cancel = redis.register_script(load_script("cancel"))
         self.bulk = redis.register_script(load_script("bulk"))
         self.progress = redis.register_script(load_script("progress"))
+        self.pause = redis.register_script(load_script("pause"))
 
 
 class ChannelScripts:
@@ -227,12 +228,15 @@ class ChannelScripts:
         self.keys = keys
         self._scripts = scripts
         k = keys
-        self._enqueue_keys = [k.waiting, k.delayed, k.sequence, k.marker]
+        # every script that changes a job's state appends its events (include/events.lua)
+        self._events = [k.events, k.meta]
+        self._enqueue_keys = [k.waiting, k.delayed, k.sequence, k.marker, *self._events]
         self._take_keys = [k.stream, k.waiting, k.delayed, k.sequence, k.marker, k.paused]
-        self._take_keys.append(k.backoff())
+        self._take_keys += [k.backoff(), *self._events]
         self._finish_keys = [k.stream, k.delayed, k.completed, k.failed, k.cancelled]
-        self._finish_keys += [k.marker, k.backoff()]
+        self._finish_keys += [k.marker, k.backoff(), *self._events]
         self._bulk_keys = [k.waiting, k.delayed, k.failed, k.cancelled, k.sequence, k.marker]
+        self._bulk_keys += self._events
 
     async def enqueue(self, jobs: Sequence[NewJob], now_ms: int) -> list[bool]:
         """One flag per job: False where its id existed already (nothing written)."""
@@ -279,6 +283,7 @@ class ChannelScripts:
         keys = [self.keys.stream, self.keys.cancelled, self.keys.paused]
         if limit is not None:
             keys += self._limit_keys(limit)
+        keys += self._events
         window, max_starts, token = (
             (0, 0, "") if limit is None else (limit.window_ms, limit.max, limit.token)
         )
@@ -326,7 +331,7 @@ class ChannelScripts:
     ) -> Reclaimed:
         rows, failed = await _call(
             self._scripts.reclaim,
-            [self.keys.stream, self.keys.failed, self.keys.paused],
+            [self.keys.stream, self.keys.failed, self.keys.paused, *self._events],
             [
                 self.keys.job_prefix,
                 CONSUMER_GROUP,
@@ -382,14 +387,14 @@ class ChannelScripts:
         k = self.keys
         done, state = await _call(
             self._scripts.retry_failed,
-            [k.waiting, k.sequence, k.marker, k.failed, k.cancelled],
+            [k.waiting, k.sequence, k.marker, k.failed, k.cancelled, *self._events],
             [k.job_prefix, job_id, DEFAULT_PRIORITY],
         )
         return Transition(bool(done), text(state))
 
     async def discard(self, job_id: str) -> Transition:
         k = self.keys
-        keys = [k.delayed, k.completed, k.failed, k.cancelled]
+        keys = [k.delayed, k.completed, k.failed, k.cancelled, *self._events]
         done, state = await _call(self._scripts.discard, keys, [k.job_prefix, job_id])
         return Transition(bool(done), text(state))
 
@@ -397,7 +402,7 @@ class ChannelScripts:
         k = self.keys
         outcome, state = await _call(
             self._scripts.cancel,
-            [k.waiting, k.delayed, k.cancelled],
+            [k.waiting, k.delayed, k.cancelled, *self._events],
             [k.job_prefix, job_id, now_ms, cancel_channel(k.prefix), k.channel],
         )
         return Cancellation(int(outcome), text(state))
@@ -419,7 +424,14 @@ class ChannelScripts:
             value_json,
             now_ms,
         ]
-        return bool(await _call(self._scripts.progress, [self.keys.stream], args))
+        keys = [self.keys.stream, *self._events]
+        return bool(await _call(self._scripts.progress, keys, args))
+
+    async def pause(self, paused: bool, now_ms: int) -> bool:
+        """Pause (or resume) the channel; False when it was so already."""
+        keys = [self.keys.paused, self.keys.marker, *self._events]
+        mode = "pause" if paused else "resume"
+        return bool(await _call(self._scripts.pause, keys, [mode, now_ms]))
 
 
 async def _call(script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

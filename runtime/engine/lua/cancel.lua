@@ -6,6 +6,7 @@
   still stops it before it runs again.
 
   KEYS[1] waiting set, KEYS[2] delayed set, KEYS[3] cancelled set
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] job id
   ARGV[3] now (ms)
@@ -15,6 +16,7 @@
   Returns {outcome, state found}: outcome 1 cancelled, 2 cancellation requested (the job
   is running), 0 refused (finished already; '' when there is no such job).
 ]]
+--- @include "include/events.lua"
 local key, id, now = ARGV[1] .. ARGV[2], ARGV[2], ARGV[3]
 local state = redis.call('HGET', key, 'state')
 if not state then return {0, ''} end
@@ -23,6 +25,7 @@ if (state == 'waiting' and redis.call('ZREM', KEYS[1], id) == 1)
   redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now)
   redis.call('HDEL', key, 'due_at')
   redis.call('ZADD', KEYS[3], now, id)
+  emit('cancelled', id, nil)
   return {1, state}
 end
 if state == 'waiting' or state == 'active' then

@@ -13,6 +13,7 @@
   KEYS[1] stream, KEYS[2] delayed set, KEYS[3] completed set, KEYS[4] failed set,
   KEYS[5] cancelled set, KEYS[6] marker, KEYS[7] channel back-off (a limiter group's
   back-off is this key + ':' + the group: same hash tag, so the same slot)
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] now (ms)
@@ -34,6 +35,7 @@
 ]]
 --- @include "include/append_error.lua"
 --- @include "include/claim.lua"
+--- @include "include/events.lua"
 --- @include "include/trim.lua"
 local prefix, group, now, consumer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[8]
 local stale = {}
@@ -56,6 +58,7 @@ for i = 9, #ARGV, 7 do
     redis.call('HSET', key, 'state', 'completed', 'finished_at', now)
     if a ~= '' then redis.call('HSET', key, 'result', a) end
     redis.call('ZADD', KEYS[3], now, id)
+    emit('completed', id, nil)
   elseif kind == 'cancel' or ((kind == 'defer' or kind == 'retry')
                                and redis.call('HEXISTS', key, 'cancel') == 1) then
     if kind == 'retry' then append_error(key, a) end
@@ -63,10 +66,12 @@ for i = 9, #ARGV, 7 do
                'data', kind == 'retry' and c or b)
     redis.call('HDEL', key, 'cancel')
     redis.call('ZADD', KEYS[5], now, id)
+    emit('cancelled', id, nil)
   elseif kind == 'defer' then
     redis.call('HSET', key, 'state', 'delayed', 'due_at', a, 'data', b)
     redis.call('ZADD', KEYS[2], tonumber(a), id)
     redis.call('ZADD', KEYS[6], 'LT', tonumber(a), 'd')
+    emit('delayed', id, '{"due_at":' .. a .. ',"held_back":true}')
     if c ~= '' then
       local hold = KEYS[7]
       if c ~= 'channel' then hold = hold .. ':' .. string.sub(c, 3) end
@@ -81,11 +86,13 @@ for i = 9, #ARGV, 7 do
     redis.call('HSET', key, 'state', 'delayed', 'due_at', b, 'data', c)
     redis.call('ZADD', KEYS[2], tonumber(b), id)
     redis.call('ZADD', KEYS[6], 'LT', tonumber(b), 'd')
+    emit('retrying', id, error_data(a, {due_at = tonumber(b)}))
   else
     append_error(key, a)
     redis.call('HINCRBY', key, 'failures', 1)
     redis.call('HSET', key, 'state', 'failed', 'finished_at', now, 'data', b)
     redis.call('ZADD', KEYS[4], now, id)
+    emit('failed', id, error_data(a, nil))
   end
 end
 trim(KEYS[3], prefix, tonumber(ARGV[4]), tonumber(ARGV[5]), now)

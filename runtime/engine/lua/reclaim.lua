@@ -6,6 +6,7 @@
   Nothing is taken over while the channel is paused: the jobs wait for the resume.
 
   KEYS[1] stream, KEYS[2] failed set, KEYS[3] paused flag
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] this consumer
@@ -19,6 +20,7 @@
   how many failed as stalled}.
 ]]
 --- @include "include/append_error.lua"
+--- @include "include/events.lua"
 if redis.call('EXISTS', KEYS[3]) == 1 then return {{}, 0} end
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local max_stalled, now, err = tonumber(ARGV[6]), ARGV[7], ARGV[8]
@@ -41,8 +43,13 @@ for _, entry in ipairs(claimed) do
       redis.call('XACK', KEYS[1], group, sid)
       redis.call('XDEL', KEYS[1], sid)
       failed = failed + 1
+      emit('failed', id, error_data(err, {stalled = delivered - 1}))
     else
       out[#out + 1] = {sid, data, delivered}
+      local ok, message = pcall(cjson.decode, data)
+      if ok and type(message) == 'table' and message['task_id'] then
+        emit('stalled', message['task_id'], '{"stalled":' .. (delivered - 1) .. '}')
+      end
     end
   end
 end

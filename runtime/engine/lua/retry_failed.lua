@@ -3,6 +3,7 @@
 
   KEYS[1] waiting set, KEYS[2] sequence, KEYS[3] marker, KEYS[4] failed set,
   KEYS[5] cancelled set
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] job id
   ARGV[3] the channel's default priority (for jobs stored without one)
@@ -10,6 +11,7 @@
   Returns {done, state found}: {1, state} when retried; {0, state} when the job is in
   another state; {0, ''} when there is no such job.
 ]]
+--- @include "include/events.lua"
 --- @include "include/wait.lua"
 local key, id = ARGV[1] .. ARGV[2], ARGV[2]
 local state = redis.call('HGET', key, 'state')
@@ -23,4 +25,5 @@ redis.call('HDEL', key, 'finished_at', 'cancel')
 redis.call('ZREM', KEYS[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('ZADD', KEYS[3], 0, '0')
+emit('retried', id, nil)
 return {1, state}

@@ -19,6 +19,7 @@
   KEYS[3] paused flag
   KEYS[4] limiter window  } only when the channel has a global rate limit
   KEYS[5] limiter total   }
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] now (ms)
   ARGV[3] window ms, ARGV[4] max starts in a window, ARGV[5] grant token (unused
@@ -34,6 +35,7 @@
   are the first `granted` of the jobs neither dropped nor cancelled.
 ]]
 --- @include "include/claim.lua"
+--- @include "include/events.lua"
 --- @include "include/limit.lua"
 local PAUSED_RETRY_MS = 500
 local prefix, now, group, consumer = ARGV[1], ARGV[2], ARGV[6], ARGV[7]
@@ -54,6 +56,7 @@ for i = 8, #ARGV, 3 do
     redis.call('XACK', KEYS[1], group, sid)
     redis.call('XDEL', KEYS[1], sid)
     cancelled[#cancelled + 1] = position
+    emit('cancelled', id, nil)
   else
     held[#held + 1] = id
   end
@@ -62,7 +65,7 @@ local wanted = #held
 local granted, wait, used = wanted, 0, 0
 if wanted > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   granted, wait = 0, PAUSED_RETRY_MS
-elseif #KEYS > 3 and wanted > 0 then
+elseif #KEYS > 5 and wanted > 0 then  -- a limiter's two keys besides the events'
   local window, max = tonumber(ARGV[3]), tonumber(ARGV[4])
   granted, wait, used = limit(KEYS[4], KEYS[5], window, max, wanted, ARGV[5])
 end
@@ -73,5 +76,6 @@ for i = 1, granted do
   local attempt = redis.call('HINCRBY', key, 'attempts', 1)
   local failures = tonumber(redis.call('HGET', key, 'failures') or '0') or 0
   rows[#rows + 1] = {attempt, failures}
+  emit('active', held[i], '{"attempt":' .. attempt .. '}')
 end
 return {granted, wait, rows, used, dropped, cancelled}

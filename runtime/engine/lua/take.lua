@@ -9,6 +9,7 @@
 
   KEYS[1] stream, KEYS[2] waiting set, KEYS[3] delayed set, KEYS[4] sequence,
   KEYS[5] marker, KEYS[6] paused flag, KEYS[7] channel back-off
+  KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
   ARGV[1] job hash prefix
   ARGV[2] consumer group
   ARGV[3] this consumer
@@ -20,6 +21,7 @@
   Returns {entries {stream id, message} in start order, due ms of the next delayed job
   or false, hold: 0, -1 paused, or ms the channel is held back}.
 ]]
+--- @include "include/events.lua"
 --- @include "include/wait.lua"
 local prefix, group, consumer = ARGV[1], ARGV[2], ARGV[3]
 local now, most = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -31,6 +33,7 @@ for _, id in ipairs(due) do
   if priority or redis.call('EXISTS', key) == 1 then
     push_waiting(KEYS[2], KEYS[4], key, id, tonumber(priority or ARGV[7]))
     redis.call('HDEL', key, 'due_at')
+    emit('waiting', id, nil)
   end
 end
 if #due > 0 then redis.call('ZREM', KEYS[3], unpack(due)) end

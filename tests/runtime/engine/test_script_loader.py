@@ -38,6 +38,7 @@ SCRIPT_SET = [
     "finish",
     "heartbeat",
     "limit",
+    "pause",
     "progress",
     "reclaim",
     "requeue",

@@ -1,0 +1,321 @@
+"""Job events: what happened to a channel's jobs, in order, as the scripts recorded it.
+
+Every script that changes a job's state appends one entry to the channel's capped event
+stream in the same call (`lua/include/events.lua`). Entry ids are `<ms>-<seq>`, seq
+counting the channel's events one by one, so a reader knows exactly how many it missed
+when the cap trimmed entries it had not read yet: it gets a `gap` event saying so,
+never a silent skip.
+
+`EventReader` reads one channel's stream (catch-up with XRANGE, then XREAD BLOCK).
+`EventHub` shares one blocking read per channel among every subscriber of a process
+(SSE, gRPC and GraphQL streams, `Client.events`): a hundred browsers watching a channel
+cost one Redis connection, not a hundred. A subscriber that cannot keep up is dropped
+from the live feed and catches up from Redis on its own, told of any gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from runtime.engine.clock import text
+from runtime.engine.connection import RedisClient
+from runtime.engine.keys import ChannelKeys
+from runtime.engine.redis_errors import redis_errors
+from runtime.errors import InvalidJobRequest, RedisUnavailable
+
+__all__ = [
+    "EVENT_TYPES",
+    "GAP",
+    "EventHub",
+    "EventPosition",
+    "EventReader",
+    "JobEvent",
+]
+
+logger = logging.getLogger("channelkit.events")
+
+# What the scripts append (lua/include/events.lua), and what a reader adds.
+EVENT_TYPES: Final = (
+    "waiting",  # enqueued to run now, or a delayed job came due (data: priority)
+    "delayed",  # enqueued with a delay, or held back by a RetryAfter (data: due_at)
+    "active",  # a run started (data: attempt)
+    "progress",  # the handler reported progress (data: progress)
+    "completed",
+    "retrying",  # a run failed; another comes at due_at (data: error, due_at)
+    "failed",  # the last run failed, or it stalled too often (data: error)
+    "stalled",  # its process stopped heartbeating; another took it over (data: stalled)
+    "cancelled",
+    "retried",  # a failed or cancelled job was sent back to run by hand
+    "discarded",  # removed by hand
+    "paused",  # the channel (job: none)
+    "resumed",  # the channel (job: none)
+)
+GAP: Final = "gap"  # not in Redis: the reader missed `data.missed` events (trimmed)
+
+_POSITION = re.compile(r"^(\d{1,15})-(\d{1,15})$")
+READ_COUNT = 500  # entries per read
+BLOCK_MS = 5_000  # a blocked read returns this often, to notice a stop
+SUBSCRIBER_BUFFER = 10_000  # events queued for one live subscriber before it is dropped
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EventPosition:
+    """Where a reader stands in a channel's events: after the entry `<ms>-<seq>`
+    (`EventPosition.START`: before the first one ever appended)."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, value: str) -> EventPosition:
+        """An event id as a client sends it back (`Last-Event-ID`); `0` is the start."""
+        if value.strip() == "0":
+            return START
+        found = _POSITION.match(value.strip())
+        if found is None:
+            raise InvalidJobRequest(
+                f"event id {value!r} is not one this server gave (<ms>-<seq>, or 0 for the "
+                "oldest event kept)"
+            )
+        return cls(int(found.group(1)), int(found.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+START: Final = EventPosition(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One event of a channel: `id` resumes a stream after it, `event` is one of
+    EVENT_TYPES (or GAP), `job_id` None for the channel's own events, `at_ms` when
+    Redis recorded it, `data` what the event adds (see EVENT_TYPES)."""
+
+    id: str
+    channel: str
+    event: str
+    job_id: str | None
+    at_ms: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "channel": self.channel,
+                "event": self.event,
+                "job_id": self.job_id,
+                "at_ms": self.at_ms,
+                "data": self.data,
+            },
+            separators=(",", ":"),
+        )
+
+
+class EventReader:
+    """Reads one channel's events from a position on, gaps reported."""
+
+    def __init__(self, redis: RedisClient, keys: ChannelKeys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def latest(self) -> EventPosition:
+        """The position after the newest event (START when there is none)."""
+        with redis_errors():
+            last: Any = await self._redis.xrevrange(self._keys.events, count=1)
+        return EventPosition.parse(text(last[0][0])) if last else START
+
+    async def read(
+        self, after: EventPosition, *, count: int = READ_COUNT, block_ms: int | None = None
+    ) -> tuple[list[JobEvent], EventPosition]:
+        """Events after `after` (at most `count`; waiting up to `block_ms` for one when
+        none is there), a gap event first when some were trimmed before they were read;
+        and the position after the last one."""
+        rows: list[Any]
+        with redis_errors():
+            if block_ms is None:
+                rows = list(
+                    await self._redis.xrange(self._keys.events, min=f"({after}", count=count) or ()
+                )
+            else:
+                found: Any = await self._redis.xread(
+                    {self._keys.events: str(after)}, count=count, block=block_ms
+                )
+                rows = found[0][1] if found else []  # RESP2: [[stream, entries]]
+        events: list[JobEvent] = []
+        position = after
+        for entry_id, fields in rows:
+            here = EventPosition.parse(text(entry_id))
+            if here.seq != position.seq + 1 and (position != START or here.seq < 1):
+                events.append(self._gap(position, here))
+            events.append(self._event(here, fields))
+            position = here
+        return events, position
+
+    async def history(self, job_id: str, *, chunk: int = 2_000) -> list[JobEvent]:
+        """One job's events still kept, oldest first (a scan of the capped stream)."""
+        found: list[JobEvent] = []
+        position = START
+        while True:
+            events, reached = await self.read(position, count=chunk)
+            found += [event for event in events if event.job_id == job_id]
+            if reached == position or len(events) < chunk:
+                return found
+            position = reached
+
+    def _gap(self, before: EventPosition, after: EventPosition) -> JobEvent:
+        # seq going down: the stream was deleted and began again; how much was lost is
+        # not known then
+        missed = after.seq - before.seq - 1 if after.seq > before.seq else None
+        return JobEvent(
+            id=str(before),
+            channel=self._keys.channel,
+            event=GAP,
+            job_id=None,
+            at_ms=after.ms,
+            data={"missed": missed, "after": str(before), "resumed_at": str(after)},
+        )
+
+    def _event(self, position: EventPosition, fields: dict[Any, Any]) -> JobEvent:
+        data_text = text(fields.get(b"data") or fields.get("data") or "")
+        job = text(fields.get(b"job") or fields.get("job") or "")
+        return JobEvent(
+            id=str(position),
+            channel=self._keys.channel,
+            event=text(fields.get(b"event") or fields.get("event") or ""),
+            job_id=job or None,
+            at_ms=position.ms,
+            data=json.loads(data_text) if data_text else {},
+        )
+
+
+class _Subscriber:
+    def __init__(self, job_id: str | None) -> None:
+        self.job_id = job_id
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(SUBSCRIBER_BUFFER)
+        self.dropped = False  # fell behind: the live feed stopped, catch up from Redis
+
+    def wants(self, event: JobEvent) -> bool:
+        return event.event == GAP or self.job_id is None or event.job_id == self.job_id
+
+
+class _ChannelTail:
+    """The one blocking read of a channel, fanned out to its subscribers."""
+
+    def __init__(self, reader: EventReader, channel: str) -> None:
+        self.reader = reader
+        self.channel = channel
+        self.subscribers: set[_Subscriber] = set()
+        self.position: EventPosition | None = None
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if self.position is None:
+                    self.position = await self.reader.latest()
+                    self.ready.set()
+                events, self.position = await self.reader.read(self.position, block_ms=BLOCK_MS)
+            except RedisUnavailable as error:  # the subscribers keep waiting meanwhile
+                logger.warning("events of %s: %s; reading again in 1 s", self.channel, error)
+                await asyncio.sleep(1.0)
+                continue
+            for subscriber in list(self.subscribers):
+                for event in events:
+                    if not subscriber.wants(event):
+                        continue
+                    try:
+                        subscriber.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        subscriber.dropped = True
+                        self.subscribers.discard(subscriber)
+                        break
+
+
+class EventHub:
+    """Every event subscription of one process, one blocking read per watched channel."""
+
+    def __init__(self, redis: RedisClient, keys_of: Callable[[str], ChannelKeys]) -> None:
+        self._redis = redis
+        self._keys_of = keys_of
+        self._tails: dict[str, _ChannelTail] = {}
+
+    def reader(self, channel: str) -> EventReader:
+        return EventReader(self._redis, self._keys_of(channel))
+
+    async def subscribe(
+        self,
+        channel: str,
+        *,
+        job_id: str | None = None,
+        after: EventPosition | None = None,
+    ) -> AsyncGenerator[JobEvent, None]:
+        """The channel's events (one job's, with `job_id`) after `after`, from now on
+        when None; gaps reported. Ends only when the caller stops iterating. Redis
+        trouble at the start raises RedisUnavailable; later the stream waits it out."""
+        reader = self.reader(channel)
+        position = after if after is not None else await reader.latest()
+        tail = self._tails.get(channel)
+        if tail is None:
+            tail = self._tails[channel] = _ChannelTail(reader, channel)
+            tail.task = asyncio.create_task(tail.run(), name=f"channelkit-events:{channel}")
+        subscriber: _Subscriber | None = None
+        try:
+            await tail.ready.wait()
+            while True:
+                subscriber = _Subscriber(job_id)
+                tail.subscribers.add(subscriber)
+                live_from = tail.position
+                assert live_from is not None  # set before `ready`
+                # catch up from Redis to where the live feed began, then follow it
+                while position < live_from:
+                    events, reached = await reader.read(position)
+                    for event in events:
+                        if subscriber.wants(event):
+                            yield event
+                    if reached == position:
+                        break
+                    position = reached
+                while True:
+                    if subscriber.dropped and subscriber.queue.empty():
+                        break  # fell behind the live feed: catch up from Redis again
+                    event = await subscriber.queue.get()
+                    if _seen(event, position):
+                        continue
+                    if event.event != GAP:
+                        position = EventPosition.parse(event.id)
+                    yield event
+        finally:
+            if subscriber is not None:
+                tail.subscribers.discard(subscriber)
+            if not tail.subscribers and tail.task is not None and not tail.task.done():
+                tail.task.cancel()
+                if self._tails.get(channel) is tail:
+                    del self._tails[channel]
+
+    async def close(self) -> None:
+        tails, self._tails = list(self._tails.values()), {}
+        for tail in tails:
+            if tail.task is not None:
+                tail.task.cancel()
+        for tail in tails:
+            if tail.task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tail.task
+
+
+def _seen(event: JobEvent, position: EventPosition) -> bool:
+    """Whether a live event is one the subscriber has had already (read while catching
+    up): a gap counts as seen when the reader is past where it ended."""
+    if event.event == GAP:
+        return EventPosition.parse(str(event.data["resumed_at"])) <= position
+    return EventPosition.parse(event.id) <= position
