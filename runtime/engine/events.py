@@ -61,7 +61,7 @@ GAP: Final = "gap"  # not in Redis: the reader missed `data.missed` events (trim
 
 _POSITION = re.compile(r"^(\d{1,15})-(\d{1,15})$")
 READ_COUNT = 500  # entries per read
-BLOCK_MS = 5_000  # a blocked read returns this often, to notice a stop
+BLOCK_MS = 2_000  # a blocked read returns this often (below the serve socket timeout, 5 s)
 SUBSCRIBER_BUFFER = 10_000  # events queued for one live subscriber before it is dropped
 
 

@@ -14,6 +14,7 @@ routes beside these:
     DELETE /channels/{name}/failed               remove every failed job
     POST   /channels/{name}/pause                no process starts the channel's jobs
     POST   /channels/{name}/resume               processes start them again
+    GET    /channels/{name}/events?job=&after=   job events as Server-Sent Events
 
 and the schedule routes of runtime.http.schedules (/channels/{name}/schedules/...).
 """
@@ -21,9 +22,9 @@ and the schedule routes of runtime.http.schedules (/channels/{name}/schedules/..
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import delete, get, post
+from litestar import Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import (
     ClientException,
@@ -33,11 +34,14 @@ from litestar.exceptions import (
 )
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_409_CONFLICT
 
 from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
+from runtime.engine.limits import check_job_id
 from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, JobStateConflict
+from runtime.http.events import sse_stream, start_position
 from runtime.http.operation_ids import operation_id as _operation_id
 from runtime.http.schedules import ScheduleRoutes
 from runtime.http.types import (
@@ -48,6 +52,7 @@ from runtime.http.types import (
     CancelAccepted,
     ChannelSummary,
     ErrorBody,
+    JobEventMessage,
     JobList,
     JobStatus,
     RetryAccepted,
@@ -247,6 +252,51 @@ class JobRoutes(ScheduleRoutes):
     )
     async def resume(self, client: NamedDependency[Client]) -> None:
         await client.resume(self.channel_name)
+
+    @get(
+        "/events",
+        summary="Job events as they happen (Server-Sent Events)",
+        operation_id=_operation_id("stream_{channel}_events"),
+        description="One SSE message per event: `id` the event id, `event` its type "
+        "(waiting, delayed, active, progress, completed, retrying, failed, stalled, "
+        "cancelled, retried, discarded, paused, resumed), `data` the event as JSON. "
+        "`job` keeps one job's events. Starts after `Last-Event-ID` (an EventSource "
+        "sends it when it reconnects) or `after` (an event id, `0` for the oldest kept), "
+        "else from now on. A `gap` event (no id) says how many events were missed "
+        "because the channel's cap (`keep.events`) trimmed them first.",
+        media_type="text/event-stream",
+        responses={
+            200: ResponseSpec(
+                JobEventMessage,
+                media_type="text/event-stream",
+                description="A stream of events; each message's `data` is this, as JSON",
+            ),
+            **BAD_REQUEST,
+            **UNAVAILABLE,
+        },
+    )
+    async def events(
+        self,
+        request: Request[Any, Any, Any],
+        client: NamedDependency[Client],
+        job: Annotated[str | None, QueryParameter(description="Only this job's events")] = None,
+        after: Annotated[
+            str | None, QueryParameter(description="Start after this event id (`0`: all kept)")
+        ] = None,
+    ) -> Stream:
+        try:
+            if job is not None:
+                check_job_id(job)
+            position = await start_position(
+                client, self.channel_name, after, request.headers.get("last-event-id")
+            )
+        except InvalidJobRequest as error:
+            raise ClientException(detail=str(error)) from None  # 400: a malformed parameter
+        return Stream(
+            sse_stream(client, self.channel_name, job, position),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @delete(
         "/jobs/{job_id:str}",

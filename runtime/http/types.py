@@ -133,6 +133,30 @@ class BulkDone:
 
 
 @dataclass(frozen=True, slots=True)
+class JobEventMessage:
+    """The `data` of one Server-Sent Event (runtime.engine.events.JobEvent as JSON)."""
+
+    id: Annotated[str, _doc("The event id `<ms>-<seq>`: resume after it")]
+    channel: str
+    event: Annotated[
+        str,
+        _doc(
+            "waiting, delayed, active, progress, completed, retrying, failed, "
+            "stalled, cancelled, retried, discarded, paused, resumed; or gap"
+        ),
+    ]
+    job_id: Annotated[str | None, _doc("None for the channel's own events")]
+    at_ms: Annotated[int, _doc("When Redis recorded it (ms since the epoch)")]
+    data: Annotated[
+        dict[str, Any],
+        _doc(
+            "What the event adds: priority, due_at, attempt, progress, error "
+            "{type, message}, stalled; for a gap: missed (how many), after, resumed_at"
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
 class JobErrorRecord:
     """One failed run (or a job that could not run)."""
 
