@@ -41,7 +41,6 @@ from runtime.engine.client import Client
 from runtime.engine.jobs import STATES, JobState
 from runtime.engine.limits import check_job_id
 from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, JobStateConflict
-from runtime.http.events import sse_stream, start_position
 from runtime.http.operation_ids import operation_id as _operation_id
 from runtime.http.schedules import ScheduleRoutes
 from runtime.http.types import (
@@ -57,6 +56,7 @@ from runtime.http.types import (
     JobStatus,
     RetryAccepted,
 )
+from runtime.sse import sse_stream, start_position
 
 __all__ = ["JobRoutes"]
 

@@ -8,6 +8,8 @@ parts, on the serving process's own Litestar app and Client.
     POST /ui/channels/<name>/jobs/<id>/actions/<action>   a row of actions.JOB_ACTIONS
     GET  /ui/processes                          live `runtime serve` processes
     GET  /ui/fragments/...                      the parts htmx polls
+    GET  /ui/live?channel=                      which channels changed (Server-Sent Events,
+                                                from the job events): pages refresh then
     GET|POST /ui/login, POST /ui/logout         with API keys set (session.py)
     GET  /ui/static/...                         htmx, the CSS and the script: no CDN
 
@@ -32,7 +34,7 @@ from litestar import MediaType, Request, Response, Router, get, post
 from litestar.datastructures import CacheControlHeader, Cookie, State
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
-from litestar.response import Redirect
+from litestar.response import Redirect, Stream
 from litestar.static_files import create_static_files_router
 
 from runtime.engine.channel import Channel
@@ -40,6 +42,7 @@ from runtime.engine.client import Client
 from runtime.engine.jobs import STATES
 from runtime.engine.limits import check_job_id
 from runtime.errors import InvalidJobRequest, JobNotFound, JobOperationError, RedisUnavailable
+from runtime.sse import change_stream
 from runtime.ui.actions import CHANNEL_ACTIONS, JOB_ACTIONS
 from runtime.ui.forms import PAGE_SIZES, FieldError, ListQuery, check_next, parse_list_query
 from runtime.ui.session import CSRF_FIELD, CSRF_HEADER, KEY_COOKIE, NONCE_COOKIE, Gate, Session
@@ -51,8 +54,10 @@ logger = logging.getLogger("channelkit.ui")
 
 UI_PATH = "/ui"
 STATIC_PATH = f"{UI_PATH}/static"
-OVERVIEW_POLL_S = 2
-JOB_POLL_S = 1
+# Pages refresh when the job events say something changed (GET /ui/live), and on these
+# timers too: rates move without events, and a page must recover from a lost stream.
+OVERVIEW_POLL_S = 5
+JOB_POLL_S = 5
 PROCESSES_POLL_S = 5
 _STATIC = Path(str(files("runtime.ui") / "static"))
 # Pages and fragments: only this origin's scripts and styles, never framed.
@@ -93,6 +98,7 @@ def _environment() -> jinja2.Environment:
     env.globals["PAGE_SIZES"] = PAGE_SIZES
     env.filters["pretty"] = _pretty
     env.filters["from_ms"] = _from_ms
+    env.filters["event_details"] = _event_details
     env.filters["rate"] = lambda value: "\u2013" if value is None else f"{value:,.1f}/s"
     env.filters["percent"] = lambda value: "\u2013" if value is None else f"{value:.0%}"
     return env
@@ -103,6 +109,24 @@ def _from_ms(value: int) -> datetime | None:
         return datetime.fromtimestamp(value / 1000, UTC) if value > 0 else None
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def _event_details(data: Mapping[str, Any]) -> str:
+    """An event's data in a line: `attempt 2`, `ValueError: no route`, `due in 30 s`."""
+    parts: list[str] = []
+    if "attempt" in data:
+        parts.append(f"attempt {data['attempt']}")
+    if isinstance(data.get("error"), Mapping):
+        parts.append(f"{data['error'].get('type')}: {data['error'].get('message')}")
+    if "stalled" in data:
+        parts.append(f"stalled {data['stalled']} time(s)")
+    if "progress" in data:
+        parts.append(f"progress {json.dumps(data['progress'], ensure_ascii=False)}")
+    if "priority" in data:
+        parts.append(f"priority {data['priority']}")
+    if data.get("held_back"):
+        parts.append("held back (RetryAfter or a keyed rate limit)")
+    return " · ".join(parts)
 
 
 def _pretty(value: Any) -> str:
@@ -410,6 +434,8 @@ async def _job_page(
         template,
         channel=dashboard.channels[channel],
         job=job,
+        events=await dashboard.client.job_events(channel, job_id),
+        events_kept=dashboard.channels[channel].keep.events,
         actions=[action for action in JOB_ACTIONS if action.shown(job)],
         notice=_notice(request),
         poll=JOB_POLL_S,
@@ -454,6 +480,24 @@ async def _processes_page(request: Request[Any, Any, State]) -> Response[str]:
     dashboard = _dashboard(request)
     processes = await dashboard.client.processes()
     return dashboard.render(request, "processes.html", processes=processes, poll=PROCESSES_POLL_S)
+
+
+@get("/live")
+async def _live(request: Request[Any, Any, State]) -> Response[Any]:
+    """Which channels changed, as they change (runtime.sse.change_stream): the overview
+    watches every channel, a channel or job page its own."""
+    dashboard = _dashboard(request)
+    wanted = request.query_params.get("channel")
+    if wanted is not None and dashboard.channel(wanted) is None:
+        return _no_channel(request, wanted)
+    names = [wanted] if wanted is not None else list(dashboard.channels)
+    if names:  # Redis down: a 503 now, not a stream that never says anything
+        await dashboard.client.event_hub.reader(names[0]).latest()
+    return Stream(
+        change_stream(dashboard.client, names),
+        media_type="text/event-stream",
+        headers={**_SECURITY_HEADERS, "X-Accel-Buffering": "no"},
+    )
 
 
 @get("/fragments/processes")
@@ -536,6 +580,7 @@ _ROUTES: list[HTTPRouteHandler] = [
     _job_action,
     _processes_page,
     _processes_rows,
+    _live,
 ]
 
 

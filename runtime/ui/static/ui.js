@@ -38,7 +38,19 @@
     });
   });
 
-  document.addEventListener("DOMContentLoaded", function () { formatTimes(document); });
+  // Live pages: the server names the channels whose jobs changed (GET /ui/live, from
+  // the job events); the parts that listen for "live" (hx-trigger) refresh then.
+  function followChanges() {
+    var page = document.querySelector("[data-live]");
+    if (!page || !window.EventSource || !window.htmx) return;
+    var source = new EventSource(page.getAttribute("data-live"));
+    source.addEventListener("change", function () { window.htmx.trigger(document.body, "live"); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    formatTimes(document);
+    followChanges();
+  });
   // Back to a page kept in the browser's cache: its buttons work again.
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("button[aria-busy]").forEach(function (button) {

@@ -103,7 +103,7 @@ async def test_a_support_session_in_the_browser(
     await page.get_by_role("button", name="Log in").click()
     await expect(page.get_by_role("heading", name="Channels")).to_be_visible()
 
-    # Counts change as jobs run (the overview polls every 2 s).
+    # Counts change as jobs run (the overview refreshes when the job events say so).
     row = page.locator(f'tr[data-channel="{CHANNEL}"]')
     for n in range(4):
         await app.enqueue({"id": f"slow-{n}", "seconds": 2.5})
@@ -123,13 +123,18 @@ async def test_a_support_session_in_the_browser(
     await expect(page.locator(".errors .message")).to_contain_text(XSS)
     await page.get_by_text("Traceback").first.click()
     await expect(page.locator(".errors pre")).to_contain_text("Broken")
+    timeline = page.get_by_test_id("timeline")
+    await expect(timeline).to_contain_text("waiting")
+    await expect(timeline.locator("li").last).to_contain_text("failed")
     await page.screenshot(path=str(shots / "dashboard-job-failed.png"), full_page=True)
 
-    # Retry it from its page and watch it complete (the job page polls every second).
+    # Retry it from its page and watch it complete; its timeline tells the story.
     await app.break_handlers(False)
     await page.get_by_role("button", name="Retry").click()
     await expect(page.get_by_role("status").first).to_contain_text("waiting to run again")
     await expect(page.locator("[data-job-state]")).to_have_text("completed", timeout=WAIT_MS)
+    await expect(timeline.locator("li").last).to_contain_text("completed")
+    await expect(timeline).to_contain_text("retried")
     await page.screenshot(path=str(shots / "dashboard-job-completed.png"), full_page=True)
 
     # Bulk actions on the channel page (each asks first).

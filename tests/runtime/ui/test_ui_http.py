@@ -205,6 +205,28 @@ async def test_an_action_shows_on_the_next_page_not_a_cached_one(
         await app.client.resume(CHANNEL)
 
 
+async def test_live_names_the_channel_whose_jobs_changed(
+    serve_dashboard: ServeDashboard,
+) -> None:
+    app = await serve_dashboard({})
+    async with logged_in(app.server.http_url) as http:
+        lines: list[str] = []
+        async with asyncio.timeout(20), http.stream("GET", f"/ui/live?channel={CHANNEL}") as live:
+            assert live.status_code == 200
+            assert live.headers["content-type"].startswith("text/event-stream")
+            async for line in live.aiter_lines():
+                lines.append(line)
+                if line.startswith(": changes of"):
+                    await app.enqueue({"id": "live"})
+                if line == f"data: {CHANNEL}":
+                    break
+        assert "event: change" in lines
+        missing = await http.get("/ui/live?channel=nope")
+        assert missing.status_code == 404
+    async with httpx.AsyncClient(base_url=app.server.http_url) as anonymous:
+        assert (await anonymous.get("/ui/live")).status_code in (302, 303, 401)
+
+
 async def test_processes_over_http_and_the_cli(
     serve_dashboard: ServeDashboard, redis_url: str, key_prefix: str
 ) -> None:

@@ -1,4 +1,5 @@
-"""Job events as Server-Sent Events: `GET /channels/<name>/events`.
+"""Job events as Server-Sent Events, for the HTTP API's `GET /channels/<name>/events`
+and the dashboard's live pages (one module both use: neither imports the other).
 
 Each event is one SSE message: `id` the event id (a reconnecting EventSource sends it
 back as `Last-Event-ID` and resumes right after it), `event` its type, `data` the event
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 from runtime.engine.client import Client
 from runtime.engine.events import GAP, EventPosition, JobEvent
 
-__all__ = ["KEEP_ALIVE_S", "RETRY_MS", "sse_stream", "start_position"]
+__all__ = ["KEEP_ALIVE_S", "RETRY_MS", "change_stream", "sse_stream", "start_position"]
 
 KEEP_ALIVE_S = 15.0
 RETRY_MS = 2_000  # how long a disconnected EventSource waits before it reconnects
@@ -70,3 +71,36 @@ async def sse_stream(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def change_stream(
+    client: Client, channels: Sequence[str], every_s: float = 1.0
+) -> AsyncGenerator[bytes, None]:
+    """An SSE body that names the channels whose jobs changed (`event: change`, data
+    the names, comma-separated), at most once per `every_s` however busy they are: a
+    page refreshes its counts when something happened, not on a timer."""
+    changed: set[str] = set()
+    wake = asyncio.Event()
+
+    async def watch(channel: str) -> None:
+        async for _ in client.event_hub.subscribe(channel):
+            changed.add(channel)
+            wake.set()
+
+    tasks = [asyncio.create_task(watch(name), name=f"channelkit-live:{name}") for name in channels]
+    try:
+        yield f"retry: {RETRY_MS}\n: changes of {','.join(channels)}\n\n".encode()
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), KEEP_ALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            wake.clear()
+            names, changed = ",".join(sorted(changed)), set()
+            yield f"event: change\ndata: {names}\n\n".encode()
+            await asyncio.sleep(every_s)  # what changes meanwhile goes in the next one
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
