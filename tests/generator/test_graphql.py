@@ -76,8 +76,14 @@ def test_the_mapping_of_each_construct() -> None:
         'CONSTS: ClassVar[dict[str, Any]] = {"kind": "email"}',
         "async def _enqueue_push_alerts(",
         "enqueue_push_alerts_batch: GraphQLEnqueuedBatch = strawberry.mutation(",
+        # the job options, and the channel's default priority for a job without one
+        "priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,",
+        "timeout_ms: Annotated[Long | None, strawberry.argument(description=TIMEOUT_MS)]",
+        "priority=5,",
     ):
         assert line in text, line
+    declared = ProtoChannel("otp", "Otp", {"type": "object", "properties": {}}, priority=1)
+    assert "priority=1," in render_graphql_schema([declared], "generated")
 
 
 def _channel(name: str, prefix: str, defs: dict[str, object]) -> ProtoChannel:
