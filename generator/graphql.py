@@ -42,12 +42,15 @@ RESERVED_NAMES = frozenset(
         "Query",
         "Mutation",
         "Subscription",
+        "BulkResult",
+        "CancelResult",
         "Job",
         "JobError",
         "JobState",
         "JobPage",
         "ChannelCounts",
         "LimiterWindow",
+        "PriorityCount",
         "EnqueuedJob",
         "EnqueuedBatch",
         "ChannelName",
@@ -103,6 +106,7 @@ class _Channel:
     input: str
     description: str
     batch_max: int
+    priority: int
 
     @property
     def constant(self) -> str:
@@ -164,6 +168,7 @@ def render_graphql_schema(channels: Sequence[ProtoChannel], package: str) -> str
                 names.of[item.payload.full],
                 channel.description.strip() or f"Enqueue a {channel.name} job.",
                 channel.batch_max,
+                channel.priority,
             )
         )
     source = (

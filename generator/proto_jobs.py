@@ -53,6 +53,9 @@ JOBS_TOP_LEVEL = frozenset(
         "PauseChannelResponse",
         "ResumeChannelRequest",
         "ResumeChannelResponse",
+        "ListProcessesRequest",
+        "ListProcessesResponse",
+        "Process",
         "JOB_STATE_UNSPECIFIED",
         "JOB_STATE_WAITING",
         "JOB_STATE_DELAYED",
@@ -65,8 +68,8 @@ JOBS_TOP_LEVEL = frozenset(
 
 JOBS_PROTO = """\
 // Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-// channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-// with NOT_FOUND.
+// channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+// /processes). An unknown channel or job ends a call with NOT_FOUND.
 service JobsService {
   // One job: state, attempts, timestamps, result, payload and errors.
   rpc GetJob(GetJobRequest) returns (GetJobResponse);
@@ -97,6 +100,9 @@ service JobsService {
   rpc PauseChannel(PauseChannelRequest) returns (PauseChannelResponse);
   // Processes start the channel's jobs again.
   rpc ResumeChannel(ResumeChannelRequest) returns (ResumeChannelResponse);
+  // The live `runtime serve` processes on this Redis and key prefix (those that
+  // heartbeated within the last 15 s), oldest start first: GET /processes.
+  rpc ListProcesses(ListProcessesRequest) returns (ListProcessesResponse);
 }
 
 enum JobState {
@@ -206,6 +212,34 @@ message ResumeChannelRequest {
 message ResumeChannelResponse {
   // The channel right after.
   ChannelCounts counts = 1;
+}
+
+message ListProcessesRequest {}
+
+message ListProcessesResponse {
+  repeated Process processes = 1;
+}
+
+// One `runtime serve` process as it last described itself in its heartbeat.
+message Process {
+  // Host, pid and a random part: unique across restarts.
+  string id = 1;
+  string host = 2;
+  uint32 pid = 3;
+  // Channelkit's version in that process.
+  string version = 4;
+  // The generated package it serves.
+  string app = 5;
+  google.protobuf.Timestamp started_at = 6;
+  google.protobuf.Timestamp heartbeat_at = 7;
+  // The channels whose jobs it runs; empty when its workers are off.
+  repeated string worker_channels = 8;
+  // host:port of its HTTP API; empty when that is off.
+  string http = 9;
+  // host:port of its gRPC server; empty when that is off.
+  string grpc = 10;
+  // Jobs running in it at its last heartbeat.
+  uint32 running_jobs = 11;
 }
 
 message GetChannelRequest {

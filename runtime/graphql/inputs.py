@@ -14,7 +14,8 @@ model. The generated input classes say how (`strawberry.field(metadata=...)`):
 - `CONSTS` on a class: required properties with one allowed value, filled in here.
 
 A `pydantic.ValidationError` becomes `PayloadInvalid`, whose problems name each bad field
-by its GraphQL path (`payload.to[0].email`, GraphQL field names).
+by its GraphQL path (`payload.to[0].email`, GraphQL field names). `InputInvalid`, its
+base, also names bad arguments beside the payload (`priority`, `delayMs`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from strawberry.utils.str_converters import to_camel_case
 from runtime.errors import ChannelkitError
 
 __all__ = [
+    "InputInvalid",
     "PathSegment",
     "PayloadInvalid",
     "Problem",
@@ -63,17 +65,26 @@ class Problem:
         return text.lstrip(".")
 
 
-class PayloadInvalid(ChannelkitError, ValueError):
-    """A payload input does not satisfy the channel's schema; `problems` name each field."""
+class InputInvalid(ChannelkitError, ValueError):
+    """Arguments of an operation out of bounds; `problems` name each (`priority`, or a
+    payload's field `payload.to`)."""
+
+    summary = "invalid input"
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         shown = "; ".join(f"{p.field}: {p.message}" for p in self.problems[:MAX_PROBLEMS])
         more = len(self.problems) - MAX_PROBLEMS
-        super().__init__(f"invalid payload: {shown}" + (f"; and {more} more" if more > 0 else ""))
+        super().__init__(f"{self.summary}: {shown}" + (f"; and {more} more" if more > 0 else ""))
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class PayloadInvalid(InputInvalid):
+    """A payload input does not satisfy the channel's schema; `problems` name each field."""
+
+    summary = "invalid payload"
 
 
 def _definition(value: object) -> StrawberryObjectDefinition | None:

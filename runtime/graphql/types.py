@@ -17,6 +17,8 @@ from runtime.engine.jobs import JobInfo
 __all__ = [
     "JSON",
     "SCALARS",
+    "GraphQLBulkResult",
+    "GraphQLCancelResult",
     "GraphQLChannelCounts",
     "GraphQLEnqueuedBatch",
     "GraphQLEnqueuedJob",
@@ -25,6 +27,7 @@ __all__ = [
     "GraphQLJobPage",
     "GraphQLJobState",
     "GraphQLLimiterWindow",
+    "GraphQLPriorityCount",
     "Long",
 ]
 
@@ -59,6 +62,7 @@ class GraphQLJobState(Enum):
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @strawberry.type(
@@ -101,6 +105,14 @@ class GraphQLJob:
     error: GraphQLJobError | None = strawberry.field(description="The last failure.")
     errors: list[GraphQLJobError] = strawberry.field(description="Every failure, oldest first.")
     payload: JSON | None = strawberry.field(description="The payload, as JSON.")
+    priority: int = strawberry.field(description="1 starts first, 10 last.")
+    progress: JSON | None = strawberry.field(
+        description="What the handler last reported (a number or an object); null: nothing yet."
+    )
+    cancel_requested: bool = strawberry.field(
+        description="Running, and its worker was told to cancel it (cancelJob); the job "
+        "becomes CANCELLED when the handler has stopped."
+    )
 
     @classmethod
     def of(cls, info: JobInfo) -> GraphQLJob:
@@ -118,6 +130,9 @@ class GraphQLJob:
             error=GraphQLJobError.of(info.error) if info.error is not None else None,
             errors=[GraphQLJobError.of(error) for error in info.errors],
             payload=info.payload,
+            priority=info.priority,
+            progress=info.progress,
+            cancel_requested=info.cancel_requested,
         )
 
 
@@ -129,7 +144,16 @@ class GraphQLLimiterWindow:
     window_resets_in_ms: int
 
 
-@strawberry.type(name="ChannelCounts", description="A channel's jobs per state.")
+@strawberry.type(name="PriorityCount", description="Waiting jobs of one priority.")
+class GraphQLPriorityCount:
+    priority: int = strawberry.field(description="1 starts first, 10 last.")
+    waiting: int
+
+
+@strawberry.type(
+    name="ChannelCounts",
+    description="A channel's jobs per state, whether it is paused, and its limiter's window.",
+)
 class GraphQLChannelCounts:
     channel: str
     waiting: int
@@ -137,6 +161,16 @@ class GraphQLChannelCounts:
     delayed: int
     completed: int
     failed: int
+    cancelled: int
+    paused: bool = strawberry.field(
+        description="No process starts the channel's jobs (pauseChannel) until resumeChannel."
+    )
+    held_back_ms: Long = strawberry.field(
+        description='Time left of a handler\'s RetryAfter(scope="channel"); 0: none.'
+    )
+    waiting_by_priority: list[GraphQLPriorityCount] = strawberry.field(
+        description="Waiting jobs per priority, priority 1 first; only priorities with jobs."
+    )
     limiter: GraphQLLimiterWindow
 
     @classmethod
@@ -149,6 +183,13 @@ class GraphQLChannelCounts:
             delayed=counts.delayed,
             completed=counts.completed,
             failed=counts.failed,
+            cancelled=counts.cancelled,
+            paused=counts.paused,
+            held_back_ms=Long(counts.held_back_ms),
+            waiting_by_priority=[
+                GraphQLPriorityCount(priority=priority, waiting=waiting)
+                for priority, waiting in sorted(counts.waiting_by_priority.items())
+            ],
             limiter=GraphQLLimiterWindow(
                 granted_in_window=int(window.get("granted_in_window", 0)),
                 window_resets_in_ms=int(window.get("window_resets_in_ms", 0)),
@@ -177,3 +218,25 @@ class GraphQLEnqueuedJob:
 class GraphQLEnqueuedBatch:
     ids: list[strawberry.ID] = strawberry.field(description="In the order of the payloads.")
     channel: str
+
+
+@strawberry.type(
+    name="CancelResult",
+    description="What cancelJob did: cancelled at once, or asked the job's worker to stop it.",
+)
+class GraphQLCancelResult:
+    id: strawberry.ID
+    channel: str
+    cancelled: bool = strawberry.field(
+        description="True: cancelled now (it was waiting or delayed). False: it runs, and its "
+        "worker was told to cancel it; the job becomes CANCELLED when the handler has stopped."
+    )
+    state: GraphQLJobState = strawberry.field(description="The state the job was found in.")
+
+
+@strawberry.type(
+    name="BulkResult", description="What a bulk operation on a channel's jobs changed."
+)
+class GraphQLBulkResult:
+    channel: str
+    count: int = strawberry.field(description="Jobs changed.")

@@ -1,5 +1,5 @@
 """`service JobsService`, the same in every generated package: inspect jobs and channels,
-retry, discard or cancel jobs, pause and resume channels.
+retry, discard or cancel jobs, pause and resume channels, list the live processes.
 
     JobsServicer(store, channels, messages)   the servicer; `add_to_server(server)` serves it
                                               with the generated package's messages
@@ -9,6 +9,7 @@ retry, discard or cancel jobs, pause and resume channels.
                                               (the Channels service's enqueues use it too)
     job_message(info, Job)                    a JobInfo as the package's `Job` message
     counts_message(counts, ChannelCounts)     a ChannelCounts as its `ChannelCounts` message
+    process_message(info, Process)            a ProcessInfo as its `Process` message
 
 A generated package holds no Jobs code: its `grpc_service.add_to_server` builds a
 `JobsServicer` with its own `channels_pb2` module, whose message classes this module fills
@@ -28,7 +29,8 @@ message as the details:
 
 Messages are filled through their proto JSON form (`json_format.ParseDict`), so the same
 code serves every generated package. Job times become `google.protobuf.Timestamp`s; an
-error's time stays milliseconds (`at_ms`, 0 when unknown); a result becomes a
+error's time stays milliseconds (`at_ms`, 0 when unknown); a process's start and last
+heartbeat become Timestamps too; a result becomes a
 `google.protobuf.Value` (`result`: any JSON value, its numbers doubles); the payload stays
 JSON text (`payload_json`).
 """
@@ -48,6 +50,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from runtime.engine.client import CancelResult, Enqueuer
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
+from runtime.engine.processes import ProcessInfo
 from runtime.errors import (
     ChannelkitError,
     InvalidJobRequest,
@@ -73,6 +76,7 @@ __all__ = [
     "await_or_abort",
     "counts_message",
     "job_message",
+    "process_message",
     "status_code",
 ]
 
@@ -149,6 +153,9 @@ class JobStore(Protocol):
     async def pause(self, channel: str) -> None: ...
 
     async def resume(self, channel: str) -> None: ...
+
+    async def processes(self) -> list[ProcessInfo]:
+        """The live `runtime serve` processes, oldest start first."""
 
 
 class ChannelBackend(Enqueuer, JobStore, Protocol):
@@ -227,6 +234,10 @@ class JobsAdmin:
         else:
             await self._store.resume(channel)
         return await self._store.counts(channel)
+
+    async def processes(self) -> list[ProcessInfo]:
+        """Every live process, whatever channels it serves."""
+        return await self._store.processes()
 
     def _check(self, channel: str, job_id: str | None = None) -> None:
         if channel not in self._channels:
@@ -358,7 +369,7 @@ _Method = tuple[Callable[..., Awaitable[ProtoMessage]], type[ProtoMessage], type
 class JobsServicer:
     """`service JobsService` of one generated package: `messages` is its `channels_pb2`.
 
-    Served with `add_to_server`, which registers the five methods under the service's full
+    Served with `add_to_server`, which registers every method under the service's full
     name (`channels.v1.JobsService`) exactly as protoc's `add_JobsServiceServicer_to_server`
     would.
     """
@@ -366,6 +377,9 @@ class JobsServicer:
     def __init__(self, store: JobStore, channels: Iterable[str], messages: JobsMessages) -> None:
         self._admin = JobsAdmin(store, channels)
         self._messages = messages
+        self._processes_messages = _optional_messages(
+            messages, "ListProcessesRequest", "ListProcessesResponse"
+        )
         self.service_name = messages.DESCRIPTOR.services_by_name[SERVICE].full_name
 
     async def GetJob(self, request: _JobRequest, context: Context) -> ProtoMessage:
@@ -430,8 +444,18 @@ class JobsServicer:
             {"counts": _counts_data(counts)}, self._messages.ResumeChannelResponse()
         )
 
+    async def ListProcesses(self, request: ProtoMessage, context: Context) -> ProtoMessage:
+        processes = await await_or_abort(context, self._admin.processes())
+        assert self._processes_messages is not None  # served only with its messages
+        return json_format.ParseDict(
+            {"processes": [_process_data(process) for process in processes]},
+            self._processes_messages[1](),
+        )
+
     def add_to_server(self, server: grpc.aio.Server) -> None:
-        """Serve every method of the service on `server`."""
+        """Serve every method of the service on `server`. A package generated before an
+        RPC existed lacks its messages: that RPC is left out (the package's own
+        channels.proto does not declare it either)."""
         m = self._messages
         methods: dict[str, _Method] = {
             "GetJob": (self.GetJob, m.GetJobRequest, m.GetJobResponse),
@@ -458,6 +482,8 @@ class JobsServicer:
                 m.ResumeChannelResponse,
             ),
         }
+        if self._processes_messages is not None:
+            methods["ListProcesses"] = (self.ListProcesses, *self._processes_messages)
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(
                 behaviour,
@@ -469,6 +495,17 @@ class JobsServicer:
         generic = grpc.method_handlers_generic_handler(self.service_name, handlers)
         server.add_generic_rpc_handlers((generic,))
         server.add_registered_method_handlers(self.service_name, handlers)
+
+
+def _optional_messages(
+    messages: JobsMessages, request: str, reply: str
+) -> tuple[type[ProtoMessage], type[ProtoMessage]] | None:
+    """The request and reply classes of an RPC newer than some generated packages
+    (packages generated before it lack them: None)."""
+    found = getattr(messages, request, None), getattr(messages, reply, None)
+    if found[0] is None or found[1] is None:
+        return None
+    return found[0], found[1]
 
 
 async def await_or_abort(context: Context, call: Awaitable[T]) -> T:
@@ -545,6 +582,28 @@ def _counts_data(counts: ChannelCounts) -> dict[str, Any]:
             "window_resets_in_ms": max(0, int(counts.limiter.get("window_resets_in_ms", 0))),
         }
     return data
+
+
+def process_message(info: ProcessInfo, message_class: type[MessageT]) -> MessageT:
+    """`info` as a `channels.v1.Process` of `message_class`'s package."""
+    return json_format.ParseDict(_process_data(info), message_class())
+
+
+def _process_data(info: ProcessInfo) -> dict[str, Any]:
+    """`info` in the proto JSON form of `channels.v1.Process`."""
+    return {
+        "id": info.id,
+        "host": info.host,
+        "pid": info.pid,
+        "version": info.version,
+        "app": info.app,
+        "started_at": _timestamp(info.started_at),
+        "heartbeat_at": _timestamp(info.heartbeat_at),
+        "worker_channels": list(info.worker_channels),
+        "http": info.http,
+        "grpc": info.grpc,
+        "running_jobs": info.running_jobs,
+    }
 
 
 def _error(error: JobError) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from generator.graphql import GraphQLMappingError, render_graphql_schema
+from generator.graphql import RESERVED_NAMES, GraphQLMappingError, render_graphql_schema
 from generator.proto import ProtoChannel
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -76,8 +76,14 @@ def test_the_mapping_of_each_construct() -> None:
         'CONSTS: ClassVar[dict[str, Any]] = {"kind": "email"}',
         "async def _enqueue_push_alerts(",
         "enqueue_push_alerts_batch: GraphQLEnqueuedBatch = strawberry.mutation(",
+        # the job options, and the channel's default priority for a job without one
+        "priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,",
+        "timeout_ms: Annotated[Long | None, strawberry.argument(description=TIMEOUT_MS)]",
+        "priority=5,",
     ):
         assert line in text, line
+    declared = ProtoChannel("otp", "Otp", {"type": "object", "properties": {}}, priority=1)
+    assert "priority=1," in render_graphql_schema([declared], "generated")
 
 
 def _channel(name: str, prefix: str, defs: dict[str, object]) -> ProtoChannel:
@@ -101,3 +107,21 @@ def test_a_type_name_the_schema_reserves_is_refused() -> None:
             ],
             "g",
         )
+
+
+def test_every_type_name_the_runtime_defines_is_reserved() -> None:
+    """A payload type may not take a name the schema defines itself (Job, BulkResult, ...):
+    RESERVED_NAMES must keep up with the runtime's types (runtime/graphql/types.py)."""
+    import generated.graphql_schema as module
+
+    defined_here = {
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and value.__module__ == module.__name__
+    }
+    payload_types = defined_here - {"Query", "Mutation", "ChannelName"}
+    assert "SmsPayloadInput" in payload_types  # the scan sees the payloads' types
+    served = set(module.SCHEMA._schema.type_map)
+    fixed = {name for name in served - payload_types if not name.startswith("__")}
+    assert {"Job", "BulkResult", "CancelResult", "PriorityCount"} <= fixed
+    assert fixed <= RESERVED_NAMES, sorted(fixed - RESERVED_NAMES)

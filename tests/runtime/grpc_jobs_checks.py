@@ -9,9 +9,12 @@ generated package (test_grpc_payload's). Run alone with
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -20,6 +23,7 @@ from google.protobuf import json_format
 
 from generated.proto import channels_pb2, channels_pb2_grpc
 from runtime.engine.keys import ChannelKeys
+from runtime.engine.processes import ProcessHeartbeat
 from runtime.testing import TestApp, running_app
 
 pytestmark = pytest.mark.timeout(60)
@@ -247,3 +251,67 @@ async def test_health_and_reflection_know_the_jobs_service(served: Served) -> No
     async for response in info(iter([request])):
         services = [s.name for s in response.list_services_response.service]
     assert {"channels.v1.ChannelsService", "channels.v1.JobsService"} <= set(services)
+
+
+async def test_list_processes_gives_the_records_of_get_processes(served: Served) -> None:
+    """The app's own process and a second one (the engine's heartbeat writer, as another
+    `runtime serve` on the same Redis and prefix runs it): the same records over gRPC as
+    over HTTP, and a process that stops cleanly leaves both lists."""
+    assert served.app.http is not None
+    client = served.app.client
+    other = ProcessHeartbeat(
+        client.redis,
+        client.prefix,
+        "elsewhere-4242-abc123",
+        app="generated",
+        worker_channels=["sms", "push"],
+        grpc="10.0.0.2:50051",
+    )
+    await other.beat()
+    auth = {"authorization": f"Bearer {API_KEY}"}
+    try:
+        for _ in range(100):
+            over_http = (await served.app.http.get("/processes", headers=auth)).json()
+            if len(over_http["processes"]) == 2:
+                break
+            await asyncio.sleep(0.05)
+        reply = await served.jobs.ListProcesses(channels_pb2.ListProcessesRequest(), metadata=AUTH)
+    finally:
+        await other.stop()
+    listed = [
+        json_format.MessageToDict(
+            process,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        for process in reply.processes
+    ]
+    assert [p["id"] for p in listed] == [p["id"] for p in over_http["processes"]]
+    assert len(listed) == 2
+    for over_grpc, record in zip(listed, over_http["processes"], strict=True):
+        times = ("started_at", "heartbeat_at")
+        assert {k: v for k, v in over_grpc.items() if k not in times} == {
+            k: v for k, v in record.items() if k not in times
+        }
+        assert _instant(over_grpc["started_at"]) == _instant(record["started_at"])
+        # a beat may fall between the two reads (every 5 s)
+        gap = _instant(over_grpc["heartbeat_at"]) - _instant(record["heartbeat_at"])
+        assert timedelta(0) <= gap <= timedelta(seconds=6)
+    own, second = sorted(listed, key=lambda p: p["id"] == "elsewhere-4242-abc123")
+    assert own["pid"] == os.getpid()
+    assert own["worker_channels"] == ["email", "push", "sms", "whatsapp"]
+    assert (second["worker_channels"], second["grpc"], second["http"]) == (
+        ["sms", "push"],
+        "10.0.0.2:50051",
+        "",
+    )
+
+    after = await served.jobs.ListProcesses(channels_pb2.ListProcessesRequest(), metadata=AUTH)
+    assert [p.pid for p in after.processes] == [os.getpid()]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await served.jobs.ListProcesses(channels_pb2.ListProcessesRequest())
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -9,6 +9,7 @@ import pytest
 
 from runtime.engine.client import CancelResult
 from runtime.engine.jobs import ChannelCounts, JobInfo
+from runtime.engine.processes import ProcessInfo
 from runtime.errors import (
     EnqueueError,
     JobNotFound,
@@ -70,6 +71,9 @@ class FakeStore:
         raise self.error
 
     async def resume(self, channel: str) -> None:
+        raise self.error
+
+    async def processes(self) -> list[ProcessInfo]:
         raise self.error
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Final
 
 import strawberry
 from runtime.generated_support import (
+    GraphQLBulkResult,
+    GraphQLCancelResult,
     GraphQLChannel,
     GraphQLChannelCounts,
     GraphQLEnqueuedBatch,
@@ -25,12 +27,18 @@ from runtime.generated_support import (
     GraphQLJobState,
     Long,
     build_graphql_schema,
+    cancel_job,
+    cancel_waiting_jobs,
     channel_counts,
+    discard_all_failed,
     discard_job,
     enqueue_payload,
     enqueue_payloads,
     find_job,
     list_jobs,
+    pause_channel,
+    resume_channel,
+    retry_all_failed,
     retry_job,
 )
 
@@ -40,7 +48,17 @@ from generated_shop.models.orders import OrdersPayload
 __all__ = ["SCHEMA", "ChannelName", "Mutation", "Query"]
 
 JOB_ID: Final = "Defaults to a generated id; enqueueing an id that exists is a no-op."
-DELAY_MS: Final = "Run no earlier than this many milliseconds from now."
+DELAY_MS: Final = (
+    "Run no earlier than this many milliseconds from now (at most a year)."
+)
+PRIORITY: Final = (
+    "1 starts first, 10 last (FIFO within one); without it the channel's default."
+)
+TIMEOUT_MS: Final = (
+    "Cancel a run after this many milliseconds (error type `timeout`; at most a day); "
+    "without it the channel's timeout."
+)
+CANCEL_STATE: Final = "WAITING (the default) or DELAYED."
 
 
 @strawberry.enum(description="The channels declared in channels.yaml.")
@@ -94,11 +112,17 @@ class OrdersMoneyInput:
 
 
 INVOICES_CHANNEL: Final = GraphQLChannel(
-    name="invoices", model=InvoicesPayload, batch_max=1000
+    name="invoices",
+    model=InvoicesPayload,
+    batch_max=1000,
+    priority=5,
 )
 
 ORDERS_CHANNEL: Final = GraphQLChannel(
-    name="orders", model=OrdersPayload, batch_max=1000
+    name="orders",
+    model=OrdersPayload,
+    batch_max=1000,
+    priority=5,
 )
 
 
@@ -136,21 +160,84 @@ async def _discard_job(
     return await discard_job(info, channel.value, id)
 
 
+async def _cancel_job(
+    info: strawberry.Info, channel: ChannelName, id: strawberry.ID
+) -> GraphQLCancelResult:
+    return await cancel_job(info, channel.value, id)
+
+
+async def _cancel_waiting_jobs(
+    info: strawberry.Info,
+    channel: ChannelName,
+    state: Annotated[
+        GraphQLJobState, strawberry.argument(description=CANCEL_STATE)
+    ] = GraphQLJobState.WAITING,
+) -> GraphQLBulkResult:
+    return await cancel_waiting_jobs(info, channel.value, state)
+
+
+async def _retry_all_failed(
+    info: strawberry.Info, channel: ChannelName
+) -> GraphQLBulkResult:
+    return await retry_all_failed(info, channel.value)
+
+
+async def _discard_all_failed(
+    info: strawberry.Info, channel: ChannelName
+) -> GraphQLBulkResult:
+    return await discard_all_failed(info, channel.value)
+
+
+async def _pause_channel(
+    info: strawberry.Info, channel: ChannelName
+) -> GraphQLChannelCounts:
+    return await pause_channel(info, channel.value)
+
+
+async def _resume_channel(
+    info: strawberry.Info, channel: ChannelName
+) -> GraphQLChannelCounts:
+    return await resume_channel(info, channel.value)
+
+
 async def _enqueue_invoices(
     info: strawberry.Info,
     payload: InvoicesPayloadInput,
     job_id: Annotated[str | None, strawberry.argument(description=JOB_ID)] = None,
     delay_ms: Annotated[Long | None, strawberry.argument(description=DELAY_MS)] = None,
+    priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,
+    timeout_ms: Annotated[
+        Long | None, strawberry.argument(description=TIMEOUT_MS)
+    ] = None,
 ) -> GraphQLEnqueuedJob:
     return await enqueue_payload(
-        info, INVOICES_CHANNEL, payload, job_id=job_id, delay_ms=delay_ms
+        info,
+        INVOICES_CHANNEL,
+        payload,
+        job_id=job_id,
+        delay_ms=delay_ms,
+        priority=priority,
+        timeout_ms=timeout_ms,
     )
 
 
 async def _enqueue_invoices_batch(
-    info: strawberry.Info, payloads: list[InvoicesPayloadInput]
+    info: strawberry.Info,
+    payloads: list[InvoicesPayloadInput],
+    delay_ms: Annotated[Long | None, strawberry.argument(description=DELAY_MS)] = None,
+    priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,
+    timeout_ms: Annotated[
+        Long | None, strawberry.argument(description=TIMEOUT_MS)
+    ] = None,
 ) -> GraphQLEnqueuedBatch:
-    return await enqueue_payloads(info, INVOICES_CHANNEL, payloads)
+    return await enqueue_payloads(
+        info,
+        INVOICES_CHANNEL,
+        payloads,
+        delay_ms=delay_ms,
+        priority=priority,
+        timeout_ms=timeout_ms,
+    )
 
 
 async def _enqueue_orders(
@@ -158,16 +245,39 @@ async def _enqueue_orders(
     payload: OrdersPayloadInput,
     job_id: Annotated[str | None, strawberry.argument(description=JOB_ID)] = None,
     delay_ms: Annotated[Long | None, strawberry.argument(description=DELAY_MS)] = None,
+    priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,
+    timeout_ms: Annotated[
+        Long | None, strawberry.argument(description=TIMEOUT_MS)
+    ] = None,
 ) -> GraphQLEnqueuedJob:
     return await enqueue_payload(
-        info, ORDERS_CHANNEL, payload, job_id=job_id, delay_ms=delay_ms
+        info,
+        ORDERS_CHANNEL,
+        payload,
+        job_id=job_id,
+        delay_ms=delay_ms,
+        priority=priority,
+        timeout_ms=timeout_ms,
     )
 
 
 async def _enqueue_orders_batch(
-    info: strawberry.Info, payloads: list[OrdersPayloadInput]
+    info: strawberry.Info,
+    payloads: list[OrdersPayloadInput],
+    delay_ms: Annotated[Long | None, strawberry.argument(description=DELAY_MS)] = None,
+    priority: Annotated[int | None, strawberry.argument(description=PRIORITY)] = None,
+    timeout_ms: Annotated[
+        Long | None, strawberry.argument(description=TIMEOUT_MS)
+    ] = None,
 ) -> GraphQLEnqueuedBatch:
-    return await enqueue_payloads(info, ORDERS_CHANNEL, payloads)
+    return await enqueue_payloads(
+        info,
+        ORDERS_CHANNEL,
+        payloads,
+        delay_ms=delay_ms,
+        priority=priority,
+        timeout_ms=timeout_ms,
+    )
 
 
 @strawberry.type(description="Jobs and channels.")
@@ -187,7 +297,9 @@ class Query:
     )
 
 
-@strawberry.type(description="Enqueue jobs, retry and discard them.")
+@strawberry.type(
+    description="Enqueue jobs; retry, discard and cancel them; pause and resume channels."
+)
 class Mutation:
     enqueue_invoices: GraphQLEnqueuedJob = strawberry.mutation(
         resolver=_enqueue_invoices, description="Enqueue a invoices job."
@@ -207,7 +319,36 @@ class Mutation:
         resolver=_retry_job, description="Run a failed job again; the job as it is now."
     )
     discard_job: bool = strawberry.mutation(
-        resolver=_discard_job, description="Remove a failed, completed or delayed job."
+        resolver=_discard_job,
+        description="Remove a finished (completed, failed, cancelled) or delayed job.",
+    )
+    cancel_job: GraphQLCancelResult = strawberry.mutation(
+        resolver=_cancel_job,
+        description="Cancel a waiting or delayed job at once, or a running one cooperatively "
+        "(its handler gets asyncio.CancelledError; the job ends CANCELLED, not retried). "
+        "CONFLICT when it has finished.",
+    )
+    cancel_waiting_jobs: GraphQLBulkResult = strawberry.mutation(
+        resolver=_cancel_waiting_jobs,
+        description="Cancel every waiting (or delayed) job of a channel; running ones are "
+        "not touched. Returns how many.",
+    )
+    retry_all_failed: GraphQLBulkResult = strawberry.mutation(
+        resolver=_retry_all_failed,
+        description="Run every failed job of a channel again, failures reset. Returns how many.",
+    )
+    discard_all_failed: GraphQLBulkResult = strawberry.mutation(
+        resolver=_discard_all_failed,
+        description="Remove every failed job of a channel. Returns how many.",
+    )
+    pause_channel: GraphQLChannelCounts = strawberry.mutation(
+        resolver=_pause_channel,
+        description="No process starts a job of the channel until it is resumed; running "
+        "jobs finish, new jobs are accepted. Lasts across restarts. The counts right after.",
+    )
+    resume_channel: GraphQLChannelCounts = strawberry.mutation(
+        resolver=_resume_channel,
+        description="Processes start the channel's jobs again. The counts right after.",
     )
 
 

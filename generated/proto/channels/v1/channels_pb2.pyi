@@ -2111,6 +2111,128 @@ class ResumeChannelResponse(_message.Message):
 Global___ResumeChannelResponse: _TypeAlias = ResumeChannelResponse  # noqa: Y015
 
 @_typing.final
+class ListProcessesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProcessesRequest: _TypeAlias = ListProcessesRequest  # noqa: Y015
+
+@_typing.final
+class ListProcessesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def processes(self) -> _containers.RepeatedCompositeFieldContainer[Global___Process]: ...
+    def __init__(
+        self,
+        *,
+        processes: _abc.Iterable[Global___Process] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["processes", b"processes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProcessesResponse: _TypeAlias = ListProcessesResponse  # noqa: Y015
+
+@_typing.final
+class Process(_message.Message):
+    """One `runtime serve` process as it last described itself in its heartbeat."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    APP_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_AT_FIELD_NUMBER: _builtins.int
+    WORKER_CHANNELS_FIELD_NUMBER: _builtins.int
+    HTTP_FIELD_NUMBER: _builtins.int
+    GRPC_FIELD_NUMBER: _builtins.int
+    RUNNING_JOBS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Host, pid and a random part: unique across restarts."""
+    host: _builtins.str
+    pid: _builtins.int
+    version: _builtins.str
+    """Channelkit's version in that process."""
+    app: _builtins.str
+    """The generated package it serves."""
+    http: _builtins.str
+    """host:port of its HTTP API; empty when that is off."""
+    grpc: _builtins.str
+    """host:port of its gRPC server; empty when that is off."""
+    running_jobs: _builtins.int
+    """Jobs running in it at its last heartbeat."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def heartbeat_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def worker_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The channels whose jobs it runs; empty when its workers are off."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        host: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        version: _builtins.str = ...,
+        app: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        heartbeat_at: _timestamp_pb2.Timestamp | None = ...,
+        worker_channels: _abc.Iterable[_builtins.str] | None = ...,
+        http: _builtins.str = ...,
+        grpc: _builtins.str = ...,
+        running_jobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal[
+        "heartbeat_at", b"heartbeat_at", "started_at", b"started_at"
+    ]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "app",
+        b"app",
+        "grpc",
+        b"grpc",
+        "heartbeat_at",
+        b"heartbeat_at",
+        "host",
+        b"host",
+        "http",
+        b"http",
+        "id",
+        b"id",
+        "pid",
+        b"pid",
+        "running_jobs",
+        b"running_jobs",
+        "started_at",
+        b"started_at",
+        "version",
+        b"version",
+        "worker_channels",
+        b"worker_channels",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Process: _TypeAlias = Process  # noqa: Y015
+
+@_typing.final
 class GetChannelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -439,8 +439,8 @@ class ChannelsService:
 
 class JobsServiceStub:
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -515,12 +515,18 @@ class JobsServiceStub:
             response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ResumeChannelResponse.FromString,
             _registered_method=True,
         )
+        self.ListProcesses = channel.unary_unary(
+            "/channels.v1.JobsService/ListProcesses",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.FromString,
+            _registered_method=True,
+        )
 
 
 class JobsServiceServicer:
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     def GetJob(self, request, context):
@@ -601,6 +607,14 @@ class JobsServiceServicer:
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
 
+    def ListProcesses(self, request, context):
+        """The live `runtime serve` processes on this Redis and key prefix (those that
+        heartbeated within the last 15 s), oldest start first: GET /processes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
 
 def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -659,6 +673,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
             request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ResumeChannelRequest.FromString,
             response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ResumeChannelResponse.SerializeToString,
         ),
+        "ListProcesses": grpc.unary_unary_rpc_method_handler(
+            servicer.ListProcesses,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.SerializeToString,
+        ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
         "channels.v1.JobsService", rpc_method_handlers
@@ -670,8 +689,8 @@ def add_JobsServiceServicer_to_server(servicer, server):
 # This class is part of an EXPERIMENTAL API.
 class JobsService:
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     @staticmethod
@@ -993,6 +1012,36 @@ class JobsService:
             "/channels.v1.JobsService/ResumeChannel",
             generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ResumeChannelRequest.SerializeToString,
             generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ResumeChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def ListProcesses(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            "/channels.v1.JobsService/ListProcesses",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.FromString,
             options,
             channel_credentials,
             insecure,

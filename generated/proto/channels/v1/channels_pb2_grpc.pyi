@@ -197,8 +197,8 @@ def add_ChannelsServiceServicer_to_server(
 
 class JobsServiceStub:
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     @_typing.overload
@@ -259,12 +259,18 @@ class JobsServiceStub:
         _channels_pb2.ResumeChannelRequest, _channels_pb2.ResumeChannelResponse
     ]
     """Processes start the channel's jobs again."""
+    ListProcesses: _grpc.UnaryUnaryMultiCallable[
+        _channels_pb2.ListProcessesRequest, _channels_pb2.ListProcessesResponse
+    ]
+    """The live `runtime serve` processes on this Redis and key prefix (those that
+    heartbeated within the last 15 s), oldest start first: GET /processes.
+    """
 
 @_typing.type_check_only
 class JobsServiceAsyncStub(JobsServiceStub):
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -322,11 +328,17 @@ class JobsServiceAsyncStub(JobsServiceStub):
         _channels_pb2.ResumeChannelRequest, _channels_pb2.ResumeChannelResponse
     ]  # type: ignore[assignment]
     """Processes start the channel's jobs again."""
+    ListProcesses: _aio.UnaryUnaryMultiCallable[
+        _channels_pb2.ListProcessesRequest, _channels_pb2.ListProcessesResponse
+    ]  # type: ignore[assignment]
+    """The live `runtime serve` processes on this Redis and key prefix (those that
+    heartbeated within the last 15 s), oldest start first: GET /processes.
+    """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Inspect channels and their jobs; retry, discard or cancel jobs; pause and resume
-    channels. The HTTP twin is /channels/{name}/... An unknown channel or job ends a call
-    with NOT_FOUND.
+    channels; list the live processes. The HTTP twin is /channels/{name}/... (and
+    /processes). An unknown channel or job ends a call with NOT_FOUND.
     """
 
     @_abc_1.abstractmethod
@@ -449,6 +461,18 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         _channels_pb2.ResumeChannelResponse, _abc.Awaitable[_channels_pb2.ResumeChannelResponse]
     ]:
         """Processes start the channel's jobs again."""
+
+    @_abc_1.abstractmethod
+    def ListProcesses(
+        self,
+        request: _channels_pb2.ListProcessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _channels_pb2.ListProcessesResponse, _abc.Awaitable[_channels_pb2.ListProcessesResponse]
+    ]:
+        """The live `runtime serve` processes on this Redis and key prefix (those that
+        heartbeated within the last 15 s), oldest start first: GET /processes.
+        """
 
 def add_JobsServiceServicer_to_server(
     servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]
