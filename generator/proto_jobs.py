@@ -56,6 +56,9 @@ JOBS_TOP_LEVEL = frozenset(
         "ListProcessesRequest",
         "ListProcessesResponse",
         "Process",
+        "WatchEventsRequest",
+        "WatchEventsResponse",
+        "JobEvent",
         "JOB_STATE_UNSPECIFIED",
         "JOB_STATE_WAITING",
         "JOB_STATE_DELAYED",
@@ -103,6 +106,11 @@ service JobsService {
   // The live `runtime serve` processes on this Redis and key prefix (those that
   // heartbeated within the last 15 s), oldest start first: GET /processes.
   rpc ListProcesses(ListProcessesRequest) returns (ListProcessesResponse);
+  // The channel's job events as they happen (one job's with job_id), after the event id
+  // `after` ("0": from the oldest kept; empty: from now on), in order. A reader behind
+  // the channel's cap (keep.events) gets an event of type "gap" saying how many it
+  // missed. Ends only when the client cancels it: GET /channels/{name}/events.
+  rpc WatchEvents(WatchEventsRequest) returns (stream WatchEventsResponse);
 }
 
 enum JobState {
@@ -212,6 +220,35 @@ message ResumeChannelRequest {
 message ResumeChannelResponse {
   // The channel right after.
   ChannelCounts counts = 1;
+}
+
+message WatchEventsRequest {
+  string channel = 1;
+  // Only this job's events; empty: every event of the channel.
+  string job_id = 2;
+  // Start after this event id; "0": from the oldest kept; empty: from now on.
+  string after = 3;
+}
+
+message WatchEventsResponse {
+  JobEvent event = 1;
+}
+
+// One change of a job (or of the channel), as the script that made it recorded it.
+message JobEvent {
+  // `<ms>-<seq>`: resume after it with WatchEventsRequest.after. Of a gap: the id the
+  // gap starts after.
+  string id = 1;
+  string channel = 2;
+  // waiting, delayed, active, progress, completed, retrying, failed, stalled,
+  // cancelled, retried, discarded, paused, resumed; or gap.
+  string event = 3;
+  // Empty for the channel's own events (paused, resumed) and gaps.
+  string job_id = 4;
+  google.protobuf.Timestamp at = 5;
+  // What the event adds: priority, due_at, attempt, progress, error {type, message},
+  // stalled; of a gap: missed (how many; null when unknown), after, resumed_at.
+  google.protobuf.Struct data = 6;
 }
 
 message ListProcessesRequest {}

@@ -38,8 +38,8 @@ JSON text (`payload_json`).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -49,7 +49,9 @@ from google.protobuf.message import Message as ProtoMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from runtime.engine.client import CancelResult, Enqueuer
+from runtime.engine.events import EventHub, JobEvent
 from runtime.engine.jobs import ChannelCounts, JobError, JobInfo, JobState
+from runtime.engine.limits import check_job_id
 from runtime.engine.processes import ProcessInfo
 from runtime.errors import (
     ChannelkitError,
@@ -157,6 +159,13 @@ class JobStore(Protocol):
     async def processes(self) -> list[ProcessInfo]:
         """The live `runtime serve` processes, oldest start first."""
 
+    @property
+    def event_hub(self) -> EventHub: ...
+
+    def events(
+        self, channel: str, *, job_id: str | None = None, after: str | None = None
+    ) -> AsyncGenerator[JobEvent, None]: ...
+
 
 class ChannelBackend(Enqueuer, JobStore, Protocol):
     """What the generated `add_to_server` serves both services with: a `Client`."""
@@ -238,6 +247,15 @@ class JobsAdmin:
     async def processes(self) -> list[ProcessInfo]:
         """Every live process, whatever channels it serves."""
         return await self._store.processes()
+
+    async def events(self, channel: str, job_id: str, after: str) -> AsyncGenerator[JobEvent, None]:
+        """The channel's events (one job's when `job_id`), after `after` ('' from now):
+        checked, and started (Redis touched), before the first event is awaited."""
+        self._check(channel)
+        if job_id:
+            check_job_id(job_id)
+        position = after or str(await self._store.event_hub.reader(channel).latest())
+        return self._store.events(channel, job_id=job_id or None, after=position)
 
     def _check(self, channel: str, job_id: str | None = None) -> None:
         if channel not in self._channels:
@@ -354,6 +372,17 @@ class _ChannelRequest(Protocol):
     def channel(self) -> str: ...
 
 
+class _WatchEventsRequest(Protocol):
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def after(self) -> str: ...
+
+
 class _ChannelStateRequest(Protocol):
     @property
     def channel(self) -> str: ...
@@ -379,6 +408,9 @@ class JobsServicer:
         self._messages = messages
         self._processes_messages = _optional_messages(
             messages, "ListProcessesRequest", "ListProcessesResponse"
+        )
+        self._events_messages = _optional_messages(
+            messages, "WatchEventsRequest", "WatchEventsResponse"
         )
         self.service_name = messages.DESCRIPTOR.services_by_name[SERVICE].full_name
 
@@ -444,6 +476,20 @@ class JobsServicer:
             {"counts": _counts_data(counts)}, self._messages.ResumeChannelResponse()
         )
 
+    async def WatchEvents(
+        self, request: _WatchEventsRequest, context: Context
+    ) -> AsyncGenerator[ProtoMessage, None]:
+        assert self._events_messages is not None  # served only with its messages
+        reply = self._events_messages[1]
+        events = await await_or_abort(
+            context, self._admin.events(request.channel, request.job_id, request.after)
+        )
+        try:
+            async for event in events:
+                yield json_format.ParseDict({"event": _event_data(event)}, reply())
+        finally:
+            await events.aclose()
+
     async def ListProcesses(self, request: ProtoMessage, context: Context) -> ProtoMessage:
         processes = await await_or_abort(context, self._admin.processes())
         assert self._processes_messages is not None  # served only with its messages
@@ -492,6 +538,13 @@ class JobsServicer:
             )
             for name, (behaviour, request, reply) in methods.items()
         }
+        if self._events_messages is not None:
+            request, reply = self._events_messages
+            handlers["WatchEvents"] = grpc.unary_stream_rpc_method_handler(
+                self.WatchEvents,
+                request_deserializer=request.FromString,
+                response_serializer=reply.SerializeToString,
+            )
         generic = grpc.method_handlers_generic_handler(self.service_name, handlers)
         server.add_generic_rpc_handlers((generic,))
         server.add_registered_method_handlers(self.service_name, handlers)
@@ -581,6 +634,19 @@ def _counts_data(counts: ChannelCounts) -> dict[str, Any]:
             "granted_in_window": max(0, int(counts.limiter.get("granted_in_window", 0))),
             "window_resets_in_ms": max(0, int(counts.limiter.get("window_resets_in_ms", 0))),
         }
+    return data
+
+
+def _event_data(event: JobEvent) -> dict[str, Any]:
+    """`event` in the proto JSON form of `channels.v1.JobEvent`."""
+    data: dict[str, Any] = {
+        "id": event.id,
+        "channel": event.channel,
+        "event": event.event,
+        "job_id": event.job_id or "",
+        "at": _timestamp(datetime.fromtimestamp(event.at_ms / 1000, UTC)),
+        "data": event.data,
+    }
     return data
 
 

@@ -315,3 +315,54 @@ async def test_list_processes_gives_the_records_of_get_processes(served: Served)
 
 def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def _watch(
+    served: Served, request: channels_pb2.WatchEventsRequest, until: str
+) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    call = served.jobs.WatchEvents(request, metadata=AUTH)
+    async with asyncio.timeout(20):
+        async for reply in call:
+            event = json_format.MessageToDict(reply.event, preserving_proto_field_name=True)
+            found.append(event)
+            if event["event"] == until:
+                call.cancel()
+                return found
+    raise AssertionError("the stream ended")
+
+
+async def test_watch_events_streams_a_jobs_events_and_resumes_after_an_id(
+    served: Served,
+) -> None:
+    watching = asyncio.ensure_future(
+        _watch(served, channels_pb2.WatchEventsRequest(channel="sms", job_id="w1"), "completed")
+    )
+    await asyncio.sleep(0.3)  # subscribed, from now on
+    await served.channels.EnqueueSms(
+        channels_pb2.EnqueueSmsRequest(payload=SMS, job_id="w1"), metadata=AUTH
+    )
+    events = await watching
+    assert [e["event"] for e in events] == ["waiting", "active", "completed"]
+    assert {e["job_id"] for e in events} == {"w1"}
+    assert events[1]["data"] == {"attempt": 1.0}  # a Struct's numbers are doubles
+    assert datetime.fromisoformat(events[0]["at"].replace("Z", "+00:00")).year >= 2024
+
+    resumed = await _watch(
+        served,
+        channels_pb2.WatchEventsRequest(channel="sms", job_id="w1", after=events[0]["id"]),
+        "completed",
+    )
+    assert resumed == events[1:]
+
+    for request, code in (
+        (channels_pb2.WatchEventsRequest(channel="sms", after="soon"), "INVALID_ARGUMENT"),
+        (channels_pb2.WatchEventsRequest(channel="nope"), "NOT_FOUND"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await _watch(served, request, "completed")
+        assert caught.value.code().name == code, caught.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in served.jobs.WatchEvents(channels_pb2.WatchEventsRequest(channel="sms")):
+            pass
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

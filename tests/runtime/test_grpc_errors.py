@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any, NoReturn
 
 import grpc
 import pytest
 
 from runtime.engine.client import CancelResult
+from runtime.engine.events import EventHub, JobEvent
 from runtime.engine.jobs import ChannelCounts, JobInfo
 from runtime.engine.processes import ProcessInfo
 from runtime.errors import (
@@ -74,6 +76,15 @@ class FakeStore:
         raise self.error
 
     async def processes(self) -> list[ProcessInfo]:
+        raise self.error
+
+    @property
+    def event_hub(self) -> EventHub:
+        raise self.error
+
+    def events(
+        self, channel: str, *, job_id: str | None = None, after: str | None = None
+    ) -> AsyncGenerator[JobEvent, None]:
         raise self.error
 
 

@@ -2111,6 +2111,117 @@ class ResumeChannelResponse(_message.Message):
 Global___ResumeChannelResponse: _TypeAlias = ResumeChannelResponse  # noqa: Y015
 
 @_typing.final
+class WatchEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    job_id: _builtins.str
+    """Only this job's events; empty: every event of the channel."""
+    after: _builtins.str
+    """Start after this event id; "0": from the oldest kept; empty: from now on."""
+    def __init__(
+        self,
+        *,
+        channel: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        after: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "after", b"after", "channel", b"channel", "job_id", b"job_id"
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
+
+@_typing.final
+class WatchEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___JobEvent: ...
+    def __init__(
+        self,
+        *,
+        event: Global___JobEvent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class JobEvent(_message.Message):
+    """One change of a job (or of the channel), as the script that made it recorded it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """`<ms>-<seq>`: resume after it with WatchEventsRequest.after. Of a gap: the id the
+    gap starts after.
+    """
+    channel: _builtins.str
+    event: _builtins.str
+    """waiting, delayed, active, progress, completed, retrying, failed, stalled,
+    cancelled, retried, discarded, paused, resumed; or gap.
+    """
+    job_id: _builtins.str
+    """Empty for the channel's own events (paused, resumed) and gaps."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """What the event adds: priority, due_at, attempt, progress, error {type, message},
+        stalled; of a gap: missed (how many; null when unknown), after, resumed_at.
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        event: _builtins.str = ...,
+        job_id: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        data: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal[
+        "at",
+        b"at",
+        "channel",
+        b"channel",
+        "data",
+        b"data",
+        "event",
+        b"event",
+        "id",
+        b"id",
+        "job_id",
+        b"job_id",
+    ]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobEvent: _TypeAlias = JobEvent  # noqa: Y015
+
+@_typing.final
 class ListProcessesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

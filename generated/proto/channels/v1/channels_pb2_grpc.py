@@ -521,6 +521,12 @@ class JobsServiceStub:
             response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.FromString,
             _registered_method=True,
         )
+        self.WatchEvents = channel.unary_stream(
+            "/channels.v1.JobsService/WatchEvents",
+            request_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsRequest.SerializeToString,
+            response_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsResponse.FromString,
+            _registered_method=True,
+        )
 
 
 class JobsServiceServicer:
@@ -615,6 +621,16 @@ class JobsServiceServicer:
         context.set_details("Method not implemented!")
         raise NotImplementedError("Method not implemented!")
 
+    def WatchEvents(self, request, context):
+        """The channel's job events as they happen (one job's with job_id), after the event id
+        `after` ("0": from the oldest kept; empty: from now on), in order. A reader behind
+        the channel's cap (keep.events) gets an event of type "gap" saying how many it
+        missed. Ends only when the client cancels it: GET /channels/{name}/events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
 
 def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -677,6 +693,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
             servicer.ListProcesses,
             request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesRequest.FromString,
             response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.SerializeToString,
+        ),
+        "WatchEvents": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchEvents,
+            request_deserializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsRequest.FromString,
+            response_serializer=generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsResponse.SerializeToString,
         ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1042,6 +1063,36 @@ class JobsService:
             "/channels.v1.JobsService/ListProcesses",
             generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesRequest.SerializeToString,
             generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.ListProcessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True,
+        )
+
+    @staticmethod
+    def WatchEvents(
+        request,
+        target,
+        options=(),
+        channel_credentials=None,
+        call_credentials=None,
+        insecure=False,
+        compression=None,
+        wait_for_ready=None,
+        timeout=None,
+        metadata=None,
+    ):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            "/channels.v1.JobsService/WatchEvents",
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsRequest.SerializeToString,
+            generated_dot_proto_dot_channels_dot_v1_dot_channels__pb2.WatchEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -265,6 +265,14 @@ class JobsServiceStub:
     """The live `runtime serve` processes on this Redis and key prefix (those that
     heartbeated within the last 15 s), oldest start first: GET /processes.
     """
+    WatchEvents: _grpc.UnaryStreamMultiCallable[
+        _channels_pb2.WatchEventsRequest, _channels_pb2.WatchEventsResponse
+    ]
+    """The channel's job events as they happen (one job's with job_id), after the event id
+    `after` ("0": from the oldest kept; empty: from now on), in order. A reader behind
+    the channel's cap (keep.events) gets an event of type "gap" saying how many it
+    missed. Ends only when the client cancels it: GET /channels/{name}/events.
+    """
 
 @_typing.type_check_only
 class JobsServiceAsyncStub(JobsServiceStub):
@@ -333,6 +341,14 @@ class JobsServiceAsyncStub(JobsServiceStub):
     ]  # type: ignore[assignment]
     """The live `runtime serve` processes on this Redis and key prefix (those that
     heartbeated within the last 15 s), oldest start first: GET /processes.
+    """
+    WatchEvents: _aio.UnaryStreamMultiCallable[
+        _channels_pb2.WatchEventsRequest, _channels_pb2.WatchEventsResponse
+    ]  # type: ignore[assignment]
+    """The channel's job events as they happen (one job's with job_id), after the event id
+    `after` ("0": from the oldest kept; empty: from now on), in order. A reader behind
+    the channel's cap (keep.events) gets an event of type "gap" saying how many it
+    missed. Ends only when the client cancels it: GET /channels/{name}/events.
     """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -472,6 +488,21 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     ]:
         """The live `runtime serve` processes on this Redis and key prefix (those that
         heartbeated within the last 15 s), oldest start first: GET /processes.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvents(
+        self,
+        request: _channels_pb2.WatchEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[
+        _abc.Iterator[_channels_pb2.WatchEventsResponse],
+        _abc.AsyncIterator[_channels_pb2.WatchEventsResponse],
+    ]:
+        """The channel's job events as they happen (one job's with job_id), after the event id
+        `after` ("0": from the oldest kept; empty: from now on), in order. A reader behind
+        the channel's cap (keep.events) gets an event of type "gap" saying how many it
+        missed. Ends only when the client cancels it: GET /channels/{name}/events.
         """
 
 def add_JobsServiceServicer_to_server(
