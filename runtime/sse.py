@@ -37,12 +37,15 @@ async def start_position(
 
 
 def encode(event: JobEvent) -> bytes:
-    head = (
-        f"event: {event.event}\n"
-        if event.event == GAP
-        else f"id: {event.id}\nevent: {event.event}\n"
-    )
-    return f"{head}data: {event.to_json()}\n\n".encode()
+    """`event` as one SSE message, encoded once however many streams send it."""
+    found = event.encoded.get("sse")
+    if found is None:
+        if event.event == GAP:
+            head = f"event: {event.event}\n"  # no id: a reconnect resumes before the gap
+        else:
+            head = f"id: {event.id}\nevent: {event.event}\n"
+        found = event.encoded["sse"] = f"{head}data: {event.to_json()}\n\n".encode()
+    return found
 
 
 async def sse_stream(

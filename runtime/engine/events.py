@@ -105,6 +105,9 @@ class JobEvent:
     job_id: str | None
     at_ms: int
     data: dict[str, Any] = field(default_factory=dict)
+    encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """This event as a transport sends it, by format ("sse", ...): one subscription
+    delivers the same JobEvent to every subscriber, so each format is encoded once."""
 
     def to_json(self) -> str:
         return json.dumps(
