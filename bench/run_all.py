@@ -23,6 +23,7 @@ import benchlib
 import cluster
 import dashboard
 import delivery_timing
+import events
 import grpc_enqueue
 import http_enqueue
 import latency
@@ -49,6 +50,7 @@ MODULES = {
     "resources": resources_pool,
     "depth": waiting_depth,
     "dashboard": dashboard,
+    "events": events,
     "processes": processes,
     "cluster": cluster,
 }

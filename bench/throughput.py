@@ -17,6 +17,8 @@ with the baseline in every round:
       (interval 3s, so heartbeats and the reclaimer run during the drain), a limiter that
       never limits (max 1,000,000 per 1s), concurrency 100
   limiter off:    the same without the limiter
+  events off:     all guarantees, but no job events written (keep.events 0): the cost
+      of events is the ratio of "all guarantees on" to this, in the same rounds
   baseline:       raw taskiq + taskiq-redis RedisStreamBroker, a Receiver with
       max_async_tasks 100 (bench/taskiq_worker.py), the same payloads pre-kicked
 Goal (DESIGN.md): >= 6x raw taskiq-redis.
@@ -46,6 +48,11 @@ CHANNEL_BASE: dict[str, Any] = {
 CHANNELS = {
     "full": CHANNEL_BASE | {"limiter": {"max": 1_000_000, "duration": "1s"}},
     "nolimit": CHANNEL_BASE,
+    "noevents": CHANNEL_BASE
+    | {
+        "limiter": {"max": 1_000_000, "duration": "1s"},
+        "keep": {**CHANNEL_BASE["keep"], "events": 0},
+    },
 }
 GROUP = "channelkit"
 
@@ -233,7 +240,7 @@ def run_taskiq(project: Project, model: type[Any], jobs: int, items: list[Any], 
 def run(quick: bool = False, jobs: int | None = None, rounds: int | None = None) -> list[Row]:
     jobs = jobs or (5000 if quick else 20000)
     rounds = rounds or (1 if quick else 3)
-    results: dict[str, list[Drain]] = {"full": [], "nolimit": [], "taskiq": []}
+    results: dict[str, list[Drain]] = {"full": [], "nolimit": [], "noevents": [], "taskiq": []}
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as scratch:
         base = Path(scratch)
         project = build_project(base)
@@ -242,7 +249,9 @@ def run(quick: bool = False, jobs: int | None = None, rounds: int | None = None)
         for index in range(rounds):
             busy = benchlib.wait_quiet()
             for case in (
-                ("taskiq", "full", "nolimit") if index % 2 else ("full", "nolimit", "taskiq")
+                ("taskiq", "noevents", "full", "nolimit")
+                if index % 2
+                else ("full", "noevents", "nolimit", "taskiq")
             ):
                 log = base / f"{case}-{index}.log"
                 if case == "taskiq":
@@ -262,7 +271,7 @@ def rows(results: dict[str, list[Drain]], jobs: int, rounds: int) -> list[Row]:
     base_rate = Spread.of([d.jobs_per_s for d in results["taskiq"]])
     base_cpu = Spread.of([d.cpu_ms_per_job for d in results["taskiq"]])
     out = []
-    labels = {"full": "all guarantees on", "nolimit": "limiter off"}
+    labels = {"full": "all guarantees on", "nolimit": "limiter off", "noevents": "events off"}
     for case, label in labels.items():
         rate = Spread.of([d.jobs_per_s for d in results[case]])
         cpu = Spread.of([d.cpu_ms_per_job for d in results[case]])
@@ -299,6 +308,23 @@ def rows(results: dict[str, list[Drain]], jobs: int, rounds: int) -> list[Row]:
                 "ratio = baseline CPU / ours (higher is better)",
             )
         )
+    events_cost = statistics.median(
+        a.jobs_per_s / b.jobs_per_s
+        for a, b in zip(results["full"], results["noevents"], strict=True)
+    )
+    out.append(
+        Row(
+            "throughput",
+            "drain with job events on vs off (all guarantees)",
+            f"{events_cost:.2f}x",
+            "events off (keep.events 0)",
+            events_cost,
+            "",
+            None,
+            "three events a job (waiting, active, completed), one XADD each in the "
+            "existing script calls",
+        )
+    )
     return out
 
 

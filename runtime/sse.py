@@ -48,15 +48,33 @@ def encode(event: JobEvent) -> bytes:
     return found
 
 
+# The batch encoded last: the streams of one channel get the same batch object from the
+# event hub, one after the other, so one entry serves all of them (held here, the batch
+# cannot be collected and its id reused while it is compared).
+_last_batch: tuple[list[JobEvent], bytes] | None = None
+
+
+def encode_batch(batch: list[JobEvent]) -> bytes:
+    """The SSE messages of a batch of events, encoded once for all the streams sending it."""
+    global _last_batch
+    if _last_batch is not None and _last_batch[0] is batch:
+        return _last_batch[1]
+    encoded = b"".join(encode(event) for event in batch)
+    _last_batch = (batch, encoded)
+    return encoded
+
+
 async def sse_stream(
     client: Client, channel: str, job_id: str | None, position: EventPosition
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body: events after `position`, keep-alive comments while idle."""
+    """The SSE body: events after `position`, keep-alive comments while idle. Events
+    that arrive together leave in one write."""
     queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUED)
 
     async def pump() -> None:
-        async for event in client.event_hub.subscribe(channel, job_id=job_id, after=position):
-            await queue.put(encode(event))
+        batches = client.event_hub.subscribe_batches(channel, job_id=job_id, after=position)
+        async for batch in batches:
+            await queue.put(encode_batch(batch))
 
     task = asyncio.create_task(pump(), name=f"channelkit-sse:{channel}")
     try:
@@ -69,6 +87,11 @@ async def sse_stream(
                     task.result()  # a failed subscription ends the stream with its error
                     return
                 chunk = b": keep-alive\n\n"
+            if not queue.empty():
+                chunks = [chunk]
+                while not queue.empty():
+                    chunks.append(queue.get_nowait())
+                chunk = b"".join(chunks)
             yield chunk
     finally:
         task.cancel()
@@ -86,7 +109,7 @@ async def change_stream(
     wake = asyncio.Event()
 
     async def watch(channel: str) -> None:
-        async for _ in client.event_hub.subscribe(channel):
+        async for _ in client.event_hub.subscribe_batches(channel):
             changed.add(channel)
             wake.set()
 

@@ -105,6 +105,8 @@ class JobEvent:
     job_id: str | None
     at_ms: int
     data: dict[str, Any] = field(default_factory=dict)
+    position: EventPosition = field(default=START, compare=False, repr=False)
+    """Where a reader stands after it (of a gap: where the events resume)."""
     encoded: dict[str, bytes] = field(default_factory=dict, compare=False, repr=False)
     """This event as a transport sends it, by format ("sse", ...): one subscription
     delivers the same JobEvent to every subscriber, so each format is encoded once."""
@@ -185,6 +187,7 @@ class EventReader:
             job_id=None,
             at_ms=after.ms,
             data={"missed": missed, "after": str(before), "resumed_at": str(after)},
+            position=after,
         )
 
     def _event(self, position: EventPosition, fields: dict[Any, Any]) -> JobEvent:
@@ -197,21 +200,40 @@ class EventReader:
             job_id=job or None,
             at_ms=position.ms,
             data=json.loads(data_text) if data_text else {},
+            position=position,
         )
 
 
 class _Subscriber:
+    """One live subscription: the batches of events the tail read for it."""
+
     def __init__(self, job_id: str | None) -> None:
         self.job_id = job_id
-        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(SUBSCRIBER_BUFFER)
+        self.batches: asyncio.Queue[list[JobEvent]] = asyncio.Queue()
+        self.pending = 0  # events queued
         self.dropped = False  # fell behind: the live feed stopped, catch up from Redis
 
     def wants(self, event: JobEvent) -> bool:
         return event.event == GAP or self.job_id is None or event.job_id == self.job_id
 
+    def offer(self, events: list[JobEvent]) -> bool:
+        """Queue what it wants of a batch; False when that would put it more than
+        SUBSCRIBER_BUFFER events behind (it is dropped from the live feed then)."""
+        wanted = events if self.job_id is None else [e for e in events if self.wants(e)]
+        if not wanted:
+            return True
+        if self.pending + len(wanted) > SUBSCRIBER_BUFFER:
+            self.dropped = True
+            self.batches.put_nowait([])  # wakes it to notice
+            return False
+        self.pending += len(wanted)
+        self.batches.put_nowait(wanted)
+        return True
+
 
 class _ChannelTail:
-    """The one blocking read of a channel, fanned out to its subscribers."""
+    """The one blocking read of a channel, fanned out to its subscribers a batch at a
+    time (one queue operation per subscriber per read, not per event)."""
 
     def __init__(self, reader: EventReader, channel: str) -> None:
         self.reader = reader
@@ -232,16 +254,10 @@ class _ChannelTail:
                 logger.warning("events of %s: %s; reading again in 1 s", self.channel, error)
                 await asyncio.sleep(1.0)
                 continue
-            for subscriber in list(self.subscribers):
-                for event in events:
-                    if not subscriber.wants(event):
-                        continue
-                    try:
-                        subscriber.queue.put_nowait(event)
-                    except asyncio.QueueFull:
-                        subscriber.dropped = True
+            if events:
+                for subscriber in list(self.subscribers):
+                    if not subscriber.offer(events):
                         self.subscribers.discard(subscriber)
-                        break
 
 
 class EventHub:
@@ -265,6 +281,23 @@ class EventHub:
         """The channel's events (one job's, with `job_id`) after `after`, from now on
         when None; gaps reported. Ends only when the caller stops iterating. Redis
         trouble at the start raises RedisUnavailable; later the stream waits it out."""
+        batches = self.subscribe_batches(channel, job_id=job_id, after=after)
+        try:
+            async for batch in batches:
+                for event in batch:
+                    yield event
+        finally:
+            await batches.aclose()
+
+    async def subscribe_batches(
+        self,
+        channel: str,
+        *,
+        job_id: str | None = None,
+        after: EventPosition | None = None,
+    ) -> AsyncGenerator[list[JobEvent], None]:
+        """`subscribe`, a batch of events at a time (as Redis gave them): for a transport
+        that writes a batch in one go."""
         reader = self.reader(channel)
         position = after if after is not None else await reader.latest()
         tail = self._tails.get(channel)
@@ -282,21 +315,26 @@ class EventHub:
                 # catch up from Redis to where the live feed began, then follow it
                 while position < live_from:
                     events, reached = await reader.read(position)
-                    for event in events:
-                        if subscriber.wants(event):
-                            yield event
+                    wanted = [event for event in events if subscriber.wants(event)]
+                    if wanted:
+                        yield wanted
                     if reached == position:
                         break
                     position = reached
-                while True:
-                    if subscriber.dropped and subscriber.queue.empty():
-                        break  # fell behind the live feed: catch up from Redis again
-                    event = await subscriber.queue.get()
-                    if _seen(event, position):
+                while not (subscriber.dropped and subscriber.batches.empty()):
+                    batch = await subscriber.batches.get()
+                    subscriber.pending -= len(batch)
+                    if batch and not _seen(batch[0], position):
+                        fresh = batch  # the common case, and the same list every subscriber got
+                    else:
+                        fresh = [event for event in batch if not _seen(event, position)]
+                    if not fresh:
                         continue
-                    if event.event != GAP:
-                        position = EventPosition.parse(event.id)
-                    yield event
+                    last = next((e for e in reversed(fresh) if e.event != GAP), None)
+                    if last is not None:
+                        position = last.position
+                    yield fresh
+                # fell behind the live feed: catch up from Redis again
         finally:
             if subscriber is not None:
                 tail.subscribers.discard(subscriber)
@@ -319,6 +357,4 @@ class EventHub:
 def _seen(event: JobEvent, position: EventPosition) -> bool:
     """Whether a live event is one the subscriber has had already (read while catching
     up): a gap counts as seen when the reader is past where it ended."""
-    if event.event == GAP:
-        return EventPosition.parse(str(event.data["resumed_at"])) <= position
-    return EventPosition.parse(event.id) <= position
+    return event.position <= position
