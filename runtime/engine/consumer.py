@@ -25,6 +25,7 @@ from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.clock import now_ms
 from runtime.engine.heartbeat import Heartbeat
+from runtime.engine.idle_watch import MarkerWatch
 from runtime.engine.launcher import Launcher
 from runtime.engine.limiter import RateLimiter
 from runtime.engine.metrics import ChannelMetrics
@@ -48,6 +49,7 @@ class ChannelConsumer:
         consumer: str,
         metrics: ChannelMetrics,
         resources: object = None,
+        watch: MarkerWatch | None = None,
     ) -> None:
         self.channel = channel
         self.consumer = consumer
@@ -84,6 +86,7 @@ class ChannelConsumer:
             runner=self.runner,
             metrics=metrics,
             events_max=channel.keep.events,
+            watch=watch,
         )
         self.reclaimer = Reclaimer(
             channel,

@@ -5,12 +5,18 @@ polling when there are none.
               │  to the stream, claimed by this consumer (nothing while paused or held
               │  back by a RetryAfter)
               └─ nothing taken: block on the channel's marker (BZPOPMIN) until a new
-                 job, an earlier delayed one, a resume, the next due time, or
-                 IDLE_WAKE_S, whichever comes first
+                 job, an earlier delayed one, a resume, the next due time, or the idle
+                 wake, whichever comes first
+
+Idle readers of one process share one blocking read (runtime.engine.idle_watch) where
+the Redis allows it; their idle wake then backs off from IDLE_WAKE_S to IDLE_WAKE_MAX_S
+while nothing comes, so that quiet channels cost next to nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -18,6 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from runtime.engine.clock import now_ms
 from runtime.engine.connection import RedisClient
+from runtime.engine.idle_watch import MarkerWatch, Wakeup
 from runtime.engine.keys import CONSUMER_GROUP, ChannelKeys
 from runtime.engine.launcher import Launcher
 from runtime.engine.limits import DEFAULT_EVENTS_MAX
@@ -26,7 +33,7 @@ from runtime.engine.metrics import ChannelMetrics
 from runtime.engine.runner import JobRunner
 from runtime.engine.scripts import PAUSED, ChannelScripts, Taken
 
-__all__ = ["IDLE_WAKE_S", "JobReader"]
+__all__ = ["IDLE_WAKE_MAX_S", "IDLE_WAKE_S", "JobReader"]
 
 logger = logging.getLogger("channelkit.worker")
 
@@ -34,6 +41,11 @@ logger = logging.getLogger("channelkit.worker")
 # latest a job that another producer wrote straight onto the stream (a taskiq producer)
 # or a delayed job whose waker died is seen.
 IDLE_WAKE_S = 0.5
+# The longest a reader on the shared watch sleeps while its channel stays quiet: a
+# quiet channel then costs one take.lua every IDLE_WAKE_MAX_S (500 channels: ~60
+# commands/s), and a job a taskiq producer wrote straight onto its stream waits at most
+# this long. Markers (every Channelkit enqueue, retry, resume) wake it at once.
+IDLE_WAKE_MAX_S = 8.0
 MOVE_BATCH = 500  # most due delayed jobs one take moves
 RETRY_AFTER_ERROR_S = 1.0
 
@@ -58,9 +70,12 @@ class JobReader(BackgroundLoop):
         runner: JobRunner,
         metrics: ChannelMetrics,
         events_max: int = DEFAULT_EVENTS_MAX,
+        watch: MarkerWatch | None = None,
     ) -> None:
         self._keys: ChannelKeys = scripts.keys
         self._events_max = events_max
+        self._watch = watch
+        self._idle_wake = IDLE_WAKE_S
         super().__init__(f"read:{self._keys.channel}")
         self._redis = redis
         self._scripts = scripts
@@ -107,6 +122,7 @@ class JobReader(BackgroundLoop):
             if not taken.entries:
                 await self._wait_for_work(taken)
                 return 0.0
+            self._idle_wake = IDLE_WAKE_S
             await self._launcher.launch(taken.entries)
             return self._limited_wait()
         except ResponseError as error:
@@ -127,21 +143,41 @@ class JobReader(BackgroundLoop):
         """Block on the marker until there may be work: a marker set by a new job (or a
         resume, a retry from the failed set), the next delayed job's due time, the end
         of a RetryAfter hold, or IDLE_WAKE_S."""
-        timeout = IDLE_WAKE_S
+        idle = self._idle_wake
+        timeout = idle
         if taken.hold > 0:
             timeout = min(timeout, taken.hold / 1000)
         if taken.next_due_ms is not None:
             timeout = min(timeout, (taken.next_due_ms - now_ms()) / 1000)
         if timeout < 0.001:
             return
-        popped: Any = await self._redis.bzpopmin(self._keys.marker, timeout)
-        if popped is None:
+        woken = await self._marker(timeout)
+        if woken is None:
+            if timeout >= idle and self._watch is not None:
+                self._idle_wake = min(idle * 2, IDLE_WAKE_MAX_S)  # still quiet: back off
             return
-        member, due = popped[1], float(popped[2])
-        if member == b"d" and due > now_ms() + 1:
+        self._idle_wake = IDLE_WAKE_S
+        if woken.member == b"d" and woken.score > now_ms() + 1:
             # an earlier delayed job than the one known: sleep until it is due, or until
             # another marker (a new job) comes
-            await self._redis.bzpopmin(self._keys.marker, min(IDLE_WAKE_S, (due - now_ms()) / 1000))
+            await self._marker(min(idle, (woken.score - now_ms()) / 1000))
+
+    async def _marker(self, within_s: float) -> Wakeup | None:
+        """Pop the channel's marker, waiting up to `within_s` (a stop ends the wait)."""
+        if self._watch is None:
+            popped: Any = await self._redis.bzpopmin(self._keys.marker, within_s)
+            return None if popped is None else Wakeup(bytes(popped[1]), float(popped[2]))
+        waiting = asyncio.ensure_future(self._watch.wait(self._keys.marker, within_s))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait((waiting, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
+        return waiting.result() if not waiting.cancelled() else None
 
     def _set_paused(self, paused: bool) -> None:
         if paused != self.paused:

@@ -18,6 +18,7 @@ from runtime.engine.cancellations import CancelListener
 from runtime.engine.channel import Channel
 from runtime.engine.client import Client
 from runtime.engine.consumer import ChannelConsumer
+from runtime.engine.idle_watch import MarkerWatch
 from runtime.engine.loop_monitor import LoopMonitor
 from runtime.engine.metrics import Metrics
 
@@ -46,6 +47,8 @@ class Workers:
         carries it."""
         self.consumer = consumer or consumer_name()
         self.shutdown_timeout = shutdown_timeout
+        # one blocking read for every idle channel, where the Redis allows it
+        self.watch = MarkerWatch(client.redis) if MarkerWatch.fits(client.redis) else None
         self.consumers = [
             ChannelConsumer(
                 channel,
@@ -53,6 +56,7 @@ class Workers:
                 consumer=self.consumer,
                 metrics=metrics.channel(channel.name),
                 resources=resources,
+                watch=self.watch,
             )
             for channel in channels
         ]
@@ -105,4 +109,6 @@ class Workers:
         )
         await self.cancellations.stop()
         await self.monitor.stop()
+        if self.watch is not None:
+            await self.watch.close()
         return all(results)
