@@ -13,6 +13,7 @@ from redis.exceptions import (
     ClusterError,
     DataError,
     RedisClusterException,
+    ResponseError,
     SlotNotCoveredError,
 )
 
@@ -21,6 +22,13 @@ from runtime.engine.redis_errors import is_unavailable, redis_errors
 from runtime.errors import EnqueueError
 
 SCRIPT = "script: 0123abcd, on @user_script:35."
+
+
+def parse(reply: str) -> ResponseError:
+    """The exception redis-py raises for this error reply."""
+    error: ResponseError = BaseParser.parse_error(reply)  # type: ignore[no-untyped-call]
+    return error
+
 
 # Error replies as Redis 7 sends them, first word first.
 REFUSED_FOR_NOW = [
@@ -50,13 +58,13 @@ BUGS = [
 
 @pytest.mark.parametrize("reply", REFUSED_FOR_NOW)
 def test_a_refusal_for_now_is_unavailable(reply: str) -> None:
-    error = BaseParser.parse_error(reply)
+    error = parse(reply)
     assert is_unavailable(error), f"{type(error).__name__}: {reply}"
 
 
 @pytest.mark.parametrize("reply", BUGS)
 def test_a_bug_stays_a_bug(reply: str) -> None:
-    error = BaseParser.parse_error(reply)
+    error = parse(reply)
     assert not is_unavailable(error), f"{type(error).__name__}: {reply}"
 
 
@@ -73,7 +81,7 @@ def test_what_the_cluster_client_raises_by_itself() -> None:
 
 
 def test_redis_errors_names_what_was_not_done_and_keeps_the_cause() -> None:
-    refusal = BaseParser.parse_error(f"NOREPLICAS Not enough good replicas to write. {SCRIPT}")
+    refusal = parse(f"NOREPLICAS Not enough good replicas to write. {SCRIPT}")
     with (
         pytest.raises(EnqueueError) as raised,
         redis_errors(EnqueueError, "job a was not enqueued"),
@@ -82,7 +90,7 @@ def test_redis_errors_names_what_was_not_done_and_keeps_the_cause() -> None:
     assert str(raised.value).startswith("job a was not enqueued: NOREPLICAS Not enough good")
     assert raised.value.__cause__ is refusal
 
-    bug = BaseParser.parse_error("WRONGTYPE Operation against a key holding the wrong kind")
+    bug = parse("WRONGTYPE Operation against a key holding the wrong kind")
     with pytest.raises(type(bug)) as kept, redis_errors(EnqueueError, "job a was not enqueued"):
         raise bug
     assert kept.value is bug
