@@ -20,7 +20,7 @@ import yaml
 
 from generator.config import ChannelConfig, ChannelsConfig
 from generator.errors import ConfigError, Problem
-from generator.yaml_source import KeyPath, LocatedDocument
+from generator.yaml_source import KeyPath, LocatedDocument, SafeDepthLoader, too_deep
 
 __all__ = ["NOT_NULL_MARKER", "ChannelSchemas", "SchemaSource", "load_schemas"]
 
@@ -107,15 +107,22 @@ class _Bundler:
                 raise _SchemaProblem(f"cannot read schema file {shown}: {error.strerror}") from None
             try:
                 if file.suffix in (".yaml", ".yml"):
-                    self.files[file] = yaml.safe_load(text)
+                    data = yaml.load(text, Loader=SafeDepthLoader)
                 else:
-                    self.files[file] = json.loads(text)
+                    data = json.loads(text)
             except json.JSONDecodeError as error:
                 raise _SchemaProblem(
                     f"{shown}:{error.lineno}:{error.colno}: invalid JSON: {error.msg}"
                 ) from None
             except yaml.YAMLError as error:
                 raise _SchemaProblem(f"{shown}: invalid YAML: {error}") from None
+            except RecursionError:  # json's decoder recurses per level, down to Python's limit
+                raise _SchemaProblem(f"{shown}: nested too deeply to read") from None
+            # Bundling and every output walk schemas recursively: bounded as channels.yaml is.
+            problem = too_deep(data)
+            if problem:
+                raise _SchemaProblem(f"{shown}: {problem}")
+            self.files[file] = data
         return self.files[file]
 
     def bundle(self, schema: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 
 from runtime.engine.connection import connect, parse_redis_url
 from runtime.serve.embedded_redis import EmbeddedRedis
+from tests.interpreter import pause_gc_during_ast_parse
 
 # Tests start children with a preexec_fn (die_with_parent), so subprocess forks rather
 # than spawns; with gRPC's fork support on, its after-fork handler restarted gRPC's poller
@@ -38,6 +39,9 @@ from runtime.serve.embedded_redis import EmbeddedRedis
 # aborted ("epoll_wait error: Bad file descriptor"). The suite's processes never use gRPC
 # across a fork: turn the support off before anything initialises gRPC.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+# CPython < 3.11.8: a garbage collection inside ast.parse could fail it with SystemError
+# (tests/interpreter.py); the collector is paused while anything parses.
+pause_gc_during_ast_parse()
 
 # The delivery suites' fixtures (`dproject`, `cluster`), shared by several test modules.
 pytest_plugins = ["tests.runtime.delivery_conftest"]

@@ -38,7 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import (
-    ClusterDownError,
+    ClusterError,
     ConnectionError,
     CrossSlotTransactionError,
     InvalidPipelineStack,
@@ -82,7 +82,10 @@ FAILOVER_ERRORS: tuple[type[RedisError], ...] = (
     # A node gone, or no node for a slot (ClusterUnavailable). Not TimeoutError: a frozen
     # node is not waited on again.
     ConnectionError,
-    ClusterDownError,
+    # CLUSTERDOWN / MASTERDOWN (ClusterDownError), and redis-py giving up after 16
+    # redirections in a row ("TTL exhausted."): a slot changing hands, by a failover or a
+    # resharding (TRYAGAIN while a multi-key command's keys are split between two nodes).
+    ClusterError,
     TryAgainError,
 )
 

@@ -414,8 +414,8 @@ class ChannelScripts:
 
     async def progress(self, consumer: str, claim: Claim, value_json: str, now_ms: int) -> bool:
         """Store a running job's progress while `consumer` holds its claim."""
+        keys = [self.keys.stream, self.keys.job(claim.job_id), *self._events]
         args = [
-            self.keys.job_prefix,
             CONSUMER_GROUP,
             consumer,
             claim.stream_id,
@@ -424,7 +424,6 @@ class ChannelScripts:
             value_json,
             now_ms,
         ]
-        keys = [self.keys.stream, *self._events]
         return bool(await _call(self._scripts.progress, keys, args))
 
     async def pause(self, paused: bool, now_ms: int) -> bool:

@@ -10,6 +10,9 @@
   (`Idempotency-Key` / `job_id`: enqueue is idempotent by id). A job is acknowledged when
   an API answered 202 / OK; each acknowledgment goes to the ledger (a hash in the
   session's Redis, outside the Redis under test): job id -> `<monotonic time> <api> <pid>`.
+  Any other answer (an HTTP 500, a gRPC INTERNAL: a Redis error that escaped the mapping
+  to 503 / UNAVAILABLE) is a bug: it is kept in `unexpected` with the answering process,
+  the job is sent again, and the tests assert that `unexpected` stayed empty.
 - `held_jobs`: the job ids delivered to a process and not acknowledged (its consumers'
   pending entries, mapped to the `task_id` of each stream entry).
 """
@@ -174,6 +177,9 @@ class ApiEnqueuer:
         self.acked: dict[str, float] = {}  # job id -> monotonic time of the 202 / OK
         self.tries = {"http": 0, "grpc": 0}
         self.refused = {"http": 0, "grpc": 0}  # transport errors, time-outs, 503 / UNAVAILABLE
+        # (job id, api, pid of the process, status, body): answers neither 2xx nor 503 /
+        # UNAVAILABLE / DEADLINE_EXCEEDED
+        self.unexpected: list[tuple[str, str, int, str, str]] = []
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -206,7 +212,11 @@ class ApiEnqueuer:
                     return
                 self.refused[api] += 1
             if time.monotonic() > deadline:
-                pytest.fail(f"{job_id}: no API acknowledged it in {ENQUEUE_GIVE_UP} s")
+                answers = [answer for answer in self.unexpected if answer[0] == job_id]
+                pytest.fail(
+                    f"{job_id}: no API acknowledged it in {ENQUEUE_GIVE_UP} s; "
+                    f"unexpected answers: {answers[-3:]}"
+                )
             await asyncio.sleep(RETRY_EVERY)
 
     async def _http_once(self, server: Server, channel: str, job_id: str, n: int) -> bool:
@@ -220,7 +230,11 @@ class ApiEnqueuer:
             return False
         if response.status_code == 503:
             return False
-        assert response.status_code == 202, (job_id, response.status_code, response.text)
+        if response.status_code != 202:
+            self.unexpected.append(
+                (job_id, "http", server.pid, str(response.status_code), response.text)
+            )
+            return False
         assert response.json()["id"] == job_id, response.text
         return True
 
@@ -235,8 +249,10 @@ class ApiEnqueuer:
         try:
             reply = await getattr(stub, f"Enqueue{name}")(request, timeout=REQUEST_TIMEOUT)
         except grpc.aio.AioRpcError as error:
-            if error.code() in _RETRY_CODES:
-                return False
-            raise
+            if error.code() not in _RETRY_CODES:
+                self.unexpected.append(
+                    (job_id, "grpc", server.pid, error.code().name, str(error.details()))
+                )
+            return False
         assert reply.job_id == job_id, reply
         return True

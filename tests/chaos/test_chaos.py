@@ -299,8 +299,10 @@ async def _enqueue_paced(
         await enqueuer.close()
     print(
         f"enqueued through the APIs: tries {enqueuer.tries}, refused or timed out "
-        f"(then sent again) {enqueuer.refused}"
+        f"(then sent again) {enqueuer.refused}, other answers {len(enqueuer.unexpected)}"
     )
+    # While Redis is down an API answers 503 / UNAVAILABLE with the reason, never a 500.
+    assert not enqueuer.unexpected, f"answers neither 2xx nor 503: {enqueuer.unexpected[:5]}"
     return ids
 
 

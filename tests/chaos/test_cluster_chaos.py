@@ -102,6 +102,16 @@ class ClusterChaos:
     def output(self) -> str:
         return "\n".join(f"--- pid {s.pid}\n{s.output()[-3000:]}" for s in self.started)
 
+    def tracebacks(self, pids: set[int]) -> str:
+        """The logged tracebacks of these processes (a 500 is logged with its own)."""
+        found = []
+        for server in self.started:
+            if server.pid in pids:
+                output = server.output()
+                start = output.find("Traceback")
+                found.append(f"--- pid {server.pid}\n{output[max(0, start - 500) :][:6000]}")
+        return "\n".join(found)
+
     async def close(self) -> None:
         for server in self.started:
             await server.stop(within=10.0)
@@ -230,7 +240,15 @@ async def test_jobs_survive_a_primary_killed_and_a_process_killed_on_a_cluster(
         f"after {timeline['recovered']:.2f} s; one runtime serve SIGKILLed and restarted. "
         f"Lost: {len(missing)} ({len(missing - window)} outside the {LOSS_WINDOW_S:g} s "
         f"before the kill); duplicated: {len(duplicated)}; enqueue retries "
-        f"{enqueuer.refused}; {pending} left in streams/delayed sets"
+        f"{enqueuer.refused}; answers neither 2xx nor 503: {len(enqueuer.unexpected)}; "
+        f"{pending} left in streams/delayed sets"
+    )
+    # During the failover an API answers 503 / UNAVAILABLE with the reason (the client
+    # sends the job again), never a 500 / INTERNAL: a Redis error the mapping missed.
+    assert not enqueuer.unexpected, (
+        f"{len(enqueuer.unexpected)} answer(s) neither 2xx nor 503 / UNAVAILABLE: "
+        f"{enqueuer.unexpected[:5]}\n"
+        f"{chaos.tracebacks({pid for _, _, pid, _, _ in enqueuer.unexpected})}"
     )
     assert not missing - window, (
         f"{len(missing - window)} acknowledged job(s) never completed: "

@@ -2,8 +2,10 @@
 configuration or raises ConfigError whose every problem says where (file, a line >= 1 or
 0 for an unreadable file, a column) and what; never another exception.
 
-Inputs: YAML-ish text, random nested data dumped as YAML, and mutations of the reference
-channels.yaml (keys dropped or replaced, values swapped for random ones, lines cut).
+Inputs: YAML-ish text, random nested data dumped as YAML, mutations of the reference
+channels.yaml (keys dropped or replaced, values swapped for random ones, lines cut), and
+values nested thousands of levels deep or inside their own anchor (bounded by
+generator/yaml_source.py).
 """
 
 from __future__ import annotations
@@ -176,6 +178,24 @@ def test_mutations_of_the_reference(folder: Path, text: str) -> None:
 @given(cut=st.integers(min_value=0, max_value=len(REFERENCE)), junk=yamlish)
 def test_the_reference_cut_and_spliced(folder: Path, cut: int, junk: str) -> None:
     _check(folder, REFERENCE[:cut] + junk + REFERENCE[cut:])
+
+
+@FUZZ
+@given(
+    depth=st.integers(min_value=1, max_value=3000),
+    openers=st.lists(st.sampled_from(["[", "{a: ", "[b, ", "{c: d, e: "]), min_size=1, max_size=3),
+    anchored=st.booleans(),
+)
+def test_deep_nesting_and_aliases(
+    folder: Path, depth: int, openers: list[str], anchored: bool
+) -> None:
+    """Nesting down to thousands of levels, optionally inside an anchor that its innermost
+    value aliases (`&x [[...*x...]]`, infinitely deep): a ConfigError with its place,
+    never a RecursionError."""
+    chain = [openers[level % len(openers)] for level in range(depth)]
+    closing = "".join("]" if opener.startswith("[") else "}" for opener in reversed(chain))
+    value = ("&x " if anchored else "") + "".join(chain) + ("*x" if anchored else "1") + closing
+    _check(folder, REFERENCE.replace("concurrency: 10", f"concurrency: {value}", 1))
 
 
 def test_the_reference_is_valid(folder: Path) -> None:

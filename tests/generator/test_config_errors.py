@@ -112,6 +112,37 @@ BAD_CONFIGS = {
         CHANNELS_YAML.replace("version: 1\n", ""),
         r"channels.yaml:1:1: missing required key: 'version'",
     ),
+    # Nesting is bounded before anything recurses on it (generator/yaml_source.py): a
+    # clear error where it happens, never a RecursionError.
+    "nested too deep": (
+        replace("concurrency: 4", "concurrency: " + "[" * 5000 + "]" * 5000),
+        r"channels.yaml:8:79: nested deeper than 64 levels",
+    ),
+    "payload schema nested too deep": (
+        replace(
+            "note: {type: string}",
+            "note: " + "{type: object, properties: {a: " * 40 + "{}" + "}}" * 40,
+        ),
+        r"channels.yaml:24:\d+: nested deeper than 64 levels",
+    ),
+    "alias inside its own anchor": (
+        replace("concurrency: 4", "concurrency: &loop [*loop]"),
+        r"channels.yaml:8:\d+: channels.orders.concurrency\[0\]\[0\]\[0\] ...: nested deeper "
+        r"than 64 levels once aliases are expanded \(an alias inside its own anchor",
+    ),
+    "aliases that expand too far": (
+        replace(
+            "concurrency: 4",
+            "concurrency: [&a [x, x, x, x, x, x, x, x, x, x], "
+            + ", ".join(
+                f"&{name} [{', '.join([f'*{previous}'] * 10)}]"
+                for previous, name in zip("abcd", "bcde", strict=True)
+            )
+            + "]",
+        ),
+        r"channels.yaml:8:\d+: channels.orders.concurrency.*: more than 100000 values once "
+        r"aliases are expanded",
+    ),
 }
 
 
@@ -128,6 +159,24 @@ def test_bad_config_is_reported_and_nothing_is_written(
     assert re.search(expected, err), f"expected /{expected}/ in:\n{err}"
     assert "nothing was written" in err
     assert not (project / "generated_shop").exists()
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [(100, "nested deeper than 64 levels"), (100_000, "nested too deeply to read")],
+)
+def test_a_schema_file_nested_too_deep_is_a_problem_of_its_own(
+    depth: int, expected: str, make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `$ref`'d schema file is bounded as channels.yaml is: read by json (its decoder
+    gives up past Python's recursion limit) or by the depth-checking YAML loader."""
+    project = make_project(channels_yaml=replace("schema/order.json", "schema/deep.json"))
+    (project / "schema" / "deep.json").write_text(
+        '{"type": "object", "default": ' + "[" * depth + "]" * depth + "}"
+    )
+    code, err = run_generate(project, capsys)
+    assert code == 2, err
+    assert f"channels.orders.payload: schema/deep.json: {expected}" in err, err
 
 
 def test_bad_config_leaves_existing_output_untouched(

@@ -2,15 +2,23 @@
 logs no traceback per request (a dependency outage, not a server bug).
 
 The reference app's routes served by uvicorn on a real socket, with a Client whose Redis
-port has nobody listening.
+port has nobody listening; and a primary of the test's own that refuses writes for want of
+an in-sync replica (`min-replicas-to-write`, as a promoted replica does after a failover
+when docs/operations.md's setting is on).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import BaseModel
+
+from runtime.errors import EnqueueError
+from runtime.testing import running_app
+from tests.redis_topologies import RedisNode, free_node_port
 
 
 async def test_enqueue_and_lookups_answer_503_with_the_reason(
@@ -56,3 +64,41 @@ async def test_bounds_are_checked_before_redis_is_needed(
     )
     assert too_deep.status_code == 422, too_deep.text
     assert too_deep.json()["errors"][0]["field"] == "offset"
+
+
+class Sms(BaseModel):
+    to: str
+    body: str
+
+
+async def test_a_primary_without_an_in_sync_replica_is_a_503_not_a_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis answers NOREPLICAS, which redis-py raises as a plain ResponseError: it is
+    Redis refusing for now (503 with the reason, EnqueueError from the Client), and the
+    API takes jobs again once the primary may write."""
+    node = RedisNode(tmp_path / "redis", free_node_port(set())).start()
+    try:
+        url = f"redis://{node.address}/0"
+        async with running_app(redis_url=url, enable_grpc=False, enable_workers=False) as app:
+            assert app.http is not None
+            with node.client() as admin:
+                admin.config_set("min-replicas-to-write", 1)  # no replica: writes refused
+            caplog.set_level(logging.WARNING)
+            body = {"to": "+14155550100", "body": "hello"}
+            refused = await app.http.post("/channels/sms/jobs", json=body)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert "NOREPLICAS" in refused.json()["detail"], refused.text
+            batch = await app.http.post("/channels/sms/jobs/batch", json=[body])
+            assert batch.status_code == 503, batch.text
+            with pytest.raises(EnqueueError, match="NOREPLICAS"):
+                await app.client.enqueue("sms", Sms(**body))
+            assert not [r for r in caplog.records if r.exc_info], "no traceback logged"
+
+            with node.client() as admin:
+                admin.config_set("min-replicas-to-write", 0)
+            accepted = await app.http.post("/channels/sms/jobs", json=body)
+            assert accepted.status_code == 202, accepted.text
+    finally:
+        node.stop()

@@ -3,20 +3,23 @@
   run that reports it still holds the job's claim (see include/claim.lua).
 
   KEYS[1] stream
+  KEYS[2] the job's hash (declared, not built from a prefix: while the channel's slot
+          migrates to another primary, Redis then sends this script where its keys are,
+          or answers TRYAGAIN, instead of letting it write a job hash that has not moved
+          yet on the target, which would make the MIGRATE of that hash fail: BUSYKEY)
   KEYS[last - 1] event stream, KEYS[last] channel meta (include/events.lua)
-  ARGV[1] job hash prefix
-  ARGV[2] consumer group
-  ARGV[3] this consumer
-  ARGV[4] stream id, ARGV[5] delivery count of the claim
-  ARGV[6] job id
-  ARGV[7] progress as JSON
-  ARGV[8] now (ms)
+  ARGV[1] consumer group
+  ARGV[2] this consumer
+  ARGV[3] stream id, ARGV[4] delivery count of the claim
+  ARGV[5] job id
+  ARGV[6] progress as JSON
+  ARGV[7] now (ms)
 
   Returns 1 when stored, 0 when the claim is gone (the job was taken over).
 ]]
 --- @include "include/claim.lua"
 --- @include "include/events.lua"
-if not holds_claim(KEYS[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])) then return 0 end
-redis.call('HSET', ARGV[1] .. ARGV[6], 'progress', ARGV[7], 'progress_at', ARGV[8])
-emit('progress', ARGV[6], '{"progress":' .. ARGV[7] .. '}')
+if not holds_claim(KEYS[1], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])) then return 0 end
+redis.call('HSET', KEYS[2], 'progress', ARGV[6], 'progress_at', ARGV[7])
+emit('progress', ARGV[5], '{"progress":' .. ARGV[6] .. '}')
 return 1
