@@ -29,8 +29,6 @@ from tests.runtime.engine.support import (
     now_ms,
 )
 
-pytestmark = pytest.mark.usefixtures("group")
-
 
 async def everything(redis: Redis, keys: ChannelKeys) -> list[JobEvent]:
     found, _ = await EventReader(redis, keys).read(START, count=100_000)
@@ -41,6 +39,7 @@ def kinds(events: list[JobEvent], job_id: str | None = None) -> list[str]:
     return [event.event for event in events if job_id is None or event.job_id == job_id]
 
 
+@pytest.mark.usefixtures("group")
 async def test_a_jobs_life_is_told_event_by_event_in_order(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, client: Client, parts_for: PartsFor
 ) -> None:
@@ -94,6 +93,7 @@ async def _state(client: Client, job_id: str, state: str) -> bool:
     return job is not None and job.state == state
 
 
+@pytest.mark.usefixtures("group")
 async def test_failures_progress_discards_and_hand_retries_have_their_events(
     redis: Redis, keys: ChannelKeys, scripts: ChannelScripts, client: Client, parts_for: PartsFor
 ) -> None:
@@ -127,6 +127,7 @@ async def test_failures_progress_discards_and_hand_retries_have_their_events(
     assert found[-1].data == {"progress": {"sent": 3}}
 
 
+@pytest.mark.usefixtures("group")
 async def test_a_reader_behind_the_cap_is_told_how_many_it_missed(
     redis: Redis, keys: ChannelKeys, client: Client
 ) -> None:
@@ -148,6 +149,7 @@ async def test_a_reader_behind_the_cap_is_told_how_many_it_missed(
     assert GAP not in kinds((await reader.read(START, count=10))[0])
 
 
+@pytest.mark.usefixtures("group")
 async def test_a_cap_of_zero_writes_no_events(
     redis: Redis, keys: ChannelKeys, client: Client
 ) -> None:
@@ -156,6 +158,7 @@ async def test_a_cap_of_zero_writes_no_events(
     assert await redis.exists(keys.events) == 0
 
 
+@pytest.mark.usefixtures("group")
 async def test_event_ids_from_clients_are_checked(client: Client) -> None:
     with pytest.raises(InvalidJobRequest, match="not one this server gave"):
         client.events(CHANNEL, after="1'; DROP")
@@ -173,6 +176,7 @@ async def _take(events: AsyncIterator[JobEvent], count: int) -> list[JobEvent]:
     raise AssertionError("the stream ended")
 
 
+@pytest.mark.usefixtures("group")
 async def test_subscribers_share_one_read_follow_live_and_resume_after_an_id(
     client: Client,
 ) -> None:
@@ -204,6 +208,7 @@ async def _no_tails(client: Client) -> bool:
     return not client.event_hub._tails
 
 
+@pytest.mark.usefixtures("group")
 async def test_a_subscriber_too_slow_for_the_live_feed_catches_up_without_a_loss(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
