@@ -26,6 +26,7 @@ import delivery_timing
 import events
 import grpc_enqueue
 import http_enqueue
+import idle_channels
 import latency
 import memory
 import payload_formats
@@ -51,6 +52,7 @@ MODULES = {
     "depth": waiting_depth,
     "dashboard": dashboard,
     "events": events,
+    "idle": idle_channels,
     "processes": processes,
     "cluster": cluster,
 }
