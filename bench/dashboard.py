@@ -7,9 +7,11 @@ with a million jobs in a channel?
    serve` (HTTP API and dashboard on, gRPC off) drains them, measured as bench/throughput.py
    does (first read to last ack, polled every 2 ms). Cases, alternated in every round:
      none:      nobody looks at the dashboard (the anchor)
-     5 viewers: 5 pollers of GET /ui/fragments/overview every 2 s each (what 5 open
-                browsers on the overview send: htmx polls that fragment every 2 s)
-     5 x 10:    the same 5 pollers every 0.2 s (10x a browser's rate), for headroom
+     5 viewers: what 5 open browsers on the overview send: each holds GET /ui/live open
+                (the job events tell it when a channel changed, at most once a second)
+                and GETs /ui/fragments/overview on each change and every 5 s
+     5 x 10:    the same 5 viewers polling every 0.5 s (10x a browser's timer), for
+                headroom
    Ratio: drain jobs/s with pollers / without. Goal: within noise (>= 0.95x).
 
 2. Pages with 1,000,000 jobs. 1,000,000 failed jobs are written straight into one
@@ -41,7 +43,7 @@ from benchlib import Row, Spread
 
 CHANNEL = "full"
 POLL_PATH = "/ui/fragments/overview"
-BROWSER_POLL_S = 2.0
+BROWSER_POLL_S = 5.0  # runtime/ui/app.py OVERVIEW_POLL_S
 MILLION = 1_000_000
 FILL_BATCH = 10_000
 PAGE_REPEATS = 20
@@ -66,16 +68,38 @@ return last - first + 1
 
 
 class Pollers:
-    """Threads that GET the overview fragment every `interval` seconds until stopped."""
+    """Viewers as browsers on the overview: each a thread holding GET /ui/live open and
+    one that GETs the overview fragment on each change it names and every `interval`
+    seconds, until stopped."""
 
     def __init__(self, url: str, count: int, interval: float) -> None:
         self.url = url
+        self.live_url = url.replace(POLL_PATH, "/ui/live")
         self.interval = interval
         self.stop = threading.Event()
         self.answered = 0
-        self.threads = [threading.Thread(target=self._poll, daemon=True) for _ in range(count)]
+        self.changes = [threading.Event() for _ in range(count)]
+        self.threads = [
+            threading.Thread(target=self._poll, args=(n,), daemon=True) for n in range(count)
+        ] + [threading.Thread(target=self._follow, args=(n,), daemon=True) for n in range(count)]
 
-    def _poll(self) -> None:
+    def _follow(self, index: int) -> None:
+        while not self.stop.is_set():
+            try:
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5, read=30)) as http,
+                    http.stream("GET", self.live_url) as live,
+                ):
+                    for line in live.iter_lines():
+                        if self.stop.is_set():
+                            return
+                        if line.startswith("event: change"):
+                            self.changes[index].set()
+            except httpx.HTTPError:
+                self.stop.wait(0.2)  # not up yet
+
+    def _poll(self, index: int) -> None:
+        change = self.changes[index]
         with httpx.Client(timeout=5) as http:
             while not self.stop.is_set():
                 began = time.monotonic()
@@ -84,7 +108,8 @@ class Pollers:
                         self.answered += 1
                 except httpx.HTTPError:
                     pass  # not up yet
-                self.stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+                change.clear()
+                change.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def __enter__(self) -> Pollers:
         for thread in self.threads:
@@ -93,8 +118,10 @@ class Pollers:
 
     def __exit__(self, *_: object) -> None:
         self.stop.set()
+        for change in self.changes:
+            change.set()
         for thread in self.threads:
-            thread.join(10)
+            thread.join(1)  # a follower may sit in a read until its next keep-alive
 
 
 def drain_case(
