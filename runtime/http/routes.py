@@ -264,7 +264,8 @@ class JobRoutes(ScheduleRoutes):
         "sends it when it reconnects) or `after` (an event id, `0` for the oldest kept), "
         "else from now on. A `gap` event (no id) says how many events were missed "
         "because the channel's cap (`keep.events`) trimmed them first.",
-        media_type="text/event-stream",
+        # no media_type here: a refusal (400, 503) is a JSON body; the stream's own type
+        # is on the Stream response and in the 200 spec below
         responses={
             200: ResponseSpec(
                 JobEventMessage,

@@ -97,5 +97,6 @@ async def test_sse_follows_a_job_live_and_resumes_after_the_last_event_id(
         refused = await http.get("/channels/fast/events", params={"after": "yesterday"})
         assert refused.status_code == 400, refused.text
         assert "not one this server gave" in refused.text
+        assert refused.headers["content-type"].startswith("application/json")
         bad_job = await http.get("/channels/fast/events", params={"job": "a\nb"})
         assert bad_job.status_code == 400
