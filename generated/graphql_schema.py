@@ -11,6 +11,7 @@ enqueued.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from enum import Enum
 from typing import Annotated, Any, ClassVar, Final
 
@@ -29,6 +30,7 @@ from runtime.generated_support import (
     GraphQLEnqueuedBatch,
     GraphQLEnqueuedJob,
     GraphQLJob,
+    GraphQLJobEvent,
     GraphQLJobPage,
     GraphQLJobState,
     Long,
@@ -41,6 +43,7 @@ from runtime.generated_support import (
     enqueue_payload,
     enqueue_payloads,
     find_job,
+    job_events,
     list_jobs,
     pause_channel,
     resume_channel,
@@ -48,7 +51,7 @@ from runtime.generated_support import (
     retry_job,
 )
 
-__all__ = ["SCHEMA", "ChannelName", "Mutation", "Query"]
+__all__ = ["SCHEMA", "ChannelName", "Mutation", "Query", "Subscription"]
 
 JOB_ID: Final = "Defaults to a generated id; enqueueing an id that exists is a no-op."
 DELAY_MS: Final = "Run no earlier than this many milliseconds from now (at most a year)."
@@ -58,6 +61,11 @@ TIMEOUT_MS: Final = (
     "without it the channel's timeout."
 )
 CANCEL_STATE: Final = "WAITING (the default) or DELAYED."
+EVENTS_JOB_ID: Final = "Only this job's events (GAP events too); without it the channel's."
+EVENTS_AFTER: Final = (
+    "Resume right after this event id (the last `id` received); `0`: from the oldest event "
+    "the channel keeps; without it from now on."
+)
 
 
 @strawberry.enum(description="The channels declared in channels.yaml.")
@@ -421,6 +429,15 @@ async def _resume_channel(info: strawberry.Info, channel: ChannelName) -> GraphQ
     return await resume_channel(info, channel.value)
 
 
+async def _job_events(
+    info: strawberry.Info,
+    channel: ChannelName,
+    job_id: Annotated[str | None, strawberry.argument(description=EVENTS_JOB_ID)] = None,
+    after: Annotated[str | None, strawberry.argument(description=EVENTS_AFTER)] = None,
+) -> AsyncGenerator[GraphQLJobEvent, None]:
+    return await job_events(info, channel.value, job_id=job_id, after=after)
+
+
 async def _enqueue_email(
     info: strawberry.Info,
     payload: EmailPayloadInput,
@@ -652,4 +669,14 @@ class Mutation:
     )
 
 
-SCHEMA: Final = build_graphql_schema(query=Query, mutation=Mutation)
+@strawberry.type(description="Job events as they happen, over a WebSocket at /graphql.")
+class Subscription:
+    job_events: AsyncGenerator[GraphQLJobEvent, None] = strawberry.subscription(
+        resolver=_job_events,
+        description="A channel's job events (one job's with jobId) as the scripts record "
+        "them: WAITING, ACTIVE, PROGRESS, COMPLETED, FAILED ... and GAP when the channel's "
+        "cap trimmed events before this subscriber read them.",
+    )
+
+
+SCHEMA: Final = build_graphql_schema(query=Query, mutation=Mutation, subscription=Subscription)

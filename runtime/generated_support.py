@@ -26,7 +26,8 @@ use, when the generated `routes`, `grpc_service` or `graphql_schema` module asks
                  build_graphql_schema, enqueue_payload, enqueue_payloads, find_job,
                  channel_counts, list_jobs, retry_job, discard_job, cancel_job,
                  cancel_waiting_jobs, retry_all_failed, discard_all_failed,
-                 pause_channel, resume_channel                          (strawberry)
+                 pause_channel, resume_channel, GraphQLJobEvent,
+                 job_events                                            (strawberry)
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
         retry_all_failed,
         retry_job,
     )
+    from runtime.graphql.subscriptions import job_events
     from runtime.graphql.types import (
         JSON,
         GraphQLBulkResult,
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
         GraphQLEnqueuedBatch,
         GraphQLEnqueuedJob,
         GraphQLJob,
+        GraphQLJobEvent,
         GraphQLJobPage,
         GraphQLJobState,
         Long,
@@ -125,6 +128,7 @@ __all__ = [
     "GraphQLEnqueuedBatch",
     "GraphQLEnqueuedJob",
     "GraphQLJob",
+    "GraphQLJobEvent",
     "GraphQLJobPage",
     "GraphQLJobState",
     "IdempotencyKey",
@@ -157,6 +161,7 @@ __all__ = [
     "enqueue_payload",
     "enqueue_payloads",
     "find_job",
+    "job_events",
     "list_jobs",
     "pause_channel",
     "register_channel_task",
@@ -204,6 +209,7 @@ _LAZY: dict[str, str] = {
     "resume_channel": "runtime.graphql.resolvers",
     "retry_all_failed": "runtime.graphql.resolvers",
     "retry_job": "runtime.graphql.resolvers",
+    "job_events": "runtime.graphql.subscriptions",
     "JSON": "runtime.graphql.types",
     "GraphQLBulkResult": "runtime.graphql.types",
     "GraphQLCancelResult": "runtime.graphql.types",
@@ -211,6 +217,7 @@ _LAZY: dict[str, str] = {
     "GraphQLEnqueuedBatch": "runtime.graphql.types",
     "GraphQLEnqueuedJob": "runtime.graphql.types",
     "GraphQLJob": "runtime.graphql.types",
+    "GraphQLJobEvent": "runtime.graphql.types",
     "GraphQLJobPage": "runtime.graphql.types",
     "GraphQLJobState": "runtime.graphql.types",
     "Long": "runtime.graphql.types",

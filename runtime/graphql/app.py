@@ -6,6 +6,13 @@
 - API keys: the same bearer check as the HTTP API (runtime.auth). Every operation needs
   a key; the GraphiQL page (a GET without a query) and its assets do not, as a browser
   loads them without one. A missing or wrong key is a 401, as over HTTP.
+- WebSockets (subscriptions, graphql-transport-ws and the older graphql-ws, on the same
+  path): the key comes in the upgrade request's `Authorization` header (a wrong one is
+  refused at the handshake) or, as browsers cannot set headers on a WebSocket, in the
+  `connection_init` payload, `{"Authorization": "Bearer <key>"}`; without either the
+  connection is refused (graphql-transport-ws: close 4403; graphql-ws: connection_error)
+  before any operation runs. `connection_init` must come within `WS_INIT_TIMEOUT`.
+  Pages on another origin may not open one (strawberry checks `Origin`).
 - GraphiQL is strawberry's page with its scripts and styles served from this package
   (`ASSETS_PATH`), not from a CDN: it works offline.
 - Errors the resolvers raise with a code (runtime.graphql.resolvers.ERROR_CODES) are
@@ -14,25 +21,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from litestar import Request
+from litestar import Request, WebSocket
 from litestar.connection import ASGIConnection
 from litestar.datastructures import CacheControlHeader
-from litestar.exceptions import LitestarDeprecationWarning, NotAuthorizedException
+from litestar.exceptions import (
+    LitestarDeprecationWarning,
+    NotAuthorizedException,
+    WebSocketDisconnect,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.static_files import create_static_files_router
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.litestar import make_graphql_controller
+from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.unset import UNSET, UnsetType
 
 from runtime.auth import ApiKeys
 from runtime.engine.client import Client
@@ -44,6 +62,8 @@ __all__ = [
     "MAX_ALIASES",
     "MAX_DEPTH",
     "MAX_TOKENS",
+    "WS_INIT_TIMEOUT",
+    "WS_KEEP_ALIVE_S",
     "ChannelkitSchema",
     "build_graphql_schema",
     "graphql_handlers",
@@ -55,6 +75,9 @@ ASSETS_PATH = "/graphql/assets"
 MAX_DEPTH = 10  # Job -> errors -> fields is 3: room for fragments, none for abuse
 MAX_TOKENS = 5_000  # a document's tokens; a batch's payloads go in variables
 MAX_ALIASES = 30
+WS_INIT_TIMEOUT = timedelta(seconds=10)  # upgrade to connection_init, as HEAD_TIMEOUT_S
+WS_KEEP_ALIVE_S = 15.0  # graphql-ws `ka` messages (graphql-transport-ws: the client pings)
+_REFUSED = "missing or wrong API key: send 'Authorization: Bearer <key>'"
 _ASSETS = Path(__file__).parent / "assets"
 _CACHE = CacheControlHeader(max_age=86_400, public=True)
 
@@ -111,7 +134,10 @@ _GRAPHIQL = """<!doctype html>
   <body>
     <div id="graphiql">Loading...</div>
     <script>
-      const fetcher = GraphiQL.createFetcher({{ url: "{path}" }});
+      const ws = (location.protocol === "https:" ? "wss://" : "ws://") + location.host;
+      // subscriptions over graphql-transport-ws; the headers editor's values go in the
+      // connection_init payload (an API key included)
+      const fetcher = GraphiQL.createFetcher({{ url: "{path}", subscriptionUrl: ws + "{path}" }});
       const root = ReactDOM.createRoot(document.getElementById("graphiql"));
       root.render(
         React.createElement(GraphiQL, {{
@@ -152,13 +178,42 @@ def _api_key_guard(
         is_get = isinstance(connection, Request) and connection.method == "GET"
         if is_get and "query" not in connection.query_params:
             return  # the GraphiQL page: no data in it
-        if not api_keys.allows(connection.headers.get("authorization")):
-            raise NotAuthorizedException(
-                detail="missing or wrong API key: send 'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        header = connection.headers.get("authorization")
+        if isinstance(connection, WebSocket) and header is None:
+            return  # the key may come in connection_init: _connection_init_allowed
+        if not api_keys.allows(header):
+            raise NotAuthorizedException(detail=_REFUSED, headers={"WWW-Authenticate": "Bearer"})
 
     return guard
+
+
+class _WebSocketAdapter(LitestarWebSocketAdapter):
+    """strawberry's, for a client gone before the server's last word (graphql-ws's
+    connection_terminate, a tab closed while an event goes out): sending to it ends the
+    connection as a disconnect, closing it is done. The server raises an OSError there,
+    as ASGI has it, which strawberry would let through as a logged traceback."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await super().send_json(message)
+        except OSError as error:
+            raise WebSocketDisconnected from error
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(OSError, WebSocketDisconnect):
+            await super().close(code, reason)
+
+
+def _connection_init_allowed(api_keys: ApiKeys, context: dict[str, Any]) -> bool:
+    """A WebSocket's key: its upgrade request's header (which the guard checked), else the
+    `Authorization` entry of the connection_init payload (any case, as header names)."""
+    socket = context["socket"]
+    assert isinstance(socket, WebSocket)
+    if socket.headers.get("authorization") is not None:
+        return True
+    params = context.get("connection_params") or {}
+    value = next((v for k, v in params.items() if str(k).lower() == "authorization"), None)
+    return isinstance(value, str) and api_keys.allows(value)
 
 
 def graphql_handlers(
@@ -171,8 +226,15 @@ def graphql_handlers(
         return {"client": client}
 
     base = make_graphql_controller(
-        schema, path=GRAPHQL_PATH, context_getter=context, graphql_ide="graphiql"
+        schema,
+        path=GRAPHQL_PATH,
+        context_getter=context,
+        graphql_ide="graphiql",
+        keep_alive=True,
+        keep_alive_interval=WS_KEEP_ALIVE_S,
+        connection_init_wait_timeout=WS_INIT_TIMEOUT,
     )
+    keys = ApiKeys(api_keys) if api_keys else None
     page = _GRAPHIQL.format(
         title=title or "Channelkit",
         assets=ASSETS_PATH,
@@ -183,10 +245,26 @@ def graphql_handlers(
     class GraphQLController(base):  # type: ignore[valid-type,misc]
         guards = [_api_key_guard(api_keys)] if api_keys else []
         include_in_schema = False  # not part of the OpenAPI document
+        websocket_adapter_class = _WebSocketAdapter
 
         @property
         def graphql_ide_html(self) -> str:
             return page
+
+        async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
+            if keys is not None and not _connection_init_allowed(keys, context):
+                raise ConnectionRejectionError({"message": _REFUSED})
+            acknowledged: UnsetType = UNSET  # connection_ack without a payload
+            return acknowledged
+
+        def decode_json(self, data: str | bytes) -> object:
+            # A WebSocket message is parsed here (an HTTP body is bounded before, by the
+            # app): one nested too deep for json.loads is refused as not JSON (close
+            # 4400), not a RecursionError's traceback.
+            try:
+                return super().decode_json(data)
+            except RecursionError:
+                raise json.JSONDecodeError("nests too deep", str(data)[:100], 0) from None
 
     assets = create_static_files_router(
         path=ASSETS_PATH,

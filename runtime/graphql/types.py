@@ -10,6 +10,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types.scalar import ScalarDefinition
 
+from runtime.engine.events import GAP, JobEvent
 from runtime.engine.jobs import ChannelCounts as ChannelCountsRecord
 from runtime.engine.jobs import JobError as JobErrorRecord
 from runtime.engine.jobs import JobInfo
@@ -24,6 +25,9 @@ __all__ = [
     "GraphQLEnqueuedJob",
     "GraphQLJob",
     "GraphQLJobError",
+    "GraphQLJobEvent",
+    "GraphQLJobEventGap",
+    "GraphQLJobEventType",
     "GraphQLJobPage",
     "GraphQLJobState",
     "GraphQLLimiterWindow",
@@ -240,3 +244,85 @@ class GraphQLCancelResult:
 class GraphQLBulkResult:
     channel: str
     count: int = strawberry.field(description="Jobs changed.")
+
+
+@strawberry.enum(
+    name="JobEventType",
+    description="What happened to a job (or, for PAUSED and RESUMED, to its channel); GAP: "
+    "events this subscriber missed because the channel's cap trimmed them first.",
+)
+class GraphQLJobEventType(Enum):
+    """The values of runtime.engine.events.EVENT_TYPES and GAP, in that order."""
+
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    PROGRESS = "progress"
+    COMPLETED = "completed"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    STALLED = "stalled"
+    CANCELLED = "cancelled"
+    RETRIED = "retried"
+    DISCARDED = "discarded"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    GAP = "gap"
+
+
+@strawberry.type(
+    name="JobEventGap",
+    description="Events the subscriber missed: the channel's event stream is capped "
+    "(`keep.events` in channels.yaml) and trimmed them before they were read.",
+)
+class GraphQLJobEventGap:
+    missed: Long | None = strawberry.field(
+        description="How many; null when not known (the stream was deleted and began again)."
+    )
+    after: str = strawberry.field(description="The id of the last event read before the gap.")
+    resumed_at: str = strawberry.field(description="The id of the first event after it.")
+
+
+@strawberry.type(
+    name="JobEvent",
+    description="One event of a channel's jobs, as the scripts recorded it with the change.",
+)
+class GraphQLJobEvent:
+    id: str | None = strawberry.field(
+        description="`<ms>-<seq>`: pass the last one received as `after` to resume right "
+        "after it. Null for a GAP (not an event of the stream)."
+    )
+    channel: str
+    event: GraphQLJobEventType
+    job_id: str | None = strawberry.field(
+        description="The job; null for the channel's own events (PAUSED, RESUMED) and GAP."
+    )
+    at_ms: Long = strawberry.field(description="When Redis recorded it, ms since the epoch.")
+    data: JSON = strawberry.field(
+        description="What the event adds, as the HTTP and gRPC streams carry it: WAITING "
+        "priority, DELAYED due_at, ACTIVE attempt, PROGRESS progress, RETRYING error and "
+        "due_at, FAILED error, STALLED stalled; GAP missed, after, resumed_at. {} otherwise."
+    )
+    gap: GraphQLJobEventGap | None = strawberry.field(
+        description="For a GAP event, what was missed (`data` in typed fields); else null."
+    )
+
+    @classmethod
+    def of(cls, event: JobEvent) -> GraphQLJobEvent:
+        gap = None
+        if event.event == GAP:
+            missed = event.data.get("missed")
+            gap = GraphQLJobEventGap(
+                missed=Long(int(missed)) if missed is not None else None,
+                after=str(event.data["after"]),
+                resumed_at=str(event.data["resumed_at"]),
+            )
+        return cls(
+            id=None if event.event == GAP else event.id,
+            channel=event.channel,
+            event=GraphQLJobEventType(event.event),
+            job_id=event.job_id,
+            at_ms=Long(event.at_ms),
+            data=JSON(event.data),
+            gap=gap,
+        )
