@@ -97,10 +97,13 @@ class _AsgiServer:
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+    async def start(
+        self, host: str, port: int, reuse_port: bool = False, ws_max_size: int = 16 * 1024 * 1024
+    ) -> int:
         """Serve until stop(); returns the bound port (useful with port 0). With
         `reuse_port`, the socket is bound with SO_REUSEPORT: processes that all do so share
-        the port, and the kernel spreads connections among them."""
+        the port, and the kernel spreads connections among them. A WebSocket message over
+        `ws_max_size` bytes closes its connection (1009)."""
         sockets = [reuse_port_socket(host, port)] if reuse_port else None
         config = uvicorn.Config(
             self._app,
@@ -110,6 +113,7 @@ class _AsgiServer:
             lifespan="on",
             access_log=False,
             http=HeadTimeoutProtocol,  # idle and slowloris connections are closed
+            ws_max_size=ws_max_size,
         )
         server = self._server = _Uvicorn(config)
         task = self._task = asyncio.create_task(server.serve(sockets), name=self._name)
@@ -335,7 +339,10 @@ class Service:
             app = self._build_http_app(mounted, ui_routes, ui_state)
         self._http = _AsgiServer(RequestMetricsMiddleware(_traced(app), self.metrics), "http")
         self.http_port = await self._http.start(
-            self.settings.http_host, self.settings.http_port, self.settings.reuse_port
+            self.settings.http_host,
+            self.settings.http_port,
+            self.settings.reuse_port,
+            ws_max_size=self.settings.max_body_size,  # GraphQL's WebSocket: as a body
         )
 
     def _build_http_app(

@@ -136,7 +136,7 @@ class ServeSettings:
         1024 * 1024,
         "MAX_BODY_SIZE",
         "--max-body-size",
-        "largest HTTP body or gRPC message, bytes",
+        "largest HTTP body, gRPC message or GraphQL WebSocket message, bytes",
         int,
     )
     reuse_port: bool = _setting(

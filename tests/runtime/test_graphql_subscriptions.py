@@ -305,6 +305,18 @@ async def test_a_client_gone_before_the_servers_last_word_is_no_server_fault(
     _no_traceback(served)
 
 
+async def test_a_message_over_max_body_size_closes_the_socket(served: Served) -> None:
+    """runtime serve bounds a WebSocket message as it bounds a body (MAX_BODY_SIZE, 1 MiB)."""
+    async with websockets.connect(
+        served.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)], max_size=None
+    ) as socket:
+        await socket.send('{"type": "connection_init", "payload": {"x": "' + "y" * 2**20 + '"}}')
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big
+
+
 def test_the_event_type_enum_is_every_engine_event_and_gap() -> None:
     """A new engine event needs its JobEventType value, or it could not be sent."""
     assert [member.value for member in GraphQLJobEventType] == [*EVENT_TYPES, GAP]
