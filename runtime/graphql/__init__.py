@@ -6,8 +6,11 @@
                   validation by the channel's pydantic model, errors naming each field
     resolvers.py  what the generated Query and Mutation call: Client, errors as GraphQL
                   errors with an `extensions.code`
+    subscriptions.py  what the generated Subscription calls: a channel's job events
+                  (runtime.engine.events), its arguments and Redis checked first
     app.py        the schema (depth, token and alias limits), the controller (API keys,
-                  GraphiQL on local assets) and the assets' router
+                  over HTTP and WebSockets; GraphiQL on local assets) and the assets'
+                  router
 
 Generated code (`<package>/graphql_schema.py`) reaches these through
 `runtime.generated_support` only. Imports the engine, never runtime.http or runtime.grpc.
