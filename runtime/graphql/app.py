@@ -13,6 +13,7 @@
   connection is refused (graphql-transport-ws: close 4403; graphql-ws: connection_error)
   before any operation runs. `connection_init` must come within `WS_INIT_TIMEOUT`.
   Pages on another origin may not open one (strawberry checks `Origin`).
+  A subscription sent over HTTP is refused (BAD_REQUEST) saying where it is served.
 - GraphiQL is strawberry's page with its scripts and styles served from this package
   (`ASSETS_PATH`), not from a CDN: it works offline.
 - Errors the resolvers raise with a code (runtime.graphql.resolvers.ERROR_CODES) are
@@ -44,12 +45,18 @@ from litestar.exceptions import (
 from litestar.handlers.base import BaseRouteHandler
 from litestar.static_files import create_static_files_router
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.litestar import make_graphql_controller
 from strawberry.litestar.controller import LitestarWebSocketAdapter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from runtime.auth import ApiKeys
@@ -82,6 +89,23 @@ _ASSETS = Path(__file__).parent / "assets"
 _CACHE = CacheControlHeader(max_age=86_400, public=True)
 
 
+class _SubscriptionsOverWebSockets(SchemaExtension):
+    """A subscription sent over HTTP is refused with an error that says where it is
+    served: strawberry would run it as a query and fail on its stream ("Cannot return
+    null for non-nullable field"), with a traceback in the log."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        over_http = isinstance(context.context, dict) and "request" in context.context
+        if over_http and context.operation_type is OperationType.SUBSCRIPTION:
+            raise GraphQLError(
+                f"subscriptions are served over a WebSocket at {GRAPHQL_PATH} "
+                "(graphql-transport-ws or graphql-ws), not over HTTP",
+                extensions={"code": "BAD_REQUEST"},
+            )
+        yield
+
+
 class ChannelkitSchema(strawberry.Schema):
     """A schema that logs only unexpected errors (a resolver raised something without a
     code): a bad payload, an unknown job, Redis being down, a document over a limit or
@@ -109,6 +133,7 @@ def build_graphql_schema(
         mutation=mutation,
         subscription=subscription,
         extensions=[
+            _SubscriptionsOverWebSockets,
             partial(QueryDepthLimiter, max_depth=MAX_DEPTH),
             partial(MaxTokensLimiter, max_token_count=MAX_TOKENS),
             partial(MaxAliasesLimiter, max_alias_count=MAX_ALIASES),

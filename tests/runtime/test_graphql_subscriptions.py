@@ -46,6 +46,7 @@ from tests.runtime.conftest import (
     start_serve_blocking,
     wait_ready_blocking,
 )
+from tests.runtime.ui.test_ui_browser import _chromium, _unavailable
 
 API_KEY = "graphql-ws-secret"
 TRANSPORT_WS = WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL  # graphql-transport-ws
@@ -230,6 +231,17 @@ async def test_an_unknown_channel_is_refused_by_the_schema(served: Served) -> No
     assert "NOPE" in str(raised.value)
 
 
+async def test_a_subscription_over_http_is_told_where_it_is_served(served: Served) -> None:
+    transport = HTTPXAsyncTransport(url=f"{served.http_url}/graphql", headers=_bearer())
+    async with GraphQLClient(transport=transport) as http:
+        with pytest.raises(TransportQueryError) as raised:
+            await http.execute(gql("subscription { jobEvents(channel: SMS) { id } }"))
+    [error] = raised.value.errors or []
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"].startswith("subscriptions are served over a WebSocket at /graphql")
+    _no_traceback(served)
+
+
 async def test_api_keys_apply_to_the_websocket(served: Served) -> None:
     """No key: refused at connection_init (graphql-transport-ws closes with 4403,
     graphql-ws answers connection_error); a wrong key in the upgrade request's header:
@@ -315,6 +327,50 @@ async def test_a_message_over_max_body_size_closes_the_socket(served: Served) ->
             await socket.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009  # message too big
+
+
+async def test_graphiql_runs_a_subscription_with_the_key_from_its_headers_editor(
+    served: Served,
+) -> None:
+    """The IDE's bundled graphql-ws client, pointed at the page's own host, sends the
+    headers editor's values in connection_init (Debian's chromium, as the dashboard's
+    browser test; skipped without it unless CHANNELKIT_REQUIRE_BROWSER is set)."""
+    executable = _chromium()
+    if executable is None:
+        _unavailable("chromium is not installed (Debian: apt-get install chromium)")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install playwright)")
+    await _enqueue_sms(served, "in-graphiql")
+    query = 'subscription { jobEvents(channel: SMS, jobId: "in-graphiql", after: "0") { event } }'
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(f"{served.http_url}/graphql", wait_until="networkidle")
+            editors = ".graphiql-query-editor .CodeMirror, .graphiql-editor-tool .CodeMirror"
+            await page.wait_for_selector(".graphiql-query-editor .CodeMirror")
+            await page.get_by_role("button", name="Headers").click()
+            # the query editor, then the variables' and the headers' (GraphiQL 3.8)
+            await page.evaluate(
+                "([selector, texts]) => document.querySelectorAll(selector).forEach("
+                "(editor, i) => texts[i] !== null && editor.CodeMirror.setValue(texts[i]))",
+                [editors, [query, None, json.dumps(_bearer())]],
+            )
+            # GraphiQL parses the query 100 ms after an edit (and stores it): only then does
+            # it know the operation is a subscription, for its WebSocket
+            await page.wait_for_function(
+                "query => localStorage.getItem('graphiql:query') === query", arg=query
+            )
+            await page.click(".graphiql-execute-button")
+            result = "document.querySelector('.result-window .CodeMirror').CodeMirror.getValue()"
+            await page.wait_for_function(f"{result}.includes('COMPLETED')", timeout=20_000)
+        finally:
+            await browser.close()
+    _no_traceback(served)
 
 
 def test_the_event_type_enum_is_every_engine_event_and_gap() -> None:
