@@ -19,6 +19,7 @@ later in the stream ends it with an UNAVAILABLE error, the client resubscribes w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -77,6 +78,10 @@ async def _stream(
     try:
         async for event in events:
             yield GraphQLJobEvent.of(event)
+            # Sending does not wait while the socket takes data, nor does a backlog of
+            # events: without this turn, one subscriber behind by thousands would send
+            # them all, and every other task of the process (workers included) would wait.
+            await asyncio.sleep(0)
     except ChannelkitError as error:  # Redis gone while catching up: the stream ends
         raise _converted(error) from None
     finally:

@@ -114,6 +114,9 @@ class _AsgiServer:
             access_log=False,
             http=HeadTimeoutProtocol,  # idle and slowloris connections are closed
             ws_max_size=ws_max_size,
+            # events are a few hundred bytes: deflating each one for each subscriber cost
+            # more CPU than it saved bandwidth (measured: it held the loop for seconds)
+            ws_per_message_deflate=False,
         )
         server = self._server = _Uvicorn(config)
         task = self._task = asyncio.create_task(server.serve(sockets), name=self._name)
