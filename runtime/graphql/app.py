@@ -214,17 +214,24 @@ def _api_key_guard(
 
 class _WebSocketAdapter(LitestarWebSocketAdapter):
     """strawberry's, for a client gone before the server's last word (graphql-ws's
-    connection_terminate, a tab closed while an event goes out): sending to it ends the
-    connection as a disconnect, closing it is done. The server raises an OSError there,
-    as ASGI has it, which strawberry would let through as a logged traceback."""
+    connection_terminate, a tab closed while events go out): what is sent to it is
+    dropped, and closing it is done. The server raises an OSError there (as ASGI has it),
+    which strawberry would let through, from the task of each running operation, as a
+    logged traceback. The connection's end, which the receiving side sees next, then
+    cancels the operations as usual."""
+
+    _gone = False
 
     async def send_json(self, message: Mapping[str, object]) -> None:
+        if self._gone:
+            return
         try:
             await super().send_json(message)
-        except OSError as error:
-            raise WebSocketDisconnected from error
+        except (OSError, WebSocketDisconnected):
+            self._gone = True
 
     async def close(self, code: int, reason: str) -> None:
+        self._gone = True  # nothing more is sent after a close, by either side
         with contextlib.suppress(OSError, WebSocketDisconnect):
             await super().close(code, reason)
 

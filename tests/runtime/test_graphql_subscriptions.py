@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from websockets.typing import Subprotocol
 
-from runtime.engine.client import Client
+from runtime.engine.client import Client, JobRequest
 from runtime.engine.events import EVENT_TYPES, GAP
 from runtime.engine.metrics import Metrics
 from runtime.graphql.app import graphql_handlers, strawberry_route_warnings_ignored
@@ -313,6 +313,19 @@ async def test_a_client_gone_before_the_servers_last_word_is_no_server_fault(
             socket.transport.write(b"".join(socket.protocol.data_to_send()))
             async with asyncio.timeout(10):
                 await socket.wait_closed()
+    # graphql-transport-ws: the socket closed while the server replays a backlog to it
+    async with Client.from_url(served.redis_url, prefix=served.prefix) as client:
+        backlog = [JobRequest(_Sms(to="+14155550100", body="x"), delay_ms=60_000)] * 300
+        await client.enqueue_many("sms", backlog)
+    replay = {"query": 'subscription { jobEvents(channel: SMS, after: "0") { id } }'}
+    for _ in range(3):
+        async with websockets.connect(
+            served.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)]
+        ) as socket:
+            await socket.send(json.dumps({"type": "connection_init", "payload": _bearer()}))
+            assert json.loads(await socket.recv())["type"] == "connection_ack"
+            await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": replay}))
+            assert json.loads(await socket.recv())["type"] == "next"
     await asyncio.sleep(0.5)  # what the server does next, it does meanwhile
     _no_traceback(served)
 
