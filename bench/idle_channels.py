@@ -6,16 +6,17 @@ single idle channel.
 Each process (workers on, HTTP API on for readiness, gRPC off) is started, waits until
 /health/ready, settles for 10 s (past the readers' idle back-off), then is measured for
 S seconds: its CPU (utime + stime from /proc, as a share of one core), the Redis
-commands it sends per second (the sum of `cmd` counters of its own connections in
-CLIENT LIST: `tot-cmds`, Redis 7; on an older Redis, the server's total from INFO
-commandstats, which counts everyone's), and its open Redis connections (CLIENT LIST
-entries whose peer port belongs to the process, read from /proc/<pid>/net/tcp). Goal
+commands it sends per second (MONITOR lines from its own connections: a script call is
+one command, what the script runs inside is not counted), and its open Redis connections
+(CLIENT LIST entries whose peer port belongs to the process, read from
+/proc/<pid>/net/tcp). Goal
 (issue 16): flat in the number of channels; under 2 % of a core and under 100
 commands/s idle.
 """
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -59,12 +60,22 @@ def _our_clients(pid: int) -> list[dict[str, Any]]:
     return found
 
 
-def _commands(pid: int) -> int:
-    clients = _our_clients(pid)
-    if clients and "tot-cmds" in clients[0]:
-        return sum(int(client["tot-cmds"]) for client in clients)
-    stats: Any = benchlib.sync_redis().info("commandstats")
-    return sum(int(entry["calls"]) for entry in stats.values())
+def _commands_per_s(pid: int, seconds: float) -> float:
+    """Commands the process's connections send, per second, watched with MONITOR."""
+    url = benchlib.redis_url()
+    watched = subprocess.run(
+        ["timeout", str(seconds), "redis-cli", "-u", url, "monitor"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    ports = {str(port) for port in _ports_of(pid)}
+    sent = 0
+    for line in watched.splitlines():
+        source = line.partition("[")[2].partition("]")[0].rpartition(":")[2]
+        if source in ports:
+            sent += 1
+    return sent / seconds
 
 
 def measure(project: benchlib.Project, seconds: float, log: Path) -> tuple[float, float, int]:
@@ -74,16 +85,16 @@ def measure(project: benchlib.Project, seconds: float, log: Path) -> tuple[float
         with benchlib.stopping(proc):
             benchlib.http_ready(proc.ports["http"], timeout=180, proc=proc)
             time.sleep(10)  # past the readers' idle back-off
-            cpu0, cmds0, t0 = benchlib.cpu_seconds(proc.pid), _commands(proc.pid), time.time()
-            time.sleep(seconds)
-            cpu1, cmds1, t1 = benchlib.cpu_seconds(proc.pid), _commands(proc.pid), time.time()
+            cpu0, t0 = benchlib.cpu_seconds(proc.pid), time.time()
+            commands = _commands_per_s(proc.pid, seconds)
+            cpu1, t1 = benchlib.cpu_seconds(proc.pid), time.time()
             clients = _our_clients(proc.pid)
             connections = len(clients)
             kinds: dict[str, int] = {}
             for client in clients:
                 kinds[str(client.get("cmd"))] = kinds.get(str(client.get("cmd")), 0) + 1
             print(f"  idle: the connections' last commands: {kinds}", flush=True)
-            return (cpu1 - cpu0) / (t1 - t0), (cmds1 - cmds0) / (t1 - t0), connections
+            return (cpu1 - cpu0) / (t1 - t0), commands, connections
     finally:
         benchlib.delete_prefix(prefix)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
@@ -76,6 +76,12 @@ _SENTINEL_ONLY = ("sentinel_username", "sentinel_password")
 # is retried with a growing, jittered wait, at most FAILOVER_RETRIES times (about 3 s of
 # waiting in all), then fails: HTTP answers 503, the worker loops try again a second later.
 CLUSTER_MAX_CONNECTIONS = 10_000  # per node
+# One Redis: a process holds at most this many connections (redis-py's own bound), and
+# a command that finds them all busy waits for one (up to its socket timeout, else
+# POOL_WAIT_S) instead of failing with "Too many connections" as redis-py's default pool
+# does: a burst of requests or event subscribers queues instead of answering 503.
+MAX_CONNECTIONS = 100
+POOL_WAIT_S = 20.0
 FAILOVER_RETRIES = 6
 FAILOVER_BACKOFF = (0.05, 1.0)  # base and cap of the exponential backoff, seconds
 FAILOVER_ERRORS: tuple[type[RedisError], ...] = (
@@ -335,10 +341,14 @@ def connect(url: str, **options: Any) -> RedisClient:
     are redis-py connection options (socket_timeout, ...); the URL's own win."""
     target = parse_redis_url(url)
     if target.kind == "single":
+        wait = options.get("socket_timeout") or POOL_WAIT_S
         try:
-            return Redis.from_url(url, **options)
+            pool = BlockingConnectionPool.from_url(
+                url, **({"max_connections": MAX_CONNECTIONS, "timeout": wait} | options)
+            )
         except ValueError as error:
             raise _bad(url, str(error)) from None
+        return Redis.from_pool(pool)
     merged = options | target.options
     if target.kind == "cluster":
         # redis-py's cluster client refuses a command (MaxConnectionsError) once a node has

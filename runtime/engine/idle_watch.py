@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.exceptions import RedisError
 
 __all__ = ["CONNECTION_NAME", "MAX_BLOCK_S", "MarkerWatch", "Wakeup"]
@@ -64,7 +64,10 @@ class MarkerWatch:
         """Whether `redis` can share one blocking read: one Redis reached through a plain
         pool (not a cluster, whose channels live in different slots, nor a Sentinel
         pool, whose connections follow the master on their own)."""
-        return isinstance(redis, Redis) and type(redis.connection_pool) is ConnectionPool
+        return isinstance(redis, Redis) and type(redis.connection_pool) in (
+            ConnectionPool,
+            BlockingConnectionPool,
+        )
 
     def __init__(self, redis: Redis) -> None:
         self._control = redis

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ __all__ = ["LEASE_MS", "MISFIRE_GRACE_MS", "POLL_S", "Scheduler"]
 logger = logging.getLogger("channelkit.scheduler")
 
 POLL_S = 1.0  # a schedule created or resumed by another process is seen this late at most
+# ... on a channel that has schedules. A channel with none is looked at this often (a
+# schedule another process creates there is seen this late at most; one created through
+# this process's Client at once): quiet channels cost one command per EMPTY_POLL_S each.
+EMPTY_POLL_S = 10.0
 LEASE_MS = 30_000  # a tick taken by a process that died is taken over after this long
 MISFIRE_GRACE_MS = 30_000  # catch_up skip: a lone due tick this late still runs
 DUE_BATCH = 100  # most due schedules per channel handled in one step
@@ -68,10 +73,12 @@ class Scheduler(BackgroundLoop):
         self._store = client.schedules.store
         self._metrics = metrics
         self._wake = asyncio.Event()
+        self._empty_until: dict[str, float] = {}  # a channel without schedules: look again then
         client.schedules.on_change(self._on_change)
 
     def _on_change(self, channel: str) -> None:
         if channel in self._channels:
+            self._empty_until.pop(channel, None)
             self._wake.set()
 
     async def sleep(self, seconds: float) -> None:
@@ -99,20 +106,27 @@ class Scheduler(BackgroundLoop):
     async def run_due(self, now: int) -> float:
         """Enqueue every tick due at `now`; returns the seconds until the next one
         (at most POLL_S)."""
-        names = list(self._channels)
-        async with self._client.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                index = self._store.index_key(name)
-                pipe.zrangebyscore(index, "-inf", now, start=0, num=DUE_BATCH)
-                pipe.zrange(index, 0, 0, withscores=True)
-                pipe.zcard(index)
-            replies: list[Any] = await pipe.execute()
+        clock = time.monotonic()
+        names = [name for name in self._channels if self._empty_until.get(name, 0.0) <= clock]
+        replies: list[Any] = []
+        if names:
+            async with self._client.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    index = self._store.index_key(name)
+                    pipe.zrangebyscore(index, "-inf", now, start=0, num=DUE_BATCH)
+                    pipe.zrange(index, 0, 0, withscores=True)
+                    pipe.zcard(index)
+                replies = await pipe.execute()
         earliest = math.inf
         progressed = False
         for position, channel in enumerate(names):
             due, first, count = replies[position * 3 : position * 3 + 3]
             if self._metrics is not None:
                 self._metrics.set_schedules(channel, int(count))
+            if not count:
+                self._empty_until[channel] = clock + EMPTY_POLL_S
+                continue
+            self._empty_until.pop(channel, None)
             for raw in due:
                 progressed |= await self._fire(channel, text(raw), now)
             if first:
