@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
@@ -276,6 +276,24 @@ def _closed_under_us(error: AttributeError) -> Exception:
     return lost
 
 
+def closed_transport(error: BaseException) -> bool:
+    """uvloop's answer to a write on a connection that closed under it (the same race as
+    above: redis-py closed it for a failover while this command was being sent). Standard
+    asyncio ignores such a write; uvloop raises RuntimeError("unable to perform operation
+    on <TCPTransport closed=True ...>; the handler is closed")."""
+    return isinstance(error, RuntimeError) and "the handler is closed" in str(error)
+
+
+def _closed_transport(error: RuntimeError) -> Exception:
+    """A closed transport (closed_transport) is a connection lost, retried as one; any
+    other RuntimeError stays what it is."""
+    if not closed_transport(error):
+        return error
+    lost = ClusterUnavailable(f"Redis Cluster: connection closed during a failover ({error})")
+    lost.__cause__ = error
+    return lost
+
+
 class _ClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         try:
@@ -284,6 +302,8 @@ class _ClusterPipeline(ClusterPipeline):
             raise _unavailable(error) from error
         except AttributeError as error:
             raise _closed_under_us(error) from error
+        except RuntimeError as error:
+            raise _closed_transport(error) from error
 
 
 class _Cluster(RedisCluster):
@@ -312,6 +332,8 @@ class _Cluster(RedisCluster):
                 raise _unavailable(error) from error
             except AttributeError as error:
                 raise _closed_under_us(error) from error
+            except RuntimeError as error:
+                raise _closed_transport(error) from error
 
         async def failed(_: Exception) -> None:
             return None
@@ -520,3 +542,23 @@ async def _cluster_problem(redis: RedisCluster) -> str | None:
 
     problems = await asyncio.gather(*(one(node) for node in primaries))
     return next((problem for problem in problems if problem), None)
+
+
+def dedicated_client(redis: RedisClient, name: str) -> Redis | None:
+    """A client of one connection of its own to the same Redis, named `name` in CLIENT
+    LIST, for a blocking read that many channels share (one BZPOPMIN or XREAD over all
+    their keys); None where one command cannot span channels (a cluster: a slot each) or
+    the connection follows a Sentinel master by itself."""
+    if not isinstance(redis, Redis) or type(redis.connection_pool) not in (
+        ConnectionPool,
+        BlockingConnectionPool,
+    ):
+        return None
+    pool = redis.connection_pool
+    return Redis(
+        connection_pool=ConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=1,
+            **{**pool.connection_kwargs, "client_name": name},
+        )
+    )

@@ -24,8 +24,11 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 from runtime.engine.clock import text
-from runtime.engine.connection import RedisClient
+from runtime.engine.connection import RedisClient, dedicated_client
 from runtime.engine.keys import ChannelKeys
 from runtime.engine.redis_errors import redis_errors
 from runtime.errors import InvalidJobRequest, RedisUnavailable
@@ -59,6 +62,7 @@ EVENT_TYPES: Final = (
 )
 GAP: Final = "gap"  # not in Redis: the reader missed `data.missed` events (trimmed)
 
+SHARED_READ_NAME = "channelkit-events"  # the shared read's connection, in CLIENT LIST
 _POSITION = re.compile(r"^(\d{1,15})-(\d{1,15})$")
 READ_COUNT = 2_000  # entries per read
 # While events keep coming, the shared read runs at most this often: each read then
@@ -136,6 +140,11 @@ class EventReader:
         self._redis = redis
         self._keys = keys
 
+    @property
+    def key(self) -> str:
+        """The channel's event stream."""
+        return self._keys.events
+
     async def latest(self) -> EventPosition:
         """The position after the newest event (START when there is none)."""
         with redis_errors():
@@ -159,10 +168,18 @@ class EventReader:
                     {self._keys.events: str(after)}, count=count, block=block_ms
                 )
                 rows = found[0][1] if found else []  # RESP2: [[stream, entries]]
+        return self.parse(rows, after)
+
+    def parse(self, rows: list[Any], after: EventPosition) -> tuple[list[JobEvent], EventPosition]:
+        """Stream entries read after `after` as events (entries not after it left out),
+        a gap event before any that came after others were trimmed; and the position
+        after the last one."""
         events: list[JobEvent] = []
         position = after
         for entry_id, fields in rows:
             here = EventPosition.parse(text(entry_id))
+            if here <= position:
+                continue
             if here.seq != position.seq + 1 and (position != START or here.seq < 1):
                 events.append(self._gap(position, here))
             events.append(self._event(here, fields))
@@ -267,9 +284,100 @@ class _ChannelTail:
             if not events:
                 began = 0.0  # nothing came: the next event leaves as soon as it comes
             else:
-                for subscriber in list(self.subscribers):
-                    if not subscriber.offer(events):
-                        self.subscribers.discard(subscriber)
+                self.fan_out(events)
+
+    def fan_out(self, events: list[JobEvent]) -> None:
+        for subscriber in list(self.subscribers):
+            if not subscriber.offer(events):
+                self.subscribers.discard(subscriber)
+
+
+class _SharedRead:
+    """One XREAD over the event streams of every watched channel, on a connection of its
+    own (where one command may span channels: connection.dedicated_client), instead of
+    a blocking read, and a pooled connection held, per channel. A channel that starts
+    being watched during a blocked read interrupts it (CLIENT UNBLOCK) to join at once."""
+
+    def __init__(self, control: RedisClient, blocking: Redis, tails: dict[str, _ChannelTail]):
+        self._control = control
+        self._blocking = blocking
+        self._tails = tails
+        self._reading: frozenset[str] = frozenset()
+        self._client_id: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def joined(self, tail: _ChannelTail) -> None:
+        """`tail` was added to the watched channels: read it from now on."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name="channelkit-events")
+        elif tail.reader.key not in self._reading:
+            await self._interrupt()
+
+    async def left(self) -> None:
+        """A channel is no longer watched: with none left, end the read (and free its
+        connection) now rather than when the blocked read times out."""
+        if not self._tails:
+            await self._interrupt()
+
+    async def _interrupt(self) -> None:
+        if self._client_id is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._control.client_unblock(self._client_id)
+
+    async def _run(self) -> None:
+        try:
+            await self._read()
+        finally:
+            # nobody watches: no connection kept open meanwhile (the next read opens one)
+            await self._blocking.connection_pool.disconnect(inuse_connections=True)
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        began = 0.0
+        while self._tails:
+            rest = FANOUT_INTERVAL_S - (loop.time() - began)
+            if rest > 0:
+                await asyncio.sleep(rest)
+            began = loop.time()
+            tails = list(self._tails.values())
+            if not tails:
+                break  # the last one left while this read waited
+            found: Any = None
+            try:
+                for tail in tails:
+                    if tail.position is None:
+                        tail.position = await tail.reader.latest()
+                        tail.ready.set()
+                streams: dict[Any, Any] = {tail.reader.key: str(tail.position) for tail in tails}
+                with redis_errors():
+                    self._client_id = int(await self._blocking.client_id())
+                    self._reading = frozenset(streams)
+                    found = await self._blocking.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+            except RedisUnavailable as error:  # the subscribers keep waiting meanwhile
+                logger.warning("events: %s; reading again in 1 s", error)
+                await asyncio.sleep(1.0)
+                continue
+            finally:
+                self._reading, self._client_id = frozenset(), None
+            if not found:
+                began = 0.0  # nothing came: the next event leaves as soon as it comes
+                continue
+            by_key = {tail.reader.key: tail for tail in self._tails.values()}
+            for stream, rows in found:  # RESP2: [[stream, entries], ...]
+                watched = by_key.get(text(stream))
+                if watched is None or watched.position is None:
+                    continue
+                events, watched.position = watched.reader.parse(rows, watched.position)
+                if events:
+                    watched.fan_out(events)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await self._blocking.connection_pool.disconnect(inuse_connections=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self._blocking.aclose()
 
 
 class EventHub:
@@ -279,6 +387,8 @@ class EventHub:
         self._redis = redis
         self._keys_of = keys_of
         self._tails: dict[str, _ChannelTail] = {}
+        blocking = dedicated_client(redis, SHARED_READ_NAME)
+        self._shared = None if blocking is None else _SharedRead(redis, blocking, self._tails)
 
     def reader(self, channel: str) -> EventReader:
         return EventReader(self._redis, self._keys_of(channel))
@@ -315,7 +425,10 @@ class EventHub:
         tail = self._tails.get(channel)
         if tail is None:
             tail = self._tails[channel] = _ChannelTail(reader, channel)
-            tail.task = asyncio.create_task(tail.run(), name=f"channelkit-events:{channel}")
+            if self._shared is not None:
+                await self._shared.joined(tail)
+            else:
+                tail.task = asyncio.create_task(tail.run(), name=f"channelkit-events:{channel}")
         subscriber: _Subscriber | None = None
         try:
             await tail.ready.wait()
@@ -350,13 +463,18 @@ class EventHub:
         finally:
             if subscriber is not None:
                 tail.subscribers.discard(subscriber)
-            if not tail.subscribers and tail.task is not None and not tail.task.done():
-                tail.task.cancel()
-                if self._tails.get(channel) is tail:
-                    del self._tails[channel]
+            if not tail.subscribers and self._tails.get(channel) is tail:
+                del self._tails[channel]  # the shared read leaves it out from now on
+                if tail.task is not None and not tail.task.done():
+                    tail.task.cancel()
+                if self._shared is not None:
+                    await self._shared.left()
 
     async def close(self) -> None:
-        tails, self._tails = list(self._tails.values()), {}
+        tails = list(self._tails.values())
+        self._tails.clear()
+        if self._shared is not None:
+            await self._shared.close()
         for tail in tails:
             if tail.task is not None:
                 tail.task.cancel()

@@ -20,10 +20,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from runtime.engine.connection import RedisClient, dedicated_client
 
 __all__ = ["CONNECTION_NAME", "MAX_BLOCK_S", "MarkerWatch", "Wakeup"]
 
@@ -59,26 +61,16 @@ class _Waiter:
 class MarkerWatch:
     """Waits for the markers of many channels on one connection (see the module)."""
 
-    @staticmethod
-    def fits(redis: object) -> TypeGuard[Redis]:
-        """Whether `redis` can share one blocking read: one Redis reached through a plain
-        pool (not a cluster, whose channels live in different slots, nor a Sentinel
-        pool, whose connections follow the master on their own)."""
-        return isinstance(redis, Redis) and type(redis.connection_pool) in (
-            ConnectionPool,
-            BlockingConnectionPool,
-        )
+    @classmethod
+    def for_redis(cls, redis: RedisClient) -> MarkerWatch | None:
+        """A watch on `redis`, or None where one read cannot span channels (see
+        connection.dedicated_client): each reader then blocks on its own marker."""
+        blocking = dedicated_client(redis, CONNECTION_NAME)
+        return None if blocking is None else cls(redis, blocking)
 
-    def __init__(self, redis: Redis) -> None:
-        self._control = redis
-        pool = redis.connection_pool
-        self._blocking = Redis(
-            connection_pool=ConnectionPool(
-                connection_class=pool.connection_class,
-                max_connections=1,
-                **{**pool.connection_kwargs, "client_name": CONNECTION_NAME},
-            )
-        )
+    def __init__(self, control: RedisClient, blocking: Redis) -> None:
+        self._control = control
+        self._blocking = blocking
         self._waiters: dict[str, set[_Waiter]] = {}
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

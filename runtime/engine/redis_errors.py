@@ -37,6 +37,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from runtime.engine.connection import closed_transport
 from runtime.errors import RedisUnavailable
 
 __all__ = ["UNAVAILABLE", "UNAVAILABLE_REPLIES", "is_unavailable", "redis_errors"]
@@ -66,7 +67,7 @@ UNAVAILABLE_REPLIES = frozenset({"NOREPLICAS", "BUSY", "UNBLOCKED"})
 
 def is_unavailable(error: BaseException) -> bool:
     """True when `error` says Redis cannot serve the command now (it may in a moment)."""
-    if isinstance(error, UNAVAILABLE):
+    if isinstance(error, UNAVAILABLE) or closed_transport(error):
         return True
     return isinstance(error, ResponseError) and str(error).split(" ", 1)[0] in UNAVAILABLE_REPLIES
 

@@ -48,7 +48,7 @@ class Workers:
         self.consumer = consumer or consumer_name()
         self.shutdown_timeout = shutdown_timeout
         # one blocking read for every idle channel, where the Redis allows it
-        self.watch = MarkerWatch(client.redis) if MarkerWatch.fits(client.redis) else None
+        self.watch = MarkerWatch.for_redis(client.redis)
         self.consumers = [
             ChannelConsumer(
                 channel,

@@ -445,11 +445,12 @@ async def in_process(redis_url: str) -> AsyncIterator[InProcess]:
 
 
 def _event_tasks() -> list[asyncio.Task[Any]]:
-    """The engine's reads of a channel's events (runtime.engine.events names them)."""
+    """The engine's reads of channels' events (runtime.engine.events names them: the
+    shared read of every watched channel, or one per channel on a cluster)."""
     return [
         task
         for task in asyncio.all_tasks()
-        if task.get_name().startswith("channelkit-events:") and not task.done()
+        if task.get_name().partition(":")[0] == "channelkit-events" and not task.done()
     ]
 
 

@@ -229,3 +229,32 @@ async def _first_after(events: AsyncIterator[JobEvent], client: Client) -> JobEv
     await client.enqueue(CHANNEL, Message(n=-1), job_id="opener")
     (event,) = await waiting
     return event
+
+
+@pytest.mark.usefixtures("group")
+async def test_watched_channels_share_one_blocking_read(
+    redis: Redis, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if client.event_hub._shared is None:
+        pytest.skip("one read spans channels only on one Redis (a cluster reads per channel)")
+    # Blocked reads last up to 60 s here: a channel that joins during one sees its
+    # events within the test's bounds only because the read is interrupted for it.
+    monkeypatch.setattr(events_module, "BLOCK_MS", 60_000)
+    names = [f"{CHANNEL}-{n}" for n in range(20)]
+    streams = [client.events(name) for name in names]
+    firsts = [asyncio.ensure_future(_take(stream, 1)) for stream in streams]
+    await asyncio.sleep(0.5)
+    ours = [c for c in await redis.client_list() if c.get("name") == events_module.SHARED_READ_NAME]
+    assert len(ours) == 1  # one connection reads the twenty streams
+    await client.enqueue(names[13], Message(n=13), job_id="thirteen")
+    (event,) = await firsts[13]
+    assert (event.channel, event.job_id) == (names[13], "thirteen")
+    late = client.events(f"{CHANNEL}-late")
+    got = asyncio.ensure_future(_take(late, 1))
+    await asyncio.sleep(0.3)
+    await client.enqueue(f"{CHANNEL}-late", Message(n=1), job_id="late")
+    assert [e.job_id for e in await got] == ["late"]
+    for first in firsts:
+        first.cancel()
+    for stream in [*streams, late]:
+        await stream.aclose()

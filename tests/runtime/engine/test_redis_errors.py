@@ -80,6 +80,18 @@ def test_what_the_cluster_client_raises_by_itself() -> None:
     assert not is_unavailable(DataError("Invalid input of type: 'dict'"))
 
 
+def test_a_write_on_a_transport_closed_under_it_is_unavailable() -> None:
+    # uvloop raises this where standard asyncio ignores the write: redis-py closed the
+    # connection (a failover) while the command was being sent. Seen in the cluster chaos
+    # test as a gRPC UNKNOWN, i.e. what HTTP would answer 500.
+    closed = RuntimeError(
+        "unable to perform operation on <TCPTransport closed=True reading=False "
+        "0x55a5d1bc3bf0>; the handler is closed"
+    )
+    assert is_unavailable(closed)
+    assert not is_unavailable(RuntimeError("Event loop is closed"))
+
+
 def test_redis_errors_names_what_was_not_done_and_keeps_the_cause() -> None:
     refusal = parse(f"NOREPLICAS Not enough good replicas to write. {SCRIPT}")
     with (
