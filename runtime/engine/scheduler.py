@@ -46,9 +46,9 @@ __all__ = ["LEASE_MS", "MISFIRE_GRACE_MS", "POLL_S", "Scheduler"]
 logger = logging.getLogger("channelkit.scheduler")
 
 POLL_S = 1.0  # a schedule created or resumed by another process is seen this late at most
-# ... on a channel that has schedules. A channel with none is looked at this often (a
-# schedule another process creates there is seen this late at most; one created through
-# this process's Client at once): quiet channels cost one command per EMPTY_POLL_S each.
+# ... on a channel that has schedules. A channel with none is looked at this often, or at
+# once when any process creates or resumes a schedule (a counter every scheduler reads
+# each POLL_S): quiet channels cost one command per EMPTY_POLL_S each, not three a second.
 EMPTY_POLL_S = 10.0
 LEASE_MS = 30_000  # a tick taken by a process that died is taken over after this long
 MISFIRE_GRACE_MS = 30_000  # catch_up skip: a lone due tick this late still runs
@@ -74,6 +74,7 @@ class Scheduler(BackgroundLoop):
         self._metrics = metrics
         self._wake = asyncio.Event()
         self._empty_until: dict[str, float] = {}  # a channel without schedules: look again then
+        self._changes_seen: bytes | None = None
         client.schedules.on_change(self._on_change)
 
     def _on_change(self, channel: str) -> None:
@@ -107,6 +108,10 @@ class Scheduler(BackgroundLoop):
         """Enqueue every tick due at `now`; returns the seconds until the next one
         (at most POLL_S)."""
         clock = time.monotonic()
+        changes: Any = await self._client.redis.get(self._store.changes_key)
+        if changes != self._changes_seen:
+            self._changes_seen = changes
+            self._empty_until.clear()  # a schedule was created or resumed somewhere
         names = [name for name in self._channels if self._empty_until.get(name, 0.0) <= clock]
         replies: list[Any] = []
         if names:

@@ -254,6 +254,15 @@ class ScheduleStore:
     def index_key(self, channel: str) -> str:
         return ChannelKeys(self.prefix, channel).base + "schedules"
 
+    @property
+    def changes_key(self) -> str:
+        """Counts schedule creations and resumes by any process: a scheduler that sees it
+        move looks at channels it had found without schedules at once."""
+        return f"{self.prefix}:schedules-changed"
+
+    async def mark_changed(self) -> None:
+        await self.redis.incr(self.changes_key)
+
     def hash_key(self, channel: str, name: str) -> str:
         return ChannelKeys(self.prefix, channel).base + "schedule:" + name
 
@@ -375,6 +384,7 @@ class Schedules:
                         "work on it at runtime)",
                     )
             await self.store.upsert(channel, schedule, source, now_ms())
+            await self.store.mark_changed()
             info = await self.store.read(channel, schedule.name)
         self._changed(channel)
         if info is None:  # removed in between by another caller
@@ -409,6 +419,8 @@ class Schedules:
         with redis_errors():
             if not await self.store.set_paused(channel, name, paused, now, next_tick):
                 raise ScheduleNotFound(channel, name)
+            if not paused:
+                await self.store.mark_changed()
         self._changed(channel)
         return await self.get(channel, name)
 
