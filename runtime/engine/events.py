@@ -281,6 +281,10 @@ class _ChannelTail:
                 logger.warning("events of %s: %s; reading again in 1 s", self.channel, error)
                 await asyncio.sleep(1.0)
                 continue
+            except Exception:  # a bug: say so, and keep the subscribers fed afterwards
+                logger.exception("events of %s: reading failed; again in 1 s", self.channel)
+                await asyncio.sleep(1.0)
+                continue
             if not events:
                 began = 0.0  # nothing came: the next event leaves as soon as it comes
             else:
@@ -355,6 +359,10 @@ class _SharedRead:
                     found = await self._blocking.xread(streams, count=READ_COUNT, block=BLOCK_MS)
             except RedisUnavailable as error:  # the subscribers keep waiting meanwhile
                 logger.warning("events: %s; reading again in 1 s", error)
+                await asyncio.sleep(1.0)
+                continue
+            except Exception:  # a bug: say so, and keep the subscribers fed afterwards
+                logger.exception("events: reading failed; again in 1 s")
                 await asyncio.sleep(1.0)
                 continue
             finally:
