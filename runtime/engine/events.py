@@ -329,11 +329,17 @@ class _SharedRead:
                 await self._control.client_unblock(self._client_id)
 
     async def _run(self) -> None:
-        try:
-            await self._read()
-        finally:
-            # nobody watches: no connection kept open meanwhile (the next read opens one)
-            await self._blocking.connection_pool.disconnect(inuse_connections=True)
+        while True:
+            try:
+                await self._read()
+            finally:
+                # nobody watches: no connection kept open meanwhile (the next read opens one)
+                await self._blocking.connection_pool.disconnect(inuse_connections=True)
+            # a channel that joined while this read was ending found it still running (it
+            # did not start another): read again for it. No await from here to the end, so
+            # none can join unseen.
+            if not self._tails:
+                return
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
