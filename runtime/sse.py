@@ -30,10 +30,7 @@ async def start_position(
     """Where a stream starts: after `Last-Event-ID` (a reconnect), else after `after`,
     else from now on. Reading "now" touches Redis, so an unavailable Redis is refused
     (503) before the stream starts instead of inside it."""
-    wanted = last_event_id or after
-    if wanted is not None:
-        return EventPosition.parse(wanted)
-    return await client.event_hub.reader(channel).latest()
+    return await client.event_hub.start(channel, last_event_id or after)
 
 
 def encode(event: JobEvent) -> bytes:

@@ -407,6 +407,15 @@ class EventHub:
     def reader(self, channel: str) -> EventReader:
         return EventReader(self._redis, self._keys_of(channel))
 
+    async def start(self, channel: str, after: str | None) -> EventPosition:
+        """Where a stream of the channel's events starts: after the event id `after` (a
+        client's; `0`: the oldest kept), else from now on. Reading "now" touches Redis,
+        so a transport calling this before its stream starts answers an outage (503,
+        UNAVAILABLE) instead of failing inside the stream."""
+        if after is not None:
+            return EventPosition.parse(after)
+        return await self.reader(channel).latest()
+
     async def subscribe(
         self,
         channel: str,

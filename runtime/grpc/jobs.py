@@ -254,8 +254,8 @@ class JobsAdmin:
         self._check(channel)
         if job_id:
             check_job_id(job_id)
-        position = after or str(await self._store.event_hub.reader(channel).latest())
-        return self._store.events(channel, job_id=job_id or None, after=position)
+        position = await self._store.event_hub.start(channel, after or None)
+        return self._store.events(channel, job_id=job_id or None, after=str(position))
 
     def _check(self, channel: str, job_id: str | None = None) -> None:
         if channel not in self._channels:
