@@ -8,7 +8,7 @@ with a million jobs in a channel?
    does (first read to last ack, polled every 2 ms). Cases, alternated in every round:
      none:      nobody looks at the dashboard (the anchor)
      5 viewers: what 5 open browsers on the overview send: each holds GET /ui/live open
-                (the job events tell it when a channel changed, at most once a second)
+                (the process tells it when a channel's newest event id moved, at most once a second)
                 and GETs /ui/fragments/overview on each change and every 5 s
      5 x 10:    the same 5 viewers polling every 0.5 s (10x a browser's timer), for
                 headroom

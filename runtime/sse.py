@@ -96,34 +96,26 @@ async def sse_stream(
             await task
 
 
-async def change_stream(
-    client: Client, channels: Sequence[str], every_s: float = 1.0
-) -> AsyncGenerator[bytes, None]:
+async def change_stream(client: Client, channels: Sequence[str]) -> AsyncGenerator[bytes, None]:
     """An SSE body that names the channels whose jobs changed (`event: change`, data
-    the names, comma-separated), at most once per `every_s` however busy they are: a
-    page refreshes its counts when something happened, not on a timer."""
-    changed: set[str] = set()
-    wake = asyncio.Event()
-
-    async def watch(channel: str) -> None:
-        async for _ in client.event_hub.subscribe_batches(channel):
-            changed.add(channel)
-            wake.set()
-
-    tasks = [asyncio.create_task(watch(name), name=f"channelkit-live:{name}") for name in channels]
+    the names, comma-separated), at most once a second however busy they are
+    (runtime.engine.changes): a page refreshes its counts when something happened, not
+    on a timer."""
+    changes = client.changes.watch(channels)
+    pending: asyncio.Future[frozenset[str]] | None = None
     try:
         yield f"retry: {RETRY_MS}\n: changes of {','.join(channels)}\n\n".encode()
         while True:
-            try:
-                await asyncio.wait_for(wake.wait(), KEEP_ALIVE_S)
-            except TimeoutError:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(changes))
+            done, _ = await asyncio.wait({pending}, timeout=KEEP_ALIVE_S)
+            if not done:
                 yield b": keep-alive\n\n"
                 continue
-            wake.clear()
-            names, changed = ",".join(sorted(changed)), set()
+            names, pending = ",".join(sorted(pending.result())), None
             yield f"event: change\ndata: {names}\n\n".encode()
-            await asyncio.sleep(every_s)  # what changes meanwhile goes in the next one
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await changes.aclose()

@@ -20,6 +20,7 @@ from redis.exceptions import ResponseError
 
 from runtime.engine import tracing
 from runtime.engine.browse import BrowseScripts, JobFilter, JobPage, jobs_page
+from runtime.engine.changes import ChangeFeed
 from runtime.engine.clock import now_ms, text
 from runtime.engine.connection import RedisClient, connect
 from runtime.engine.envelope import TIMEOUT_LABEL
@@ -140,6 +141,8 @@ class Client:
         self.metrics = metrics  # counts enqueued jobs when given
         self._script_set = ScriptSet(redis)
         self.event_hub = EventHub(redis, self.keys)
+        self.changes = ChangeFeed(redis, self.keys)
+        """Which channels' jobs changed, sampled once a second (runtime.engine.changes)."""
         self._scripts: dict[str, ChannelScripts] = {}
         self._coalescer = _Coalescer(self.scripts)
         self._browse = BrowseScripts(redis)
@@ -158,6 +161,7 @@ class Client:
 
     async def close(self) -> None:
         await self.event_hub.close()
+        await self.changes.close()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Client:
