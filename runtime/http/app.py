@@ -38,6 +38,7 @@ from runtime.http.openapi import (
     use_exact_payload_schemas,
 )
 from runtime.http.processes import list_processes
+from runtime.http.registration import IndexedApp, IndexedRouter
 
 __all__ = ["build_http_app", "validation_error_body"]
 
@@ -232,7 +233,7 @@ def build_http_app(
     OpenAPI document and parse their own bodies, which are first checked for depth
     (runtime.http.body)."""
     extra = Router(path="/", route_handlers=list(mounted), before_request=check_body_depth)
-    protected = Router(
+    protected = IndexedRouter(
         path="/",
         route_handlers=[*controllers, list_processes],
         guards=[_api_key_guard(api_keys)] if api_keys else [],
@@ -255,7 +256,7 @@ def build_http_app(
     def provide_schedule_payloads() -> Mapping[str, type[BaseModel]]:
         return schedule_payloads
 
-    app = Litestar(
+    app = IndexedApp(
         route_handlers=[
             protected,
             _health_controller(readiness),
